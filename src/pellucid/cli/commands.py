@@ -1,0 +1,212 @@
+"""Sub-commands: each ``add_*`` declares arguments, each ``cmd_*`` calls the library."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pellucid.errors import ConfigError
+
+
+def _options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
+    """Parse ``key=value`` pairs; values are read as YAML scalars (3 -> int, 0.1 -> float)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def _common_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+
+
+def add_train(sub, datasets, models, methods) -> None:
+    p = sub.add_parser("train", help="train a network and write a run directory")
+    p.add_argument("--config", help="a YAML config to start from (flags override it)")
+    p.add_argument("--dataset", choices=datasets.names(), help="dataset (default mnist)")
+    p.add_argument("--data-option", action="append", metavar="K=V", help="dataset option")
+    p.add_argument("--model", help=f"backbone: {', '.join(models.names())} or tv:NAME")
+    p.add_argument("--model-option", action="append", metavar="K=V", help="backbone option")
+    p.add_argument("--weights", help="local weights file to initialise the backbone")
+    p.add_argument("--init", metavar="RUN", help="initialise from a finished run directory")
+    p.add_argument("--method", choices=methods.names(), help="training method")
+    p.add_argument("--method-option", action="append", metavar="K=V", help="method option")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--schedule", choices=["onecycle", "cosine", "step", "constant"])
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--augment", choices=["none", "shift", "shift-flip"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUT/tb")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _common_output(p)
+    p.set_defaults(func=cmd_train)
+
+
+def config_from_args(args: argparse.Namespace):
+    """Merge a YAML config (if any) with command-line flags into a RunConfig."""
+    import dataclasses
+
+    from pellucid.config import RunConfig, load_config
+
+    cfg = load_config(args.config) if args.config else RunConfig()
+    data, model, method, train = cfg.data, cfg.model, cfg.method, cfg.train
+    if args.dataset:
+        data = dataclasses.replace(data, name=args.dataset)
+    data_opts = _options(args.data_option, "--data-option")
+    data = dataclasses.replace(data, options={**data.options, **data_opts})
+    for flag, key in (("batch_size", "batch_size"), ("augment", "augment")):
+        if getattr(args, flag) is not None:
+            data = dataclasses.replace(data, **{key: getattr(args, flag)})
+    if args.model:
+        model = dataclasses.replace(model, name=args.model)
+    model_opts = {**model.options, **_options(args.model_option, "--model-option")}
+    model = dataclasses.replace(model, options=model_opts, weights=args.weights or model.weights)
+    if args.method and args.method != method.name:
+        method = dataclasses.replace(method, name=args.method, options={})
+    method_opts = {**method.options, **_options(args.method_option, "--method-option")}
+    method = dataclasses.replace(method, options=method_opts)
+    changes = {
+        k: getattr(args, k)
+        for k in ("epochs", "lr", "optimizer", "schedule", "weight_decay", "seed", "device")
+        if getattr(args, k) is not None
+    }
+    if args.tensorboard:
+        changes["tensorboard"] = True
+    train = dataclasses.replace(train, **changes)
+    return RunConfig(data=data, model=model, method=method, train=train, init=args.init or cfg.init)
+
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.training import train_run
+
+    config = config_from_args(args)
+    metrics = train_run(config, args.out, resume=args.resume, progress=not args.quiet)
+    if not args.quiet and not args.json:
+        print(
+            f"{config.method.name} {config.model.name} on {config.data.name}: "
+            f"test accuracy {metrics['test_accuracy']:.4f} "
+            f"({metrics['train_seconds']:.1f} s training) -> {args.out}"
+        )
+    return metrics
+
+
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="recompute a run's metrics into its metrics.json")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--device", default="auto")
+    _common_output(p)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.training import evaluate_run
+
+    metrics = evaluate_run(args.run, args.device)
+    if not args.quiet and not args.json:
+        for key in sorted(metrics):
+            print(f"{key:>20}  {metrics[key]}")
+    return metrics
+
+
+def add_models(sub, models) -> None:
+    p = sub.add_parser("models", help="list models, or one model's addressable layers")
+    p.add_argument("model", nargs="?", help=f"{', '.join(models.names())} or tv:NAME")
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--depth", type=int, default=None, help="only names with < DEPTH dots")
+    _common_output(p)
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> Any:
+    from pellucid.models import build_model, default_layer, layer_table
+    from pellucid.registry import MODELS
+
+    if not args.model:
+        rows = [{"name": e.name, "help": e.help} for e in MODELS.entries()]
+        rows.append({"name": "tv:NAME", "help": "any torchvision classifier (random weights)"})
+        if not args.json and not args.quiet:
+            for r in rows:
+                print(f"{r['name']:<12} {r['help']}")
+        return rows
+    model = build_model(args.model, args.in_channels, args.num_classes)
+    size = args.image_size
+    table = layer_table(model, (args.in_channels, size, size), args.depth)
+    rows = [{"layer": n, "type": t, "output": list(s)} for n, t, s in table]
+    if not args.json and not args.quiet:
+        print(
+            f"{args.model}: input ({args.in_channels}, {size}, {size}); default layer "
+            f"{default_layer(model)!r}"
+        )
+        for r in rows:
+            print(f"  {r['layer']:<28} {r['type']:<18} {tuple(r['output'])}")
+    return rows
+
+
+def add_datasets(sub, datasets) -> None:
+    p = sub.add_parser("datasets", help="list the datasets")
+    _common_output(p)
+    p.set_defaults(func=cmd_datasets)
+
+
+def cmd_datasets(args: argparse.Namespace) -> Any:
+    from pellucid.registry import DATASETS
+
+    rows = [{"name": e.name, "help": e.help} for e in DATASETS.entries()]
+    if not args.json and not args.quiet:
+        for r in rows:
+            print(f"{r['name']:<16} {r['help']}")
+    return rows
+
+
+def add_show_data(sub, datasets) -> None:
+    p = sub.add_parser("show-data", help="draw a grid of samples with masks and landmarks")
+    p.add_argument("--dataset", required=True, choices=datasets.names())
+    p.add_argument("--data-option", action="append", metavar="K=V")
+    p.add_argument("--split", default="train", choices=["train", "val", "test"])
+    p.add_argument("--n", type=int, default=16, help="number of images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    _common_output(p)
+    p.set_defaults(func=cmd_show_data)
+
+
+def cmd_show_data(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.data import load_dataset
+    from pellucid.report.data_grid import save_data_grid
+
+    ds = load_dataset(
+        args.dataset, args.split, seed=args.seed, **_options(args.data_option, "--data-option")
+    )
+    path = save_data_grid(ds, Path(args.out), n=args.n)
+    if not args.quiet and not args.json:
+        print(f"wrote {path}")
+    return {"path": str(path)}
+
+
+def add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the main job on bundled data (what `make demo` runs)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--fresh", action="store_true", help="re-train runs that already exist")
+    p.add_argument("--epochs", type=int, default=5)
+    _common_output(p)
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.demo import run_demo
+
+    return run_demo(Path(args.out), fresh=args.fresh, epochs=args.epochs, quiet=args.quiet)

@@ -1,0 +1,63 @@
+"""The ``pellucid`` command: a thin layer over the library. Every sub-command calls a
+function a user can import; choices come from the registries."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+
+from pellucid.cli import commands
+from pellucid.errors import PellucidError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pellucid.registry import DATASETS, METHODS, MODELS
+
+    parser = argparse.ArgumentParser(
+        prog="pellucid",
+        description="Interpretable convolutional networks: train, explain, measure.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_train(sub, DATASETS, MODELS, METHODS)
+    commands.add_evaluate(sub)
+    commands.add_models(sub, MODELS)
+    commands.add_datasets(sub, DATASETS)
+    commands.add_show_data(sub, DATASETS)
+    commands.add_demo(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 success, 1 error, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except PellucidError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"pellucid: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pellucid: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # unexpected: one line unless --debug
+        if args.debug:
+            raise
+        print(
+            f"pellucid: internal error: {type(err).__name__}: {err} (run with --debug for the "
+            "traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    if getattr(args, "json", False) and result is not None:
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Run configuration: frozen dataclasses, YAML load/save. The resolved config is saved with
+every run (``config.yaml``), so a run directory says exactly how it was made."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pellucid.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "cosine", "step", "constant")
+AUGMENTS = ("none", "shift", "shift-flip")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, with which options and batching."""
+
+    name: str = "mnist"
+    options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 128
+    augment: str = "shift"  # none | shift | shift-flip
+    max_shift: int = 2
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which backbone; ``weights`` is an optional local file to start from."""
+
+    name: str = "resnet8"
+    options: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """The training objective (``standard``, ``csg``, ...) and its options."""
+
+    name: str = "standard"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; the loop itself knows nothing about methods."""
+
+    epochs: int = 5
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    seed: int = 0
+    device: str = "auto"
+    tensorboard: bool = False
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose from: {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; choose from: {SCHEDULES}")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run. ``info`` is filled when the run starts (the dataset's
+    classes, channels and statistics) so a saved run can be rebuilt without its data;
+    ``init`` names a run directory whose weights initialise the model."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    init: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.data.augment not in AUGMENTS:
+            raise ConfigError(f"unknown augment {self.data.augment!r}; choose from: {AUGMENTS}")
+        if self.data.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.data.batch_size}")
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        sections = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig}
+        sections["train"] = TrainConfig
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in sections:
+                kwargs[key] = _section(sections[key], value or {}, key)
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+
+def _section(kind: type, raw: dict[str, Any], where: str) -> Any:
+    allowed = {f.name for f in fields(kind)}
+    bad = set(raw) - allowed
+    if bad:
+        raise ConfigError(
+            f"unknown key(s) in config section {where!r}: {', '.join(sorted(bad))}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+    return kind(**raw)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write the config as YAML, atomically."""
+    from pellucid.io import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML config (``yaml.safe_load``; no objects are constructed from tags)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of config sections")
+    return RunConfig.from_dict(raw)

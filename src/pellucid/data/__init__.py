@@ -1,0 +1,73 @@
+"""Datasets: one registry, deterministic by seed, no downloads.
+
+>>> from pellucid.data import load_dataset, make_loader
+>>> test = load_dataset("mnist", "test", seed=0)
+>>> batch = next(iter(make_loader(test, batch_size=64)))   # a Batch
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from pellucid.data import folder, mnist, shapes  # noqa: F401  (fill the registry)
+from pellucid.data.base import Batch, DatasetInfo, PellucidDataset, collate
+from pellucid.data.splits import SPLITS
+from pellucid.registry import DATASETS
+
+__all__ = [
+    "Batch",
+    "DatasetInfo",
+    "PellucidDataset",
+    "SPLITS",
+    "collate",
+    "dataset_names",
+    "load_dataset",
+    "make_loader",
+]
+
+
+def dataset_names() -> list[str]:
+    """Registered dataset names."""
+    return DATASETS.names()
+
+
+def load_dataset(name: str, split: str = "train", seed: int = 0, **options: Any) -> PellucidDataset:
+    """Build the dataset ``name`` for ``split`` ("train", "val" or "test").
+
+    Parameters
+    ----------
+    name : str
+        A registered dataset (see ``pellucid datasets``).
+    split : str
+        "train", "val" or "test".
+    seed : int
+        Fixes the split and every random choice of synthetic data.
+    **options
+        Dataset-specific options (e.g. ``size=32`` for shapes, ``root=...`` for folder).
+    """
+    return DATASETS.build(name, split, seed=seed, fixed=("seed",), **options)
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int = 128,
+    shuffle: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader yielding :class:`Batch`; shuffling is seeded (same order on every run)."""
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=gen if shuffle else None,
+        num_workers=num_workers,
+        collate_fn=collate,
+        drop_last=drop_last,
+        persistent_workers=num_workers > 0,
+    )

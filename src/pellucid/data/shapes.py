@@ -1,0 +1,349 @@
+"""``shapes``: synthetic objects made of parts, with full ground truth.
+
+Every image holds one *object* on a textured background among a few *distractor* parts.
+An object is 3-4 analytic parts (disc, square, triangle, bar, ring, cross) in a fixed
+arrangement; the class is told by which parts are combined and how they are arranged:
+
+=========  ==========================================  ====================================
+class      parts (slot order)                          arrangement
+=========  ==========================================  ====================================
+snowman    disc, disc, disc                            three shrinking discs in a column
+dumbbell   disc, bar, disc                             two discs joined by a bar
+key        ring, bar, square                           ring, shaft, one tooth under the tip
+house      square, triangle, bar                       body, roof on top, chimney
+tree       bar, triangle, triangle                     trunk, two stacked triangles
+face       ring, disc, disc, bar                       outline ring; eyes and mouth inside
+flag       bar, triangle, square                       pole, pennant at the top, foot block
+windmill   square, triangle, cross                     tower, roof, X-shaped sails above
+=========  ==========================================  ====================================
+
+What makes it non-trivial:
+
+* Part types are shared between classes (house, flag and windmill all hold a square and a
+  triangle; snowman, dumbbell and face all hold discs), so no single part tells the class.
+* Distractors are isolated single parts of the same types and colour distribution, so
+  "is there a triangle" is not enough either; they never touch the object (they are kept a
+  few pixels outside its box), so the object mask stays exact.
+* The whole object is randomly rotated (any angle), scaled and coloured, each part is slightly
+  jittered in size, position and shade, and the object's position is uniform over the
+  canvas, so it is often far from the centre (a centre-pointing baseline mostly misses).
+* The background is a tinted smooth texture (value noise + grating + gradient); object and
+  distractor colours keep a contrast of at least ~0.14 (about 35 grey levels) from the
+  background in some channel at every pixel.
+
+Ground truth per image: the object mask (union of its part masks), one mask per part slot
+(the *visible* pixels of that part: later slots are painted over earlier ones, so part masks
+are disjoint), a landmark per slot (the part pixel nearest the part's geometric centre, in
+pixel-index coordinates ``(x, y) = (column, row)``, so it always lies inside the part mask),
+the global part type of each slot and the object's box. Image ``i`` depends only on
+``(seed, start + i)``, so any slice of the stream can be regenerated alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from pellucid.data.base import DatasetInfo, PellucidDataset
+from pellucid.data.shapes_render import (
+    BAR,
+    CROSS,
+    DISC,
+    RING,
+    SQUARE,
+    TRIANGLE,
+    dilate,
+    part_mask,
+    textured_background,
+)
+from pellucid.data.splits import check_split
+from pellucid.errors import ConfigError
+from pellucid.registry import DATASETS
+
+PART_NAMES: tuple[str, ...] = ("disc", "square", "triangle", "bar", "ring", "cross")
+CLASS_NAMES: tuple[str, ...] = (
+    "snowman",
+    "dumbbell",
+    "key",
+    "house",
+    "tree",
+    "face",
+    "flag",
+    "windmill",
+)
+
+# Parts of each class in object units (the object fits in a radius of about 1 around its
+# origin; x to the right, y down). A part is (kind, x, y, a, b, angle_degrees) with ``a``,
+# ``b`` as in :mod:`pellucid.data.shapes_render` -- except that for rings ``b`` is the inner
+# radius as a fraction of ``a``.
+_LAYOUTS: tuple[tuple[tuple[int, float, float, float, float, float], ...], ...] = (
+    # snowman
+    ((DISC, 0.0, 0.52, 0.44, 0, 0), (DISC, 0.0, -0.2, 0.32, 0, 0), (DISC, 0.0, -0.72, 0.22, 0, 0)),
+    # dumbbell
+    ((DISC, -0.66, 0.0, 0.32, 0, 0), (BAR, 0.0, 0.0, 0.5, 0.1, 0), (DISC, 0.66, 0.0, 0.32, 0, 0)),
+    # key
+    (
+        (RING, -0.5, 0.0, 0.4, 0.5, 0),
+        (BAR, 0.3, 0.0, 0.5, 0.1, 0),
+        (SQUARE, 0.62, 0.2, 0.14, 0, 0),
+    ),
+    # house
+    (
+        (SQUARE, 0.0, 0.34, 0.48, 0, 0),
+        (TRIANGLE, 0.0, -0.36, 0.62, 0, 0),
+        (BAR, 0.32, -0.62, 0.2, 0.08, 90),
+    ),
+    # tree
+    (
+        (BAR, 0.0, 0.66, 0.3, 0.1, 90),
+        (TRIANGLE, 0.0, 0.08, 0.6, 0, 0),
+        (TRIANGLE, 0.0, -0.5, 0.44, 0, 0),
+    ),
+    # face
+    (
+        (RING, 0.0, 0.0, 0.9, 0.76, 0),
+        (DISC, -0.3, -0.22, 0.15, 0, 0),
+        (DISC, 0.3, -0.22, 0.15, 0, 0),
+        (BAR, 0.0, 0.34, 0.34, 0.08, 0),
+    ),
+    # flag: pennant's apex points along +x (rotate the -y apex by 90 degrees)
+    (
+        (BAR, -0.3, 0.0, 0.86, 0.08, 90),
+        (TRIANGLE, -0.03, -0.46, 0.46, 0, 90),
+        (SQUARE, -0.3, 0.76, 0.2, 0, 0),
+    ),
+    # windmill
+    (
+        (SQUARE, 0.0, 0.52, 0.4, 0, 0),
+        (TRIANGLE, 0.0, 0.0, 0.32, 0, 0),
+        (CROSS, 0.0, -0.42, 0.56, 0.08, 45),
+    ),
+)
+NUM_PARTS = max(len(layout) for layout in _LAYOUTS)  # P, the number of part slots
+
+SPLIT_START = {"train": 0, "val": 1_000_000_000, "test": 2_000_000_000}
+SPLIT_SIZE = {"train": 10_000, "val": 1_000, "test": 2_000}
+MIN_SIZE, MAX_SIZE = 24, 512
+
+# Per-channel statistics of pixel values in [0, 1], measured once on 4,000 train images (64x64).
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.25, 0.25, 0.25)
+
+_BG_AMPLITUDE = 0.15  # background stays within tint +- this
+_CONTRAST = 0.35  # object / distractor colour differs from the tint by this in some channel
+_JITTER = 0.06  # per-part colour jitter (so contrast to the background stays >= 0.14)
+_SCALE = (0.15, 0.21)  # object radius as a fraction of the image side
+_N_DISTRACTORS = (2, 5)  # [low, high) distractor parts per image
+
+
+def _colour(rng: np.random.Generator, tint: np.ndarray) -> np.ndarray:
+    """A random colour at L-infinity distance >= ``_CONTRAST`` from ``tint``."""
+    cand = rng.random((16, 3))
+    ok = np.abs(cand - tint).max(axis=1) >= _CONTRAST
+    if ok.any():
+        return cand[int(np.argmax(ok))]
+    col = cand[0].copy()  # practically never reached: push one channel away from the tint
+    ch = int(rng.integers(3))
+    col[ch] = 0.0 if tint[ch] >= 0.5 else 1.0
+    return col
+
+
+def _landmark(mask: np.ndarray, cx: float, cy: float) -> tuple[float, float]:
+    """The pixel of ``mask`` nearest to ``(cx, cy)``, as (x, y) index coordinates."""
+    ys, xs = np.nonzero(mask)
+    k = int(np.argmin((xs - cx) ** 2 + (ys - cy) ** 2))
+    return float(xs[k]), float(ys[k])
+
+
+def _render(rng: np.random.Generator, size: int, out: dict[str, np.ndarray], i: int) -> None:
+    """Draw image ``i`` of ``out`` (and its ground truth) from ``rng``."""
+    label = int(rng.integers(len(CLASS_NAMES)))
+    tint = rng.uniform(0.2, 0.8, 3)
+    img = textured_background(rng, size, tint, _BG_AMPLITUDE)
+
+    # --- the object: random scale, rotation, position (whole object inside the canvas)
+    scale = rng.uniform(*_SCALE) * size
+    theta = rng.uniform(0.0, 2 * math.pi)
+    flip = rng.random() < 0.5  # mirror image (keeps the class)
+    reach = 1.05 * scale + 1.0
+    ox, oy = rng.uniform(reach, size - 1 - reach, 2)
+    base = _colour(rng, tint)
+    cos, sin = math.cos(theta), math.sin(theta)
+    layout = _LAYOUTS[label]
+    jitter = rng.uniform(-1.0, 1.0, (len(layout), 4))  # size, dx, dy, shade
+    obj = np.zeros((size, size), dtype=bool)
+    slots = np.zeros((NUM_PARTS, size, size), dtype=bool)
+    centres = []
+    for k, (kind, px, py, a, b, deg) in enumerate(layout):
+        px, py = px + 0.03 * jitter[k, 1], py + 0.03 * jitter[k, 2]
+        if flip:
+            px, deg = -px, -deg
+        cx = ox + scale * (px * cos - py * sin)
+        cy = oy + scale * (px * sin + py * cos)
+        a_px = max(a * scale * (1.0 + 0.08 * jitter[k, 0]), 1.0)
+        if kind == RING:
+            b_px = min(b * a_px, a_px - 1.2)
+        else:
+            b_px = max(b * scale, 0.75)
+        m = part_mask(kind, cx, cy, a_px, b_px, theta + math.radians(deg), size)
+        slots[:, m] = False  # later parts are painted over earlier ones
+        slots[k] = m
+        obj |= m
+        shade = np.clip(base + _JITTER * jitter[k, 3], 0.0, 1.0)
+        img[:, m] = shade[:, None]
+        centres.append((cx, cy))
+    for k, (cx, cy) in enumerate(centres):
+        if slots[k].any():
+            out["landmarks"][i, k] = _landmark(slots[k], cx, cy)
+            out["part_ids"][i, k] = layout[k][0]
+    ys, xs = np.nonzero(obj)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+
+    # --- distractors: single parts kept a gap outside the object's box and each other
+    gap = max(2, size // 20)
+    forbidden = np.zeros((size, size), dtype=bool)
+    forbidden[max(0, y0 - gap) : y1 + gap, max(0, x0 - gap) : x1 + gap] = True
+    for _ in range(int(rng.integers(*_N_DISTRACTORS))):
+        kind = int(rng.integers(len(PART_NAMES)))
+        a_px = max(rng.uniform(0.15, 0.42) * scale, 1.0)
+        if kind == BAR:
+            a_px *= 1.4
+        b_px = {RING: a_px * 0.55, BAR: 0.1 * scale, CROSS: 0.08 * scale}.get(kind, 0.0)
+        b_px = min(b_px, a_px - 1.2) if kind == RING else max(b_px, 0.75)
+        colour = _colour(rng, tint)
+        angle = rng.uniform(0.0, 2 * math.pi)
+        for _try in range(6):
+            cx, cy = rng.uniform(0, size - 1, 2)
+            m = part_mask(kind, cx, cy, a_px, b_px, angle, size)
+            if m.any() and not (m & forbidden).any():
+                img[:, m] = colour[:, None]
+                forbidden |= dilate(m, gap)
+                break
+
+    out["images"][i] = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    out["labels"][i] = label
+    out["mask"][i, 0] = obj
+    out["parts"][i] = slots
+    out["box"][i] = (x0, y0, x1, y1)
+
+
+def _check_size(size: object) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise ConfigError(f"shapes: image size must be an integer, got {size!r}")
+    if not MIN_SIZE <= int(size) <= MAX_SIZE:
+        raise ConfigError(
+            f"shapes: image size must be between {MIN_SIZE} and {MAX_SIZE} pixels "
+            f"(32 and 64 are the tested ones), got {size}"
+        )
+    return int(size)
+
+
+def generate_shapes(n: int, size: int = 64, seed: int = 0, start: int = 0) -> dict[str, np.ndarray]:
+    """Generate ``n`` images of the shapes stream, items ``start`` to ``start + n - 1``.
+
+    Item ``j`` is drawn from ``np.random.default_rng([seed, j])`` alone, so any slice is
+    reproducible and independent of ``n``.
+
+    Parameters
+    ----------
+    n : int
+        Number of images (>= 1).
+    size : int
+        Image side in pixels (24-512; 32 and 64 are the supported presets).
+    seed : int
+        Non-negative stream seed.
+    start : int
+        Index of the first item in the stream (non-negative).
+
+    Returns
+    -------
+    dict of ndarray
+        ``images`` uint8 (n, 3, S, S); ``labels`` int64 (n,); ``mask`` uint8 (n, 1, S, S);
+        ``box`` float32 (n, 4) as (x0, y0, x1, y1), end-exclusive; ``parts`` uint8
+        (n, P, S, S); ``landmarks`` float32 (n, P, 2) as (x, y), NaN where absent;
+        ``part_ids`` int64 (n, P), -1 where absent. P = :data:`NUM_PARTS`.
+    """
+    size = _check_size(size)
+    for name, value, low in (("n", n, 1), ("seed", seed, 0), ("start", start, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ConfigError(f"shapes: {name} must be an integer >= {low}, got {value!r}")
+    n, p = int(n), NUM_PARTS
+    out = {
+        "images": np.zeros((n, 3, size, size), np.uint8),
+        "labels": np.zeros(n, np.int64),
+        "mask": np.zeros((n, 1, size, size), np.uint8),
+        "box": np.zeros((n, 4), np.float32),
+        "parts": np.zeros((n, p, size, size), np.uint8),
+        "landmarks": np.full((n, p, 2), np.nan, np.float32),
+        "part_ids": np.full((n, p), -1, np.int64),
+    }
+    for i in range(n):
+        _render(np.random.default_rng([int(seed), int(start) + i]), size, out, i)
+    return out
+
+
+class ShapesDataset(PellucidDataset):
+    """``n`` images of the shapes stream held in memory as tensors, with all ground truth.
+
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    size : int
+        Image side in pixels.
+    seed : int
+        Stream seed.
+    start : int
+        First item of the stream (the splits use disjoint ranges, see :data:`SPLIT_START`).
+    """
+
+    def __init__(self, n: int, size: int = 64, seed: int = 0, start: int = 0) -> None:
+        data = generate_shapes(n, size=size, seed=seed, start=start)
+        info = DatasetInfo(
+            name="shapes",
+            num_classes=len(CLASS_NAMES),
+            in_channels=3,
+            image_size=(size, size),
+            class_names=CLASS_NAMES,
+            mean=MEAN,
+            std=STD,
+            has_masks=True,
+            has_parts=True,
+            part_names=PART_NAMES,
+        )
+        tensors = {k: torch.from_numpy(v) for k, v in data.items()}
+        super().__init__(info, tensors.pop("images"), tensors.pop("labels"), **tensors)
+        self.seed, self.start = seed, start
+
+
+@DATASETS.register("shapes", help="objects made of 3-4 parts, 8 classes, 64x64; masks+parts")
+def load_shapes(split: str, seed: int = 0, size: int = 64, n: int | None = None) -> ShapesDataset:
+    """The shapes dataset: ``split`` is a disjoint slice of the stream fixed by ``seed``.
+
+    Parameters
+    ----------
+    split : str
+        "train" (10,000 images), "val" (1,000) or "test" (2,000).
+    seed : int
+        Stream seed.
+    size : int
+        Image side (32 or 64; any value in 24-512 is accepted).
+    n : int, optional
+        Number of images instead of the split's default.
+    """
+    check_split(split, "shapes")
+    size = _check_size(size)
+    count = SPLIT_SIZE[split] if n is None else n
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ConfigError(f"shapes: n must be a positive integer, got {count!r}")
+    if count > SPLIT_START["val"]:
+        raise ConfigError(f"shapes: n must be at most {SPLIT_START['val']:,}, got {count}")
+    return ShapesDataset(int(count), size=size, seed=seed, start=SPLIT_START[split])
+
+
+@DATASETS.register("shapes32", help="the shapes dataset at 32x32")
+def load_shapes32(split: str, seed: int = 0, n: int | None = None) -> ShapesDataset:
+    """The shapes dataset with 32x32 images (see :func:`load_shapes`)."""
+    return load_shapes(split, seed=seed, size=32, n=n)

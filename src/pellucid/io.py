@@ -1,0 +1,88 @@
+"""Safe, atomic file writing and reading of weights.
+
+Every file is written to a temporary name in the same directory and renamed into place, so an
+interrupted write never destroys the previous version. Weights are safetensors; other state
+is loaded with ``torch.load(..., weights_only=True)`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pellucid.errors import DataError
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    _atomic(path, lambda p: p.write_text(text))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON (indented, sorted keys) atomically."""
+    atomic_write_text(Path(path), json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path} not found") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is not valid JSON: {err}") from None
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Save a tensor dict as safetensors, atomically (tensors made contiguous, on CPU)."""
+    from safetensors.torch import save_file
+
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    _atomic(Path(path), lambda p: save_file(flat, str(p)))
+
+
+def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Load a safetensors file; a clear error when it is missing or corrupt."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} not found")
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as err:
+        raise DataError(f"{path} is not a valid safetensors file: {err}") from None
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Save optimiser/scheduler state (tensors, numbers, lists, dicts only), atomically."""
+    _atomic(Path(path), lambda p: torch.save(state, p))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Load state saved by :func:`save_state` with ``weights_only=True`` (no unpickling of
+    arbitrary objects)."""
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path} not found") from None
+    except Exception as err:
+        raise DataError(f"cannot load {path}: {err}") from None

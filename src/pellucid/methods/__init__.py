@@ -1,0 +1,23 @@
+"""Interpretable-by-design training methods; each wraps a model and implements ``step``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from pellucid.methods import standard  # noqa: F401  (fill the registry)
+from pellucid.methods.base import Method, StepResult
+from pellucid.methods.standard import Standard
+from pellucid.registry import METHODS
+
+__all__ = ["Method", "Standard", "StepResult", "build_method", "method_names"]
+
+
+def method_names() -> list[str]:
+    return METHODS.names()
+
+
+def build_method(name: str, model: nn.Module, num_classes: int, **options: Any) -> Method:
+    """Wrap ``model`` in the registered method ``name`` with ``options``."""
+    return METHODS.build(name, model, num_classes, **options)

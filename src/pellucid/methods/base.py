@@ -1,0 +1,83 @@
+"""The method abstraction: an interpretable-by-design training objective around a model.
+
+A method wraps a backbone and implements one thing, :meth:`Method.step`, which turns a batch
+into a :class:`StepResult` (loss, logits and named loss terms). Whatever it must do after an
+optimiser step (e.g. projecting gates) goes in :meth:`Method.after_optimizer_step`; the
+training loop calls these hooks and knows nothing else about the method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from pellucid.data.base import Batch
+
+
+@dataclass
+class StepResult:
+    """What a method returns for one batch.
+
+    loss   : scalar tensor to back-propagate.
+    logits : (N, C) logits of the inference path (used for accuracy).
+    terms  : named scalar loss terms for logging (detached by the loop).
+    """
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class: holds ``self.model`` (the backbone) and any extra parameters/buffers.
+
+    Subclasses implement :meth:`step`. ``state_dict`` entries outside ``model.`` are the
+    method's own state (e.g. a gate matrix) and are saved with the run.
+    """
+
+    name: str = "base"
+
+    def __init__(self, model: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.model = model
+        self.num_classes = num_classes
+
+    def step(self, batch: Batch) -> StepResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, batch: Batch) -> StepResult:
+        return self.step(batch)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the loop before each training epoch (0-based)."""
+
+    def after_optimizer_step(self) -> None:
+        """Called by the loop after every optimiser step."""
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups; override to give method parameters their own lr."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def inference_model(self) -> nn.Module:
+        """The network that predicts at test time (what ``load_run`` returns)."""
+        return self.model
+
+    def method_state(self) -> dict[str, torch.Tensor]:
+        """The method's own tensors (everything in state_dict outside the model)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("model.")}
+
+    def load_method_state(self, state: dict[str, torch.Tensor]) -> None:
+        own = self.method_state()
+        missing = set(own) - set(state)
+        if missing:
+            from pellucid.errors import DataError
+
+            raise DataError(f"method state lacks {', '.join(sorted(missing))}")
+        self.load_state_dict({**self.state_dict(), **state})
+
+    def run_metrics(self, data: Any, device: torch.device) -> dict[str, float]:
+        """Method-specific figures added to ``metrics.json`` by ``pellucid evaluate``."""
+        return {}

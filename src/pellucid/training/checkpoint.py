@@ -1,0 +1,57 @@
+"""Checkpoints: weights as safetensors, optimiser/scheduler state loadable with
+``weights_only=True``, every file written atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pellucid.errors import PellucidError
+from pellucid.io import load_state, load_tensors, save_state, save_tensors
+from pellucid.methods.base import Method
+
+CKPT = "checkpoint"
+
+
+def save_checkpoint(
+    run: Path,
+    method: Method,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    epoch: int,
+    history: list[dict[str, float]],
+) -> None:
+    """Write ``run/checkpoint/{weights.safetensors, state.pt}``; ``state.pt`` last, so a
+    checkpoint whose state file exists is complete."""
+    d = run / CKPT
+    save_tensors(d / "weights.safetensors", method.state_dict())
+    save_state(
+        d / "state.pt",
+        {
+            "epoch": epoch,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "history": history,
+        },
+    )
+
+
+def load_checkpoint(
+    run: Path, method: Method, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> tuple[int, list[dict[str, float]]]:
+    """Restore method, optimiser and scheduler; returns (epochs done, history)."""
+    d = run / CKPT
+    if not (d / "state.pt").is_file():
+        raise PellucidError(f"cannot resume: no checkpoint in {d}")
+    state = load_state(d / "state.pt")
+    device = next(method.parameters()).device
+    weights = load_tensors(d / "weights.safetensors", device=device)
+    try:
+        method.load_state_dict(weights)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise PellucidError(f"checkpoint in {d} does not match this run's config: {err}") from None
+    return int(state["epoch"]), list(state["history"])

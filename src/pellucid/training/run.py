@@ -1,0 +1,169 @@
+"""Run directories: ``train_run`` writes one, ``load_run`` rebuilds the trained model from it
+and ``evaluate_run`` recomputes its metrics.
+
+A run directory holds::
+
+    config.yaml          the resolved RunConfig (with the dataset's classes and statistics)
+    model.safetensors    weights of the inference model
+    method.safetensors   the method's own state (e.g. CSG's gate matrix), when it has any
+    metrics.json         method, model, dataset, seed, epochs, test_accuracy, train_seconds, ...
+    history.json         per-epoch training records
+    checkpoint/          the last epoch's full training state (for --resume)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import pellucid
+from pellucid.config import RunConfig, load_config, save_config
+from pellucid.data import load_dataset
+from pellucid.errors import PellucidError
+from pellucid.io import load_tensors, read_json, save_tensors, write_json
+from pellucid.methods import Method, build_method
+from pellucid.models import build_model
+from pellucid.training.loop import evaluate, fit
+from pellucid.training.setup import resolve_device, seed_everything
+
+
+def build_from_config(config: RunConfig) -> Method:
+    """Backbone + method as the config describes (random weights; ``config.info`` filled)."""
+    info = config.info
+    model = build_model(
+        config.model.name,
+        in_channels=info["in_channels"],
+        num_classes=info["num_classes"],
+        mean=info["mean"],
+        std=info["std"],
+        weights=config.model.weights,
+        **config.model.options,
+    )
+    return build_method(config.method.name, model, info["num_classes"], **config.method.options)
+
+
+def _info_dict(dataset: Any) -> dict[str, Any]:
+    info = dataclasses.asdict(dataset.info)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in info.items()}
+
+
+def train_run(
+    config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Train as ``config`` says and write a complete run directory at ``out``.
+
+    Returns the metrics written to ``metrics.json``.
+    """
+    out = Path(out)
+    if resume and (out / "config.yaml").is_file():
+        saved = load_config(out / "config.yaml")
+        if saved.replace(info={}) != config.replace(info={}):
+            raise PellucidError(f"--resume: the config differs from the one saved in {out}")
+    elif not resume and (out / "metrics.json").exists():
+        raise PellucidError(f"{out} already holds a finished run; choose another --out")
+    seed = config.train.seed
+    opts = config.data.options
+    train_set = load_dataset(config.data.name, "train", seed=seed, **opts)
+    val_set = load_dataset(config.data.name, "val", seed=seed, **opts)
+    config = config.replace(info=_info_dict(train_set))
+    seed_everything(seed)
+    method = build_from_config(config)
+    if config.init:
+        init_model, _ = load_run(config.init)
+        _load_backbone(method.model, init_model.state_dict(), config.init)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    history = fit(
+        method, train_set, val_set, config.train, config.data, out, resume=resume, progress=progress
+    )
+    save_run_weights(out, method)
+    write_json(out / "history.json", history.epochs)
+    metrics = {
+        "method": config.method.name,
+        "model": config.model.name,
+        "dataset": config.data.name,
+        "seed": seed,
+        "epochs": config.train.epochs,
+        "train_seconds": round(history.train_seconds, 3),
+        "seconds_per_epoch": round(history.train_seconds / max(1, len(history.epochs)), 3),
+    }
+    metrics.update(_evaluate(method, config, resolve_device(config.train.device)))
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _load_backbone(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise PellucidError(f"--init {source}: weights do not fit this model: {err}") from None
+
+
+def save_run_weights(out: Path, method: Method) -> None:
+    """Write ``model.safetensors`` (inference model) and ``method.safetensors`` (if any)."""
+    save_tensors(out / "model.safetensors", method.inference_model().state_dict())
+    extra = method.method_state()
+    if extra:
+        save_tensors(out / "method.safetensors", extra)
+
+
+def load_method(run: str | Path, device: str | torch.device = "cpu") -> tuple[Method, RunConfig]:
+    """The trained method (model inside) of a run directory, in eval mode."""
+    run = Path(run)
+    if not run.is_dir():
+        raise PellucidError(f"run directory {run} does not exist")
+    config = load_config(run / "config.yaml")
+    if not config.info:
+        raise PellucidError(f"{run}/config.yaml lacks the dataset info; was the run finished?")
+    method = build_from_config(config)
+    if (run / "method.safetensors").is_file():
+        method.load_method_state(load_tensors(run / "method.safetensors"))
+    state = load_tensors(run / "model.safetensors")
+    try:
+        method.inference_model().load_state_dict(state)
+    except RuntimeError as err:
+        raise PellucidError(f"{run}/model.safetensors does not fit the config: {err}") from None
+    method.to(device).eval()
+    return method, config
+
+
+def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig]:
+    """``(model, config)`` of a run directory: the trained model in eval mode."""
+    method, config = load_method(run, device)
+    return method.inference_model(), config
+
+
+def _evaluate(method: Method, config: RunConfig, device: torch.device) -> dict[str, Any]:
+    opts = config.data.options
+    test_set = load_dataset(config.data.name, "test", seed=config.train.seed, **opts)
+    start = time.perf_counter()
+    res = evaluate(method.inference_model(), test_set, device)
+    metrics: dict[str, Any] = {
+        "test_accuracy": round(res["accuracy"], 5),
+        "test_loss": round(res["loss"], 5),
+        "test_images": res["n"],
+        "eval_seconds": round(time.perf_counter() - start, 3),
+        "device": str(device),
+        "pellucid_version": pellucid.__version__,
+        "torch_version": torch.__version__,
+        "host": platform.node(),
+    }
+    metrics.update(method.run_metrics(test_set, device))
+    return metrics
+
+
+def evaluate_run(run: str | Path, device: str = "auto") -> dict[str, Any]:
+    """Recompute a run's metrics from its saved weights; updates ``metrics.json``."""
+    run = Path(run)
+    dev = resolve_device(device)
+    method, config = load_method(run, dev)
+    old = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
+    metrics = {**old, **_evaluate(method, config, dev)}
+    write_json(run / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,145 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pellucid.cli.main import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["models", "resnet9"], "unknown model 'resnet9'"),
+        (["train", "--dataset", "mnist", "--model", "nope", "--out", "X"], "unknown model 'nope'"),
+        (["train", "--method-option", "oops", "--out", "X"], "expects KEY=VALUE"),
+        (
+            ["train", "--model-option", "depth=3", "--out", "X"],
+            "model 'resnet8' has no option 'depth'",
+        ),
+    ],
+)
+def test_errors_are_one_line_without_traceback(capsys, tmp_path, argv, needle):
+    argv = [a.replace("X", str(tmp_path / "r")) for a in argv]
+    code, _out, err = run(capsys, *argv)
+    assert code != 0
+    assert needle in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_dataset_is_rejected_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", "imagenet", "--out", "x"])
+    assert exc.value.code != 0
+    assert "invalid choice: 'imagenet'" in capsys.readouterr().err
+
+
+def test_corrupt_image_folder_error(capsys, tmp_path):
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(5):
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / c / f"{i}.png")
+    (tmp_path / "a" / "3.png").write_bytes(b"\x89PNG garbage")
+    code, _, err = run(
+        capsys,
+        "show-data",
+        "--dataset",
+        "folder",
+        "--data-option",
+        f"root={tmp_path}",
+        "--split",
+        "train",
+        "--out",
+        str(tmp_path / "g.png"),
+    )
+    assert code == 1 and "cannot read image" in err and "3.png" in err
+
+
+def test_unknown_layer_error(capsys, tmp_path):
+    code, _, err = run(
+        capsys,
+        "train",
+        "--dataset",
+        "shapes32",
+        "--data-option",
+        "n=64",
+        "--model",
+        "convnet",
+        "--method-option",
+        "x=1",
+        "--out",
+        str(tmp_path / "r"),
+        "--quiet",
+    )
+    assert code == 1 and "method 'standard' has no option 'x'" in err
+
+
+def test_models_lists_registry_and_layers(capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    names = {r["name"] for r in json.loads(out)}
+    assert {"convnet", "resnet8", "resnet20", "vgg", "tv:NAME"} <= names
+    code, out, _ = run(
+        capsys, "models", "vgg", "--in-channels", "1", "--image-size", "28", "--json"
+    )
+    rows = {r["layer"]: r["output"] for r in json.loads(out)}
+    assert rows["layer3"] == [256, 7, 7]
+
+
+def test_train_evaluate_and_show_data(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = run(
+        capsys,
+        "train",
+        "--dataset",
+        "shapes32",
+        "--data-option",
+        "n=96",
+        "--model",
+        "convnet",
+        "--model-option",
+        "widths=[8,8,8,8]",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+        "--quiet",
+        "--json",
+    )
+    assert code == 0, err
+    metrics = json.loads(stdout)
+    assert metrics["method"] == "standard" and 0 <= metrics["test_accuracy"] <= 1
+    code, stdout, _ = run(capsys, "evaluate", str(out), "--json")
+    assert code == 0 and json.loads(stdout)["test_accuracy"] == metrics["test_accuracy"]
+    png = tmp_path / "grid.png"
+    code, _, _ = run(
+        capsys,
+        "show-data",
+        "--dataset",
+        "shapes32",
+        "--data-option",
+        "n=16",
+        "--n",
+        "8",
+        "--out",
+        str(png),
+        "--quiet",
+    )
+    assert code == 0 and png.stat().st_size > 5000
+    assert Image.open(png).size[0] > 400
+
+
+def test_python_dash_m_entry_point():
+    res = subprocess.run(
+        [sys.executable, "-m", "pellucid", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0 and "show-data" in res.stdout

@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pellucid.data import collate, load_dataset, make_loader
+from pellucid.data.splits import stratified_split
+from pellucid.errors import DataError, PellucidError
+
+
+def test_mnist_split_is_deterministic_disjoint_and_stratified():
+    a = load_dataset("mnist", "train", seed=0)
+    b = load_dataset("mnist", "train", seed=0)
+    c = load_dataset("mnist", "train", seed=1)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+    idx = stratified_split(np.repeat(np.arange(10), 500), (0.7, 0.1, 0.2), seed=0)
+    assert sum(len(v) for v in idx.values()) == 5000
+    assert not set(idx["train"]) & set(idx["test"])
+    test = load_dataset("mnist", "test", seed=0)
+    assert len(a) == 3500 and len(test) == 1000
+    assert torch.bincount(test.labels).tolist() == [100] * 10
+    item = a[0]
+    assert item["image"].shape == (1, 28, 28) and item["image"].dtype == torch.float32
+    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+
+
+def test_cluttered_mnist_mask_is_the_digit():
+    ds = load_dataset("cluttered-mnist", "val", seed=0)
+    batch = collate([ds[i] for i in range(8)])
+    assert batch.image.shape == (8, 1, 64, 64) and batch.mask.shape == (8, 1, 64, 64)
+    inside = batch.image[batch.mask.bool()].mean()
+    outside = batch.image[~batch.mask.bool()].mean()
+    assert inside > 0.5 > outside  # the mask covers the bright digit strokes
+    for i in range(8):
+        ys, xs = torch.nonzero(batch.mask[i, 0], as_tuple=True)
+        x0, y0, x1, y1 = batch.box[i].tolist()
+        assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x0, y0, x1, y1)
+    again = load_dataset("cluttered-mnist", "val", seed=0)
+    assert torch.equal(again.images, ds.images)
+
+
+def test_unknown_split_and_option_are_clear_errors():
+    with pytest.raises(DataError, match="unknown split 'training'"):
+        load_dataset("mnist", "training")
+    with pytest.raises(PellucidError, match="has no option 'size'"):
+        load_dataset("mnist", "train", size=3)
+    with pytest.raises(PellucidError, match="unknown dataset 'imagenet'"):
+        load_dataset("imagenet", "train")
+
+
+def _write_folder(root, n=6, size=12):
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            arr = np.full((size, size, 3), 40 if c == "cat" else 200, np.uint8)
+            Image.fromarray(arr).save(root / c / f"{i}.png")
+
+
+def test_folder_dataset_reads_images_and_masks(tmp_path):
+    _write_folder(tmp_path / "img")
+    for c in ("cat", "dog"):
+        (tmp_path / "masks" / c).mkdir(parents=True)
+        for i in range(6):
+            m = np.zeros((12, 12), np.uint8)
+            m[2:5, 2:5] = 255
+            Image.fromarray(m).save(tmp_path / "masks" / c / f"{i}.png")
+    ds = load_dataset("folder", "train", root=str(tmp_path / "img"), masks=str(tmp_path / "masks"))
+    assert ds.info.class_names == ("cat", "dog") and ds.info.has_masks
+    item = ds[0]
+    assert item["image"].shape == (3, 12, 12) and int(item["mask"].sum()) == 9
+
+
+def test_folder_errors_name_the_problem(tmp_path):
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(DataError, match="contains no images"):
+        load_dataset("folder", "train", root=str(tmp_path / "empty"))
+    _write_folder(tmp_path / "bad")
+    (tmp_path / "bad" / "cat" / "0.png").write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match=r"cannot read image .*0\.png"):
+        load_dataset("folder", "test", root=str(tmp_path / "bad"))
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset("folder", "train", root=str(tmp_path / "nope"))
+
+
+def test_npz_labels_out_of_range_and_nan(tmp_path):
+    path = tmp_path / "d.npz"
+    labels = np.repeat(np.arange(3), 10)
+    np.savez(path, images=np.zeros((30, 1, 8, 8), np.uint8), labels=labels)
+    with pytest.raises(DataError, match=r"label 2 out of range \[0, 2\)"):
+        load_dataset("npz", "train", path=str(path), num_classes=2)
+    ds = load_dataset("npz", "train", path=str(path))
+    assert ds.info.num_classes == 3
+    bad = np.zeros((30, 1, 8, 8), np.float32)
+    bad[0, 0, 0, 0] = np.nan
+    np.savez(path, images=bad, labels=labels)
+    with pytest.raises(DataError, match="NaN"):
+        load_dataset("npz", "train", path=str(path))
+
+
+def test_cifar10_absent_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="never downloads"):
+        load_dataset("cifar10", "train", root=str(tmp_path))
+
+
+def test_cifar10_binary_files_are_read(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        rec = rng.integers(0, 256, (20, 3073), dtype=np.uint8)
+        rec[:, 0] = np.arange(20) % 10
+        rec.tofile(tmp_path / name)
+    train = load_dataset("cifar10", "train", root=str(tmp_path))
+    test = load_dataset("cifar10", "test", root=str(tmp_path))
+    assert len(train) == 90 and len(test) == 20 and train[0]["image"].shape == (3, 32, 32)
+
+
+def test_loader_order_is_seeded():
+    ds = load_dataset("mnist", "val", seed=0)
+    first = [next(iter(make_loader(ds, 16, shuffle=True, seed=3))).label for _ in range(2)]
+    assert torch.equal(first[0], first[1])

@@ -1,0 +1,131 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import pellucid
+from pellucid.config import RunConfig, load_config
+from pellucid.data import Batch, load_dataset
+from pellucid.errors import PellucidError
+from pellucid.io import load_state
+from pellucid.methods import build_method
+from pellucid.models import build_model
+from pellucid.training import evaluate, fit, train_run
+from pellucid.training.augment import random_shift
+
+
+def test_fit_reduces_loss_on_tiny_model(tiny_config):
+    cfg = tiny_config.replace(train=tiny_config.train.__class__(epochs=4, lr=0.05, seed=0))
+    data = load_dataset("shapes32", "train", seed=0, n=128)
+    model = build_model("convnet", 3, data.info.num_classes, widths=[8, 8, 16, 16])
+    method = build_method("standard", model, data.info.num_classes)
+    history = fit(method, data, None, cfg.train, cfg.data, progress=False)
+    losses = [e["train_loss"] for e in history.epochs]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert all(0 <= e["train_accuracy"] <= 1 for e in history.epochs)
+
+
+def test_train_run_writes_run_directory_and_load_run_round_trips(tiny_config, tmp_path):
+    out = tmp_path / "run"
+    metrics = train_run(tiny_config, out, progress=False)
+    for name in ("config.yaml", "model.safetensors", "metrics.json", "history.json"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in ("method", "model", "dataset", "seed", "epochs", "test_accuracy", "train_seconds"):
+        assert key in saved
+    assert saved == json.loads(json.dumps(metrics))
+    model, config = pellucid.load_run(out)
+    assert not model.training and config.model.name == "convnet"
+    test = load_dataset("shapes32", "test", seed=0, n=128)
+    assert evaluate(model, test)["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-4)
+    assert config.info["num_classes"] == test.info.num_classes
+    # the state file is readable with weights_only=True
+    state = load_state(out / "checkpoint" / "state.pt")
+    assert state["epoch"] == 2
+    with pytest.raises(PellucidError, match="already holds a finished run"):
+        train_run(tiny_config, out, progress=False)
+
+
+def test_resume_continues_and_matches_uninterrupted_run(tiny_config, tmp_path):
+    full = tmp_path / "full"
+    train_run(
+        tiny_config.replace(train=tiny_config.train.__class__(epochs=3, seed=0)),
+        full,
+        progress=False,
+    )
+    part = tmp_path / "part"
+    cfg3 = tiny_config.replace(train=tiny_config.train.__class__(epochs=3, seed=0))
+    # simulate an interruption after epoch 2: train 3 epochs but stop the loop after 2
+    data = load_dataset("shapes32", "train", seed=0, n=128)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(epoch, _record):
+        if epoch == 1:
+            raise Stop
+
+    from pellucid.config import save_config
+    from pellucid.training.run import _info_dict, build_from_config
+
+    cfg3i = cfg3.replace(info=_info_dict(data))
+    pellucid.training.seed_everything(0)
+    method = build_from_config(cfg3i)
+    part.mkdir()
+    save_config(cfg3i, part / "config.yaml")
+    with pytest.raises(Stop):
+        fit(
+            method,
+            data,
+            None,
+            cfg3.train,
+            cfg3.data,
+            part,
+            progress=False,
+            on_epoch_end=stop_after_two,
+        )
+    assert load_state(part / "checkpoint" / "state.pt")["epoch"] == 2
+    train_run(cfg3, part, resume=True, progress=False)
+    a, b = load_file(str(full / "model.safetensors")), load_file(str(part / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+    hist = json.loads((part / "history.json").read_text())
+    assert [e["epoch"] for e in hist] == [1, 2, 3]
+
+
+def test_config_yaml_round_trip_and_unknown_keys(tmp_path):
+    cfg = RunConfig()
+    from pellucid.config import save_config
+
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+    (tmp_path / "bad.yaml").write_text("train:\n  epoch: 3\n")
+    with pytest.raises(PellucidError, match="unknown key.*epoch"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_random_shift_moves_masks_and_landmarks_with_the_image():
+    img = torch.zeros(2, 1, 10, 10)
+    img[:, :, 4, 6] = 1.0
+    mask = img.clone()
+    lm = torch.tensor([[[6.0, 4.0]], [[6.0, 4.0]]])
+    batch = Batch(image=img, label=torch.zeros(2, dtype=torch.long), mask=mask, landmarks=lm)
+    out = random_shift(batch, 2, torch.Generator().manual_seed(1), flip=True)
+    for i in range(2):
+        y, x = torch.nonzero(out.image[i, 0], as_tuple=True)
+        assert torch.equal(out.image[i], out.mask[i])
+        assert out.landmarks[i, 0].tolist() == [float(x), float(y)]
+
+
+def test_nan_loss_is_reported():
+    data = load_dataset("shapes32", "train", seed=0, n=64)
+    model = build_model("convnet", 3, data.info.num_classes, widths=[4, 4, 4, 4])
+    method = build_method("standard", model, data.info.num_classes)
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    from pellucid.config import DataConfig, TrainConfig
+
+    with pytest.raises(PellucidError, match="loss is nan"):
+        fit(method, data, None, TrainConfig(epochs=1), DataConfig(batch_size=32), progress=False)
