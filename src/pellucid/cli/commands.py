@@ -38,6 +38,8 @@ def add_train(sub, datasets, models, methods) -> None:
     p.add_argument("--init", metavar="RUN", help="initialise from a finished run directory")
     p.add_argument("--method", choices=methods.names(), help="training method")
     p.add_argument("--method-option", action="append", metavar="K=V", help="method option")
+    p.add_argument("--layer", help="layer the method acts on (csg, icnn); default: last stage")
+    p.add_argument("--density", type=float, help="csg: target gate density (default 0.2)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -76,6 +78,9 @@ def config_from_args(args: argparse.Namespace):
     if args.method and args.method != method.name:
         method = dataclasses.replace(method, name=args.method, options={})
     method_opts = {**method.options, **_options(args.method_option, "--method-option")}
+    for flag in ("layer", "density"):
+        if getattr(args, flag) is not None:
+            method_opts[flag] = getattr(args, flag)
     method = dataclasses.replace(method, options=method_opts)
     changes = {
         k: getattr(args, k)
@@ -210,3 +215,21 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from pellucid.demo import run_demo
 
     return run_demo(Path(args.out), fresh=args.fresh, epochs=args.epochs, quiet=args.quiet)
+
+
+def add_figures(sub) -> None:
+    p = sub.add_parser("figures", help="filter figures of runs: MI matrices, CSG gates, ...")
+    p.add_argument("runs", nargs="+", help="run directories (e.g. a standard and a csg run)")
+    p.add_argument("--out", required=True, help="directory for the PNG files")
+    _common_output(p)
+    p.set_defaults(func=cmd_figures)
+
+
+def cmd_figures(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.report.figures_csg import run_figures
+
+    paths = run_figures(args.runs, Path(args.out))
+    if not args.quiet and not args.json:
+        for p in paths:
+            print(f"wrote {p}")
+    return {"figures": [str(p) for p in paths]}

@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_models(sub, MODELS)
     commands.add_datasets(sub, DATASETS)
     commands.add_show_data(sub, DATASETS)
+    commands.add_figures(sub)
     commands.add_demo(sub)
     return parser
 

@@ -6,12 +6,13 @@ from typing import Any
 
 from torch import nn
 
-from pellucid.methods import standard  # noqa: F401  (fill the registry)
+from pellucid.methods import csg, standard  # noqa: F401  (fill the registry)
 from pellucid.methods.base import Method, StepResult
+from pellucid.methods.csg import CSG
 from pellucid.methods.standard import Standard
 from pellucid.registry import METHODS
 
-__all__ = ["Method", "Standard", "StepResult", "build_method", "method_names"]
+__all__ = ["CSG", "Method", "Standard", "StepResult", "build_method", "method_names"]
 
 
 def method_names() -> list[str]:

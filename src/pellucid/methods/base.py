@@ -78,6 +78,12 @@ class Method(nn.Module):
             raise DataError(f"method state lacks {', '.join(sorted(missing))}")
         self.load_state_dict({**self.state_dict(), **state})
 
+    def analysis_layer(self) -> str:
+        """The layer whose filters the run's filter metrics (MIS, ...) describe."""
+        from pellucid.models import default_layer
+
+        return default_layer(self.inference_model())
+
     def run_metrics(self, data: Any, device: torch.device) -> dict[str, float]:
         """Method-specific figures added to ``metrics.json`` by ``pellucid evaluate``."""
         return {}

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from pellucid.errors import PellucidError
 from pellucid.io import load_state, load_tensors, save_state, save_tensors
 from pellucid.methods.base import Method
+from pellucid.training.setup import OptimizerSet
 
 CKPT = "checkpoint"
 
@@ -18,7 +17,7 @@ CKPT = "checkpoint"
 def save_checkpoint(
     run: Path,
     method: Method,
-    optimizer: torch.optim.Optimizer,
+    optimizer: OptimizerSet,
     scheduler: Any,
     epoch: int,
     history: list[dict[str, float]],
@@ -39,7 +38,7 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    run: Path, method: Method, optimizer: torch.optim.Optimizer, scheduler: Any
+    run: Path, method: Method, optimizer: OptimizerSet, scheduler: Any
 ) -> tuple[int, list[dict[str, float]]]:
     """Restore method, optimiser and scheduler; returns (epochs done, history)."""
     d = run / CKPT

@@ -22,7 +22,12 @@ from pellucid.errors import PellucidError
 from pellucid.methods.base import Method
 from pellucid.training.augment import random_shift
 from pellucid.training.checkpoint import load_checkpoint, save_checkpoint
-from pellucid.training.setup import build_optimizer, build_scheduler, resolve_device
+from pellucid.training.setup import (
+    OptimizerSet,
+    build_optimizer,
+    build_scheduler,
+    resolve_device,
+)
 
 
 @dataclass
@@ -146,7 +151,7 @@ def fit(
 def _train_epoch(
     method: Method,
     loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
+    optimizer: OptimizerSet,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     train: TrainConfig,
     data: DataConfig,

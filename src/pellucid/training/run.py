@@ -154,8 +154,21 @@ def _evaluate(method: Method, config: RunConfig, device: torch.device) -> dict[s
         "torch_version": torch.__version__,
         "host": platform.node(),
     }
+    metrics.update(filter_metrics(method, test_set, device))
     metrics.update(method.run_metrics(test_set, device))
     return metrics
+
+
+def filter_metrics(method: Method, data: Any, device: torch.device) -> dict[str, Any]:
+    """Filter class-specificity of the run's analysis layer: MIS and top-class share."""
+    from pellucid.metrics import class_share, mis_from_activations, pooled_activations
+
+    layer = method.analysis_layer()
+    acts, labels = pooled_activations(method.inference_model(), layer, data, device)
+    n_cls = data.info.num_classes
+    mis, _ = mis_from_activations(acts, labels, n_cls)
+    share, _ = class_share(acts, labels, n_cls)
+    return {"mis": round(mis, 5), "class_share": round(share, 5), "mis_layer": layer}
 
 
 def evaluate_run(run: str | Path, device: str = "auto") -> dict[str, Any]:

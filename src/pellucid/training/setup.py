@@ -32,10 +32,42 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def build_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (Nesterov momentum) or Adam/AdamW over the method's parameter groups."""
-    groups = method.param_groups(cfg.lr, cfg.weight_decay)
-    if cfg.optimizer == "sgd":
+class OptimizerSet:
+    """The main optimiser plus optional extra ones for parameter groups that ask for a
+    different algorithm (e.g. CSG's gates with Adam while the backbone uses SGD).
+
+    Behaves like one optimiser for the loop: ``zero_grad``, ``step``, ``state_dict``,
+    ``load_state_dict``; the learning-rate schedule drives ``main`` only.
+    """
+
+    def __init__(self, main: torch.optim.Optimizer, extras: list[torch.optim.Optimizer]):
+        self.main, self.extras = main, extras
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.main.param_groups + [g for o in self.extras for g in o.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in (self.main, *self.extras):
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in (self.main, *self.extras):
+            opt.step()
+
+    def state_dict(self) -> dict:
+        return {"main": self.main.state_dict(), "extras": [o.state_dict() for o in self.extras]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.main.load_state_dict(state["main"])
+        if len(state["extras"]) != len(self.extras):
+            raise ValueError("checkpoint has a different number of optimisers")
+        for opt, st in zip(self.extras, state["extras"], strict=True):
+            opt.load_state_dict(st)
+
+
+def _make(kind: str, groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if kind == "sgd":
         return torch.optim.SGD(
             groups,
             lr=cfg.lr,
@@ -43,15 +75,35 @@ def build_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
             weight_decay=cfg.weight_decay,
             nesterov=cfg.momentum > 0,
         )
-    if cfg.optimizer == "adam":
+    if kind == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if kind == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"unknown optimizer {kind!r}; choose from: sgd, adam, adamw")
+
+
+def build_optimizer(method: Method, cfg: TrainConfig) -> OptimizerSet:
+    """SGD (Nesterov momentum) or Adam/AdamW over the method's parameter groups.
+
+    A group with an ``"optimizer"`` key naming another algorithm gets its own optimiser
+    (constant learning rate); all other groups share the configured one.
+    """
+    by_kind: dict[str, list[dict]] = {}
+    for group in method.param_groups(cfg.lr, cfg.weight_decay):
+        group = dict(group)
+        kind = group.pop("optimizer", cfg.optimizer)
+        by_kind.setdefault(kind, []).append(group)
+    main = _make(cfg.optimizer, by_kind.pop(cfg.optimizer, []) or [{"params": []}], cfg)
+    extras = [_make(kind, groups, cfg) for kind, groups in by_kind.items()]
+    return OptimizerSet(main, extras)
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+    optimizers: OptimizerSet, cfg: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """A per-step schedule: one-cycle, cosine, step (x0.1 at 50 % and 75 %) or constant."""
+    """A per-step schedule of the main optimiser: one-cycle, cosine, step (x0.1 at 50 % and
+    75 %) or constant."""
+    optimizer = optimizers.main
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.schedule == "onecycle":
         max_lr = [g["lr"] for g in optimizer.param_groups]

@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+import torch
+
+import pellucid
+from pellucid.config import MethodConfig
+from pellucid.data import collate, load_dataset
+from pellucid.errors import PellucidError
+from pellucid.hooks import count_hooks
+from pellucid.methods import CSG, build_method
+from pellucid.methods.csg import project_gates
+from pellucid.metrics import class_share, gate_density, gate_overlap, mis_from_activations
+from pellucid.models import build_model
+from pellucid.training import train_run
+from pellucid.training.run import load_method
+
+
+def test_projection_keeps_gates_in_unit_interval_with_column_max_one():
+    g = torch.randn(6, 20) * 3
+    g[:, 3] = -1.0  # a column with no positive entry
+    project_gates(g)
+    assert float(g.min()) >= 0 and float(g.max()) <= 1
+    assert torch.allclose(g[:, [k for k in range(20) if k != 3]].max(0).values, torch.ones(19))
+    ok = torch.rand(4, 5)
+    expected = (ok / ok.max(0, keepdim=True).values).clamp(0, 1)
+    project_gates(ok)
+    assert torch.allclose(ok, expected)
+
+
+@pytest.mark.parametrize("layer", ["layer3", "layer2", "layer3.0.conv2"])
+def test_gated_logits_equal_explicit_second_pass(layer):
+    model = build_model("resnet8", 1, 5).eval()
+    csg = CSG(model, 5, layer=layer)
+    assert csg._route == {"layer3": "shared", "layer2": "split", "layer3.0.conv2": "hook"}[layer]
+    with torch.no_grad():
+        csg.gates.copy_(torch.rand(5, csg.gates.shape[1]))
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 4, 2])
+    std, gated = csg._paths(x, y)
+    # explicit: run to the layer, multiply by G[y], run the rest
+    from pellucid.hooks import edit_output
+
+    g = csg.gates[y][:, :, None, None]
+    with edit_output(model, layer, lambda h: h * g):
+        explicit = model(x)
+    assert torch.allclose(std, model(x), atol=1e-5)
+    assert torch.allclose(gated, explicit, atol=1e-5)
+    assert count_hooks(model) == 0
+
+
+def test_sparsity_hinge_is_literal_formula():
+    csg = CSG(build_model("convnet", 3, 4), 4, density=0.2)
+    with torch.no_grad():
+        csg.gates.fill_(0.5)
+    expected = max(0.0, 0.5 * csg.gates.numel() - 0.2 * csg.gates.numel())
+    assert float(csg.sparsity().detach()) == pytest.approx(expected)
+    with torch.no_grad():
+        csg.gates.fill_(0.1)
+    assert float(csg.sparsity().detach()) == 0.0
+
+
+def test_alternating_schedule_phases():
+    csg = CSG(build_model("convnet", 3, 4), 4, mode="alternating", warmup_epochs=2, pattern="SSG")
+    phases = []
+    for epoch in range(8):
+        csg.on_epoch_start(epoch)
+        phases.append(csg.phase)
+    assert phases == ["std", "std", "std", "std", "gated", "std", "std", "gated"]
+
+
+def test_step_loss_and_gradients_reach_gates():
+    data = load_dataset("shapes32", "train", seed=0, n=16)
+    model = build_model("convnet", 3, data.info.num_classes, widths=[8, 8, 8, 8])
+    csg = build_method("csg", model, data.info.num_classes, density=0.1)
+    batch = collate([data[i] for i in range(16)])
+    res = csg.step(batch)
+    res.loss.backward()
+    assert set(res.terms) >= {"ce_std", "ce_csg", "gate_l1"}
+    assert csg.gates.grad is not None and float(csg.gates.grad.abs().sum()) > 0
+    assert torch.isfinite(res.loss)
+
+
+def test_csg_run_predicts_without_gates_and_gates_round_trip(tiny_config, tmp_path):
+    cfg = tiny_config.replace(method=MethodConfig(name="csg", options={"density": 0.1}))
+    metrics = train_run(cfg, tmp_path / "csg", progress=False)
+    assert "gate_density" in metrics and "mis" in metrics
+    method, _ = load_method(tmp_path / "csg")
+    saved = method.gates.detach().clone()
+    assert float(saved.max(0).values.min()) == pytest.approx(1.0)
+    again, _ = load_method(tmp_path / "csg")
+    assert torch.equal(again.gates, saved)  # G survives save/load
+    model, _ = pellucid.load_run(tmp_path / "csg")
+    x = torch.rand(3, 3, 32, 32)
+    before = model(x)
+    with torch.no_grad():
+        method.gates.uniform_()  # changing G must not change predictions
+    assert torch.allclose(method.inference_model()(x), before, atol=1e-6)
+    assert count_hooks(model) == 0
+
+
+def test_mis_ranks_a_class_tied_filter_above_noise():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 800)
+    tied = (y == 2).astype(float) + 0.05 * rng.normal(size=800)
+    noise = rng.normal(size=800)
+    acts = np.stack([tied, noise], 1)
+    score, m = mis_from_activations(acts, y, 4)
+    assert m.shape == (4, 2)
+    assert m[2, 0] > 0.4 and m[:, 1].max() < 0.05  # ~H(1[y=2]) = 0.56 nats vs ~0
+    assert m[:, 0].argmax() == 2
+    share, per = class_share(np.abs(acts), y, 4)
+    assert per[0] == pytest.approx(1 / (1 + 3 * 0.05 * np.sqrt(2 / np.pi)), abs=0.02)
+    assert per[1] < 0.4  # |noise| is the same on every class: share ~ 1/4
+
+
+def test_gate_density_and_overlap():
+    g = torch.eye(3).repeat(1, 2)  # each filter on one class, disjoint rows
+    assert gate_density(g) == pytest.approx(1 / 3)
+    assert gate_overlap(g) == pytest.approx(0.0)
+    assert gate_overlap(torch.ones(3, 4)) == pytest.approx(1.0)
+    assert gate_overlap(torch.ones(3, 4), reduction="sum") == pytest.approx(3.0)
+
+
+def test_bad_options_are_clear_errors():
+    model = build_model("convnet", 3, 4)
+    with pytest.raises(PellucidError, match="no layer 'layer9'"):
+        CSG(model, 4, layer="layer9")
+    with pytest.raises(PellucidError, match="density"):
+        CSG(model, 4, density=0)
+    with pytest.raises(PellucidError, match="unknown mode"):
+        CSG(model, 4, mode="both")
