@@ -41,7 +41,7 @@ def hand_loop_epoch(model, loader, opt, sched) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs per loop")
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=32)
     args = ap.parse_args()
     ds = load_dataset("mnist", "train", seed=0)
     info = ds.info

@@ -128,3 +128,44 @@ def test_bad_options_are_clear_errors():
         CSG(model, 4, density=0)
     with pytest.raises(PellucidError, match="unknown mode"):
         CSG(model, 4, mode="both")
+
+
+def test_gate_optimizer_is_separate_and_checkpointable(tmp_path):
+    from pellucid.config import TrainConfig
+    from pellucid.io import load_state, save_state
+    from pellucid.training.setup import build_optimizer
+
+    data = load_dataset("shapes32", "train", n=8)
+    c = data.info.num_classes
+    csg = CSG(build_model("convnet", 3, c, widths=[4, 4, 4, 4]), c, gate_lr=0.05)
+    opt = build_optimizer(csg, TrainConfig(optimizer="sgd", lr=0.1))
+    assert type(opt.main).__name__ == "SGD" and [type(o).__name__ for o in opt.extras] == ["Adam"]
+    assert opt.extras[0].param_groups[0]["params"][0] is csg.gates
+    assert opt.extras[0].param_groups[0]["lr"] == 0.05
+    csg.step(collate([data[i] for i in range(8)])).loss.backward()
+    opt.step()
+    save_state(tmp_path / "s.pt", {"optimizer": opt.state_dict()})
+    fresh = build_optimizer(csg, TrainConfig(optimizer="sgd", lr=0.1))
+    fresh.load_state_dict(load_state(tmp_path / "s.pt")["optimizer"])
+    assert torch.equal(
+        fresh.extras[0].state_dict()["state"][0]["exp_avg"],
+        opt.extras[0].state_dict()["state"][0]["exp_avg"],
+    )
+
+
+def test_csg_figures_are_written(tiny_config, tmp_path):
+    from PIL import Image
+
+    from pellucid.report.figures_csg import run_figures
+
+    train_run(tiny_config, tmp_path / "std", progress=False)
+    cfg = tiny_config.replace(method=MethodConfig(name="csg"))
+    train_run(cfg, tmp_path / "csg", progress=False)
+    paths = run_figures([tmp_path / "std", tmp_path / "csg"], tmp_path / "fig", n_images=2)
+    names = sorted(p.name for p in paths)
+    assert names == sorted(
+        ["csg_gates.png", "csg_class0_filters.png", "std_class0_filters.png", "mi_matrices.png"]
+    )
+    for p in paths:
+        im = Image.open(p)
+        assert im.size[0] > 200 and len(np.unique(np.asarray(im.convert("L")))) > 10  # not blank

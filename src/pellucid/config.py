@@ -23,7 +23,7 @@ class DataConfig:
 
     name: str = "mnist"
     options: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 128
+    batch_size: int = 32
     augment: str = "shift"  # none | shift | shift-flip
     max_shift: int = 2
     num_workers: int = 0

@@ -13,7 +13,7 @@ key        ring, bar, square                           ring, shaft, one tooth un
 house      square, triangle, bar                       body, roof on top, chimney
 tree       bar, triangle, triangle                     trunk, two stacked triangles
 face       ring, disc, disc, bar                       outline ring; eyes and mouth inside
-flag       bar, triangle, square                       pole, pennant at the top, foot block
+flag       bar, triangle, bar                          pole, pennant at the top, foot bar
 windmill   square, triangle, cross                     tower, roof, X-shaped sails above
 =========  ==========================================  ====================================
 
@@ -80,24 +80,24 @@ CLASS_NAMES: tuple[str, ...] = (
 # radius as a fraction of ``a``.
 _LAYOUTS: tuple[tuple[tuple[int, float, float, float, float, float], ...], ...] = (
     # snowman
-    ((DISC, 0.0, 0.52, 0.44, 0, 0), (DISC, 0.0, -0.2, 0.32, 0, 0), (DISC, 0.0, -0.72, 0.22, 0, 0)),
+    ((DISC, 0.0, 0.2, 0.6, 0, 0), (DISC, -0.6, -0.5, 0.32, 0, 0), (DISC, 0.6, -0.5, 0.32, 0, 0)),
     # dumbbell
-    ((DISC, -0.66, 0.0, 0.32, 0, 0), (BAR, 0.0, 0.0, 0.5, 0.1, 0), (DISC, 0.66, 0.0, 0.32, 0, 0)),
+    ((DISC, -0.62, 0.0, 0.36, 0, 0), (BAR, 0.0, 0.0, 0.5, 0.12, 0), (DISC, 0.62, 0.0, 0.36, 0, 0)),
     # key
     (
         (RING, -0.5, 0.0, 0.4, 0.5, 0),
-        (BAR, 0.3, 0.0, 0.5, 0.1, 0),
+        (BAR, 0.3, 0.0, 0.5, 0.11, 0),
         (SQUARE, 0.62, 0.2, 0.14, 0, 0),
     ),
     # house
     (
         (SQUARE, 0.0, 0.34, 0.48, 0, 0),
         (TRIANGLE, 0.0, -0.36, 0.62, 0, 0),
-        (BAR, 0.32, -0.62, 0.2, 0.08, 90),
+        (BAR, 0.32, -0.62, 0.2, 0.1, 90),
     ),
     # tree
     (
-        (BAR, 0.0, 0.66, 0.3, 0.1, 90),
+        (BAR, 0.0, 0.66, 0.3, 0.12, 90),
         (TRIANGLE, 0.0, 0.08, 0.6, 0, 0),
         (TRIANGLE, 0.0, -0.5, 0.44, 0, 0),
     ),
@@ -106,19 +106,19 @@ _LAYOUTS: tuple[tuple[tuple[int, float, float, float, float, float], ...], ...] 
         (RING, 0.0, 0.0, 0.9, 0.76, 0),
         (DISC, -0.3, -0.22, 0.15, 0, 0),
         (DISC, 0.3, -0.22, 0.15, 0, 0),
-        (BAR, 0.0, 0.34, 0.34, 0.08, 0),
+        (BAR, 0.0, 0.34, 0.34, 0.1, 0),
     ),
     # flag: pennant's apex points along +x (rotate the -y apex by 90 degrees)
     (
-        (BAR, -0.3, 0.0, 0.86, 0.08, 90),
-        (TRIANGLE, -0.03, -0.46, 0.46, 0, 90),
-        (SQUARE, -0.3, 0.76, 0.2, 0, 0),
+        (BAR, 0.0, -0.3, 0.62, 0.11, 90),
+        (CROSS, 0.0, 0.42, 0.34, 0.1, 0),
+        (DISC, 0.0, 0.84, 0.16, 0, 0),
     ),
     # windmill
     (
         (SQUARE, 0.0, 0.52, 0.4, 0, 0),
         (TRIANGLE, 0.0, 0.0, 0.32, 0, 0),
-        (CROSS, 0.0, -0.42, 0.56, 0.08, 45),
+        (CROSS, 0.0, -0.4, 0.6, 0.12, 45),
     ),
 )
 NUM_PARTS = max(len(layout) for layout in _LAYOUTS)  # P, the number of part slots
@@ -128,13 +128,13 @@ SPLIT_SIZE = {"train": 10_000, "val": 1_000, "test": 2_000}
 MIN_SIZE, MAX_SIZE = 24, 512
 
 # Per-channel statistics of pixel values in [0, 1], measured once on 4,000 train images (64x64).
-MEAN = (0.5, 0.5, 0.5)
-STD = (0.25, 0.25, 0.25)
+MEAN = (0.497, 0.500, 0.498)
+STD = (0.194, 0.192, 0.191)
 
 _BG_AMPLITUDE = 0.15  # background stays within tint +- this
 _CONTRAST = 0.35  # object / distractor colour differs from the tint by this in some channel
 _JITTER = 0.06  # per-part colour jitter (so contrast to the background stays >= 0.14)
-_SCALE = (0.15, 0.21)  # object radius as a fraction of the image side
+_SCALE = (0.17, 0.24)  # object radius as a fraction of the image side
 _N_DISTRACTORS = (2, 5)  # [low, high) distractor parts per image
 
 
@@ -157,37 +157,50 @@ def _landmark(mask: np.ndarray, cx: float, cy: float) -> tuple[float, float]:
     return float(xs[k]), float(ys[k])
 
 
+def _bound(kind: int, a: float, b: float) -> float:
+    """Radius of a circle around a part's centre that contains the whole part."""
+    if kind in (SQUARE,):
+        return a * math.sqrt(2.0)
+    if kind in (BAR, CROSS):
+        return math.hypot(a, b)
+    return a  # disc, ring, triangle (circumradius)
+
+
 def _render(rng: np.random.Generator, size: int, out: dict[str, np.ndarray], i: int) -> None:
     """Draw image ``i`` of ``out`` (and its ground truth) from ``rng``."""
     label = int(rng.integers(len(CLASS_NAMES)))
     tint = rng.uniform(0.2, 0.8, 3)
     img = textured_background(rng, size, tint, _BG_AMPLITUDE)
 
-    # --- the object: random scale, rotation, position (whole object inside the canvas)
+    # --- the object: random scale, rotation, mirroring, colour; then a position drawn
+    # uniformly among those that keep the whole object inside the canvas
     scale = rng.uniform(*_SCALE) * size
     theta = rng.uniform(0.0, 2 * math.pi)
     flip = rng.random() < 0.5  # mirror image (keeps the class)
-    reach = 1.05 * scale + 1.0
-    ox, oy = rng.uniform(reach, size - 1 - reach, 2)
     base = _colour(rng, tint)
     cos, sin = math.cos(theta), math.sin(theta)
     layout = _LAYOUTS[label]
     jitter = rng.uniform(-1.0, 1.0, (len(layout), 4))  # size, dx, dy, shade
-    obj = np.zeros((size, size), dtype=bool)
-    slots = np.zeros((NUM_PARTS, size, size), dtype=bool)
-    centres = []
+    geometry = []  # (kind, dx, dy, a_px, b_px, angle) relative to the object's origin
     for k, (kind, px, py, a, b, deg) in enumerate(layout):
         px, py = px + 0.03 * jitter[k, 1], py + 0.03 * jitter[k, 2]
         if flip:
             px, deg = -px, -deg
-        cx = ox + scale * (px * cos - py * sin)
-        cy = oy + scale * (px * sin + py * cos)
         a_px = max(a * scale * (1.0 + 0.08 * jitter[k, 0]), 1.0)
-        if kind == RING:
-            b_px = min(b * a_px, a_px - 1.2)
-        else:
-            b_px = max(b * scale, 0.75)
-        m = part_mask(kind, cx, cy, a_px, b_px, theta + math.radians(deg), size)
+        b_px = min(b * a_px, a_px - 1.2) if kind == RING else max(b * scale, 0.9)
+        dx, dy = scale * (px * cos - py * sin), scale * (px * sin + py * cos)
+        geometry.append((kind, dx, dy, a_px, b_px, theta + math.radians(deg)))
+    reach = np.array([_bound(g[0], g[3], g[4]) for g in geometry])
+    offsets = np.array([(g[1], g[2]) for g in geometry])
+    low = (reach[:, None] - offsets).max(axis=0)  # origin >= low keeps x, y >= 0
+    high = size - 1 - (offsets + reach[:, None]).max(axis=0)
+    ox, oy = rng.uniform(np.minimum(low, high), np.maximum(low, high))
+    obj = np.zeros((size, size), dtype=bool)
+    slots = np.zeros((NUM_PARTS, size, size), dtype=bool)
+    centres = []
+    for k, (kind, dx, dy, a_px, b_px, angle) in enumerate(geometry):
+        cx, cy = ox + dx, oy + dy
+        m = part_mask(kind, cx, cy, a_px, b_px, angle, size)
         slots[:, m] = False  # later parts are painted over earlier ones
         slots[k] = m
         obj |= m
@@ -210,8 +223,8 @@ def _render(rng: np.random.Generator, size: int, out: dict[str, np.ndarray], i: 
         a_px = max(rng.uniform(0.15, 0.42) * scale, 1.0)
         if kind == BAR:
             a_px *= 1.4
-        b_px = {RING: a_px * 0.55, BAR: 0.1 * scale, CROSS: 0.08 * scale}.get(kind, 0.0)
-        b_px = min(b_px, a_px - 1.2) if kind == RING else max(b_px, 0.75)
+        b_px = {RING: a_px * 0.55, BAR: 0.11 * scale, CROSS: 0.11 * scale}.get(kind, 0.0)
+        b_px = min(b_px, a_px - 1.2) if kind == RING else max(b_px, 0.9)
         colour = _colour(rng, tint)
         angle = rng.uniform(0.0, 2 * math.pi)
         for _try in range(6):

@@ -89,7 +89,7 @@ def plot_class_filters(
     try:
         with capture(model, [layer], detach=True) as acts:
             model(images)
-        maps = acts[layer][:, list(filters)].cpu()  # (N, F, H, W)
+        maps = acts[layer][:, list(filters)].cpu().numpy()  # (N, F, H, W)
     finally:
         model.train(was)
     n, f = maps.shape[:2]

@@ -1,0 +1,210 @@
+"""Standard vs Class-Specific Gates, side by side: same model, data, seed, epochs and recipe.
+
+    python benchmarks/csg.py                      # main comparison: mnist + shapes, 3 seeds
+    python benchmarks/csg.py --search             # the configuration search (mnist, seed 0)
+
+Per run: test accuracy, MIS (sklearn kNN estimator, test split, gated layer), the
+estimator-free top-class activation share, gate density, seconds per epoch. Results go to
+benchmarks/results/csg.json (and csg_search.json); every configuration tried is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import write_result
+from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
+from pellucid.training import train_run
+
+KEYS = ("test_accuracy", "mis", "class_share", "gate_density", "seconds_per_epoch", "mis_layer")
+
+# dataset -> (data config, model, model options, train config)
+RECIPES: dict[str, dict[str, Any]] = {
+    "mnist": {
+        "data": {"name": "mnist"},
+        "model": ("resnet8", {}),
+        "train": {"epochs": 5, "lr": 0.1},
+    },
+    "shapes": {
+        "data": {"name": "shapes", "batch_size": 64, "options": {"n": 4000}},
+        "model": ("convnet", {}),
+        "train": {"epochs": 8, "lr": 0.05},
+    },
+}
+
+
+def make_config(
+    dataset: str, seed: int, method: str, method_opts: dict, overrides: dict
+) -> RunConfig:
+    r = RECIPES[dataset]
+    data = {**r["data"], **overrides.get("data", {})}
+    model_name, model_opts = overrides.get("model", r["model"])
+    train = {**r["train"], **overrides.get("train", {}), "seed": seed}
+    return RunConfig(
+        data=DataConfig(**data),
+        model=ModelConfig(name=model_name, options=dict(model_opts)),
+        method=MethodConfig(name=method, options=dict(method_opts)),
+        train=TrainConfig(**train),
+    )
+
+
+def train(config: RunConfig, tmp: Path, name: str, init: Path | None = None) -> dict[str, Any]:
+    if init is not None:
+        config = config.replace(init=str(init))
+    metrics = train_run(config, tmp / name, progress=False)
+    return {k: metrics.get(k) for k in KEYS}
+
+
+def pair(dataset: str, seed: int, csg_opts: dict, overrides: dict, tmp: Path) -> dict[str, Any]:
+    """One standard and one CSG run with the same recipe; ``overrides["finetune"]`` = CSG
+    starts from the standard run and trains that many extra epochs, and the baseline is a
+    standard run of the same total length."""
+    std_cfg = make_config(dataset, seed, "standard", {}, overrides)
+    ft = overrides.get("finetune")
+    tag = f"{dataset}_{seed}_{abs(hash(str((csg_opts, overrides)))) % 10**8}"
+    if ft:
+        base = train(std_cfg, tmp, f"{tag}_base")
+        total = std_cfg.train.epochs + ft
+        long_cfg = std_cfg.replace(train=_with(std_cfg.train, epochs=total))
+        std = train(long_cfg, tmp, f"{tag}_std")
+        csg_cfg = make_config(dataset, seed, "csg", csg_opts, overrides)
+        csg_cfg = csg_cfg.replace(train=_with(csg_cfg.train, epochs=ft))
+        csg = train(csg_cfg, tmp, f"{tag}_csg", init=tmp / f"{tag}_base")
+        csg["note"] = f"fine-tuned {ft} epochs from a {std_cfg.train.epochs}-epoch standard run"
+        del base
+    else:
+        std = train(std_cfg, tmp, f"{tag}_std")
+        csg = train(make_config(dataset, seed, "csg", csg_opts, overrides), tmp, f"{tag}_csg")
+    return {"standard": std, "csg": csg, "mis_ratio": _ratio(csg["mis"], std["mis"])}
+
+
+def _with(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+SEARCH: list[tuple[str, dict, dict]] = [
+    ("resnet8 layer3 joint d0.1 (reference setting)", {"density": 0.1}, {}),
+    ("resnet8 layer3 joint d0.1 lambda_csg=3", {"density": 0.1, "lambda_csg": 3.0}, {}),
+    (
+        "resnet8 layer3 alternating SSG gated-only d0.1, 6 epochs",
+        {"density": 0.1, "mode": "alternating", "warmup_epochs": 1},
+        {"train": {"epochs": 6}},
+    ),
+    (
+        "convnet 32-64-128-256 (plain conv gated) joint d0.1",
+        {"density": 0.1},
+        {"model": ("convnet", {"widths": [32, 64, 128, 256]})},
+    ),
+    (
+        "resnet8 fine-tune 3 epochs from standard, joint d0.1 lambda_csg=3",
+        {"density": 0.1, "lambda_csg": 3.0},
+        {"finetune": 3},
+    ),
+    (
+        "convnet 32-64-128-512 (wide plain conv gated) joint d0.1 lambda_csg=3",
+        {"density": 0.1, "lambda_csg": 3.0},
+        {"model": ("convnet", {"widths": [32, 64, 128, 512]})},
+    ),
+    ("resnet8 layer3 joint d0.1 lambda_csg=10", {"density": 0.1, "lambda_csg": 10.0}, {}),
+    (
+        "convnet 32-64-128-512 alternating SG gated-only d0.1, 6 epochs",
+        {"density": 0.1, "mode": "alternating", "warmup_epochs": 1, "pattern": "SG"},
+        {"model": ("convnet", {"widths": [32, 64, 128, 512]}), "train": {"epochs": 6}},
+    ),
+]
+
+
+def _merge(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of earlier search runs kept, rows of this run replacing same (config, dataset)."""
+    import json
+
+    from _common import RESULTS
+
+    path = RESULTS / "csg_search.json"
+    old = json.loads(path.read_text())["rows"] if path.is_file() else []
+    new_keys = {(r["config"], r["dataset"]) for r in rows}
+    return [r for r in old if (r["config"], r["dataset"]) not in new_keys] + rows
+
+
+def summarise(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for side in ("standard", "csg"):
+        for key in ("test_accuracy", "mis", "class_share", "gate_density", "seconds_per_epoch"):
+            vals = [p[side][key] for p in pairs if p[side].get(key) is not None]
+            if vals:
+                out[f"{side}_{key}_mean"] = round(statistics.mean(vals), 4)
+                out[f"{side}_{key}_std"] = round(statistics.pstdev(vals), 4)
+    if "csg_mis_mean" in out:
+        out["mis_ratio"] = _ratio(out["csg_mis_mean"], out["standard_mis_mean"])
+        out["accuracy_gap_points"] = round(
+            100 * (out["csg_test_accuracy_mean"] - out["standard_test_accuracy_mean"]), 2
+        )
+        out["epoch_cost_ratio"] = _ratio(
+            out["csg_seconds_per_epoch_mean"], out["standard_seconds_per_epoch_mean"]
+        )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--search", action="store_true", help="run the configuration search")
+    ap.add_argument("--datasets", nargs="+", default=["mnist", "shapes"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--only", type=int, nargs="*", help="search entries to run (indices)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if args.search:
+            rows = []
+            for i, (label, opts, over) in enumerate(SEARCH):
+                if args.only and i not in args.only:
+                    continue
+                for ds in args.datasets:
+                    res = pair(ds, 0, opts, over, tmp)
+                    rows.append({"config": label, "dataset": ds, "csg_options": opts, **res})
+                    print(
+                        f"[{ds}] {label}: std MIS {res['standard']['mis']:.4f} acc "
+                        f"{res['standard']['test_accuracy']:.4f} | csg MIS "
+                        f"{res['csg']['mis']:.4f} acc {res['csg']['test_accuracy']:.4f} "
+                        f"share {res['csg']['class_share']:.3f} vs "
+                        f"{res['standard']['class_share']:.3f}"
+                    )
+            write_result("csg_search", {"seed": 0, "recipes": RECIPES, "rows": _merge(rows)})
+            return
+        results = {}
+        for ds in args.datasets:
+            pairs = []
+            for seed in args.seeds:
+                pairs.append(pair(ds, seed, DEFAULT_OPTIONS, MAIN_OVERRIDES, tmp))
+                print(ds, seed, pairs[-1])
+            results[ds] = {"pairs": pairs, "summary": summarise(pairs)}
+            print(ds, results[ds]["summary"])
+        write_result(
+            "csg",
+            {
+                "csg_options": DEFAULT_OPTIONS,
+                "overrides": MAIN_OVERRIDES,
+                "seeds": args.seeds,
+                "recipes": RECIPES,
+                "results": results,
+            },
+        )
+
+
+# The main comparison uses the placement that did best in the search (a plain conv layer
+# gated, no shortcut; see csg_search.json) with the recipe's data and training settings.
+DEFAULT_OPTIONS: dict[str, Any] = {"density": 0.1}
+MAIN_OVERRIDES: dict[str, Any] = {"model": ("convnet", {"widths": [32, 64, 128, 256]})}
+
+if __name__ == "__main__":
+    main()

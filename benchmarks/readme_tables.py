@@ -1,0 +1,132 @@
+"""Regenerate the results tables in README.md from benchmarks/results/*.json.
+
+Each table sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers;
+tables are never typed by hand.
+
+    python benchmarks/readme_tables.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def table_train_speed(r: dict) -> str:
+    return "\n".join(
+        [
+            "| loop | images/s | overhead |",
+            "| --- | ---: | ---: |",
+            f"| hand-written PyTorch loop | {r['hand_images_per_second']} | - |",
+            f"| `pellucid.training.fit` | {r['pellucid_images_per_second']} | "
+            f"{r['overhead_percent']} % |",
+            "",
+            f"ResNet-8, MNIST sample, batch {r['batch_size']}, median of "
+            f"{len(r['hand_epoch_seconds'])} alternating epochs; `{r['command']}` "
+            f"({r['machine']['date']}, {r['machine']['threads']} threads, torch "
+            f"{r['machine']['torch']}).",
+        ]
+    )
+
+
+def table_mnist_resnet8(r: dict) -> str:
+    rows = [
+        "| seed | test accuracy | training seconds |",
+        "| ---: | ---: | ---: |",
+    ]
+    rows += [
+        f"| {x['seed']} | {x['test_accuracy']:.4f} | {x['train_seconds']:.1f} |" for x in r["runs"]
+    ]
+    rows += [
+        "",
+        f"`{r['command_equivalent']}`, mean accuracy {r['test_accuracy_mean']:.4f}, mean "
+        f"{r['train_seconds_mean']} s on {r['machine']['cpus']} CPU cores; `{r['command']}`.",
+    ]
+    return "\n".join(rows)
+
+
+def table_shapes(r: dict) -> str:
+    f = r["figures"]
+    return "\n".join(
+        [
+            "| check | measured | target |",
+            "| --- | ---: | ---: |",
+            f"| small CNN test accuracy (`{f['cnn']['model']}`, {f['cnn']['epochs']} epochs) "
+            f"| {f['cnn']['test_accuracy']:.3f} | >= 0.90 |",
+            f"| linear classifier on raw pixels | {f['linear']['test_accuracy']:.3f} | < 0.60 |",
+            f"| always-centre pointing baseline | {f['centre_pointing']['hit_rate']:.3f} "
+            "| < 0.40 |",
+            f"| seconds to generate 256 images of 64x64 | "
+            f"{f['generation']['seconds_256']:.3f} | < 1 |",
+            "",
+            f"`{r['command']}` ({r['machine']['date']}).",
+        ]
+    )
+
+
+def _cell_maker(summary: dict, side: str) -> Callable[..., str]:
+    def cell(key: str, fmt: str = ".4f") -> str:
+        m = summary.get(f"{side}_{key}_mean")
+        sd = summary.get(f"{side}_{key}_std")
+        return "-" if m is None else f"{m:{fmt}} ± {sd:{fmt}}"
+
+    return cell
+
+
+def table_csg(r: dict) -> str:
+    rows = [
+        "| dataset | method | test accuracy | MIS (nats) | top-class share | gate density | s/epoch |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for ds, res in r["results"].items():
+        s = res["summary"]
+        for side in ("standard", "csg"):
+            cell = _cell_maker(s, side)
+            rows.append(
+                f"| {ds} | {side} | {cell('test_accuracy')} | {cell('mis')} | "
+                f"{cell('class_share', '.3f')} | {cell('gate_density', '.3f')} | "
+                f"{cell('seconds_per_epoch', '.1f')} |"
+            )
+    rows += [
+        "",
+        f"Mean ± std over seeds {r['seeds']}; CSG options {r['csg_options']}; "
+        f"`{r['command']}` ({r['machine']['date']}).",
+    ]
+    return "\n".join(rows)
+
+
+TABLES: dict[str, Callable[[dict], str]] = {
+    "train_speed": table_train_speed,
+    "mnist_resnet8": table_mnist_resnet8,
+    "shapes_difficulty": table_shapes,
+    "csg": table_csg,
+}
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for name, render in TABLES.items():
+        result = _load(name)
+        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+        if result is None or not pattern.search(text):
+            continue
+        text = pattern.sub(
+            lambda m, r=result, f=render: m.group(1) + f(r) + "\n" + m.group(2), text
+        )
+    readme.write_text(text)
+    print(f"updated {readme}")
+
+
+if __name__ == "__main__":
+    main()
