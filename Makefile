@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(VENV)/bin/pellucid demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

