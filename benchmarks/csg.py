@@ -30,9 +30,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "train": {"epochs": 5, "lr": 0.1},
     },
     "shapes": {
-        "data": {"name": "shapes", "batch_size": 64, "options": {"n": 4000}},
+        "data": {"name": "shapes", "batch_size": 128, "augment": "none", "options": {"n": 4000}},
         "model": ("convnet", {}),
-        "train": {"epochs": 8, "lr": 0.05},
+        "train": {"epochs": 6, "optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4},
     },
 }
 

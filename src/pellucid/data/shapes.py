@@ -134,7 +134,7 @@ MIN_SIZE, MAX_SIZE = 24, 512
 
 # Per-channel statistics of pixel values in [0, 1], measured once on 4,000 train images (64x64).
 MEAN = (0.497, 0.500, 0.498)
-STD = (0.194, 0.192, 0.191)
+STD = (0.197, 0.195, 0.194)
 
 _BG_AMPLITUDE = 0.15  # background stays within tint +- this
 _CONTRAST = 0.35  # object / distractor colour differs from the tint by this in some channel
@@ -164,7 +164,7 @@ def _landmark(mask: np.ndarray, cx: float, cy: float) -> tuple[float, float]:
 
 def _bound(kind: int, a: float, b: float) -> float:
     """Radius of a circle around a part's centre that contains the whole part."""
-    if kind in (SQUARE,):
+    if kind == SQUARE:
         return a * math.sqrt(2.0)
     if kind in (BAR, CROSS):
         return math.hypot(a, b)
