@@ -136,6 +136,41 @@ def _merge(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in old if (r["config"], r["dataset"]) not in new_keys] + rows
 
 
+def measure_cost(dataset: str, reps: int = 4) -> None:
+    """Seconds per epoch of standard and joint-mode CSG, alternating one epoch each so that
+    machine load affects both alike; the first pair is a warm-up."""
+    import dataclasses
+
+    from pellucid.data import load_dataset
+    from pellucid.training import fit
+    from pellucid.training.run import _info_dict, build_from_config
+
+    cfg = make_config(dataset, 0, "standard", {}, MAIN_OVERRIDES)
+    train_set = load_dataset(cfg.data.name, "train", seed=0, **cfg.data.options)
+    times: dict[str, list[float]] = {"standard": [], "csg": []}
+    for rep in range(reps + 1):
+        for name, opts in (("standard", {}), ("csg", DEFAULT_OPTIONS)):
+            c = make_config(dataset, rep, name, opts, MAIN_OVERRIDES)
+            c = c.replace(info=_info_dict(train_set), train=_with(c.train, epochs=1))
+            method = build_from_config(c)
+            sec = fit(method, train_set, None, c.train, c.data, progress=False).epochs[0]["seconds"]
+            if rep:
+                times[name].append(sec)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{dataset}: standard {med['standard']:.2f} s/epoch, csg {med['csg']:.2f} s/epoch")
+    write_result(
+        f"csg_cost_{dataset}",
+        {
+            "dataset": dataset,
+            "config": dataclasses.asdict(cfg.model),
+            "seconds": times,
+            "median_seconds": med,
+            "cost_ratio": round(med["csg"] / med["standard"], 3),
+            "target_cost_ratio": 1.05,
+        },
+    )
+
+
 def summarise(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for side in ("standard", "csg"):
@@ -161,7 +196,10 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["mnist", "shapes"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--only", type=int, nargs="*", help="search entries to run (indices)")
+    ap.add_argument("--cost", action="store_true", help="epoch time, standard vs CSG, alone")
     args = ap.parse_args()
+    if args.cost:
+        return measure_cost(args.datasets[0])
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if args.search:

@@ -50,7 +50,8 @@ def table_mnist_resnet8(r: dict) -> str:
     rows += [
         "",
         f"`{r['command_equivalent']}`, mean accuracy {r['test_accuracy_mean']:.4f}, mean "
-        f"{r['train_seconds_mean']} s on {r['machine']['cpus']} CPU cores; `{r['command']}`.",
+        f"{r['train_seconds_mean']} s with {r['machine']['threads']} torch thread(s) on a "
+        f"{r['machine']['cpus']}-core machine; `{r['command']}`.",
     ]
     return "\n".join(rows)
 
@@ -98,6 +99,16 @@ def table_csg(r: dict) -> str:
                 f"{cell('class_share', '.3f')} | {cell('gate_density', '.3f')} | "
                 f"{cell('seconds_per_epoch', '.1f')} |"
             )
+    cost = _load("csg_cost_mnist")
+    if cost is not None:
+        rows += [
+            "",
+            f"Epoch cost, standard vs joint-mode CSG, one epoch each in alternation so that "
+            f"machine load affects both alike, {cost['machine']['threads']} torch thread(s) "
+            f"(`{cost['command']}`): {cost['median_seconds']['standard']:.2f} vs "
+            f"{cost['median_seconds']['csg']:.2f} s/epoch, ratio {cost['cost_ratio']} "
+            f"(target <= {cost['target_cost_ratio']}).",
+        ]
     rows += [
         "",
         f"Mean ± std over seeds {r['seeds']}; CSG options {r['csg_options']}; "
