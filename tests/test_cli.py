@@ -143,3 +143,77 @@ def test_python_dash_m_entry_point():
         [sys.executable, "-m", "pellucid", "--help"], capture_output=True, text=True, timeout=120
     )
     assert res.returncode == 0 and "show-data" in res.stdout
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "shapes32",
+            "--data-option",
+            "n=96",
+            "--model",
+            "convnet",
+            "--model-option",
+            "widths=[8,8,16,16]",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_explain_writes_overlays_maps_and_metrics(capsys, tiny_run, tmp_path):
+    from pellucid.io import load_tensors
+
+    out = tmp_path / "exp"
+    code, stdout, err = run(
+        capsys, "explain", str(tiny_run), "--n", "3", "--option", "iterations=5", "--out", str(out)
+    )
+    assert code == 0, err
+    assert len(list((out / "overlays").glob("*.png"))) == 3
+    maps = load_tensors(out / "maps.safetensors")
+    assert maps["maps"].shape == (3, 1, 32, 32) and maps["targets"].shape == (3,)
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["explainer"] == "neuromask" and record["options"]["iterations"] == 5
+    assert len(record["per_image"]["pointing_game"]) == 3  # shapes32 has object masks
+    assert 0 <= record["summary"]["deletion_auc"] <= 1
+    code, _, err = run(capsys, "explain", str(tiny_run), "--option", "iters=5", "--out", str(out))
+    assert code == 1 and "no option 'iters'" in err and "Traceback" not in err
+
+
+def test_compare_explainers_one_table(capsys, tiny_run, tmp_path):
+    out = tmp_path / "cmp"
+    code, stdout, err = run(
+        capsys,
+        "compare-explainers",
+        str(tiny_run),
+        "--explainers",
+        "neuromask",
+        "gradcam",
+        "centre",
+        "--option",
+        "neuromask.iterations=5",
+        "--n",
+        "4",
+        "--sanity",
+        "--quiet",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    table = (out / "compare.md").read_text()
+    assert "| neuromask |" in table and "deletion_auc ↓" in table and "pointing_game ↑" in table
+    rows = json.loads((out / "compare.json").read_text())["rows"]
+    assert set(rows) == {"neuromask", "gradcam", "centre"}
+    assert rows["centre"]["sanity_rank_correlation"] == pytest.approx(1.0)  # ignores the model
+    assert (out / "gallery.png").stat().st_size > 1000
+    code, _, err = run(capsys, "compare-explainers", str(tiny_run), "--dataset", "mnist")
+    assert code == 1 and "classes" in err

@@ -129,3 +129,18 @@ def test_nan_loss_is_reported():
 
     with pytest.raises(PellucidError, match="loss is nan"):
         fit(method, data, None, TrainConfig(epochs=1), DataConfig(batch_size=32), progress=False)
+
+
+def test_onecycle_on_a_very_short_run_does_not_crash(tiny_config) -> None:
+    import dataclasses
+
+    from pellucid.training.setup import OptimizerSet, build_scheduler
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = OptimizerSet(torch.optim.SGD([param], lr=0.1), [])
+    cfg = dataclasses.replace(tiny_config.train, epochs=1, schedule="onecycle")
+    sched = build_scheduler(opt, cfg, steps_per_epoch=3)
+    for _ in range(3):
+        opt.main.step()
+        sched.step()
+    assert opt.main.param_groups[0]["lr"] < 0.1

@@ -37,6 +37,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     _atomic(path, lambda p: p.write_text(text))
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 100) -> Path:
+    """Save a matplotlib figure as PNG atomically (temp file + rename)."""
+    _atomic(Path(path), lambda p: fig.savefig(p, dpi=dpi, format="png"))
+    return Path(path)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON (indented, sorted keys) atomically."""
     atomic_write_text(Path(path), json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")

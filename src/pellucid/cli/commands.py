@@ -233,3 +233,98 @@ def cmd_figures(args: argparse.Namespace) -> dict[str, Any]:
         for p in paths:
             print(f"wrote {p}")
     return {"figures": [str(p) for p in paths]}
+
+
+def add_explain(sub, explainers) -> None:
+    p = sub.add_parser("explain", help="explain test images of a run: overlays, maps, metrics")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--explainer", default="neuromask", choices=explainers.names())
+    p.add_argument("--option", action="append", metavar="K=V", help="explainer option")
+    p.add_argument("--n", type=int, default=16, help="number of test images (the first n)")
+    p.add_argument("--dataset", help="explain images of another dataset (default: the run's)")
+    p.add_argument("--data-option", action="append", metavar="K=V")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument(
+        "--target", default="predicted", choices=["predicted", "label"], help="class to explain"
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="directory to write")
+    _common_output(p)
+    p.set_defaults(func=cmd_explain)
+
+
+def cmd_explain(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.explain.run import explain_run
+
+    result = explain_run(
+        args.run,
+        Path(args.out),
+        explainer=args.explainer,
+        options=_options(args.option, "--option"),
+        n=args.n,
+        dataset=args.dataset,
+        dataset_options=_options(args.data_option, "--data-option"),
+        split=args.split,
+        target=args.target,
+        device=args.device,
+        progress=not (args.quiet or args.json),
+    )
+    if not args.quiet and not args.json:
+        for key, value in result["summary"].items():
+            print(f"{key:>22}  {value}")
+        print(f"wrote {args.out}")
+    return result["summary"]
+
+
+def add_compare_explainers(sub, explainers) -> None:
+    p = sub.add_parser(
+        "compare-explainers", help="every explainer on the same images of a run: one table"
+    )
+    p.add_argument("run", help="run directory")
+    p.add_argument(
+        "--explainers",
+        nargs="+",
+        choices=explainers.names(),
+        help="default: all except neuromask-reference (slow; add it by name)",
+    )
+    p.add_argument("--option", action="append", metavar="NAME.K=V", help="e.g. neuromask.lr=0.05")
+    p.add_argument("--n", type=int, default=32, help="number of test images (the first n)")
+    p.add_argument("--dataset", help="images of another dataset (default: the run's)")
+    p.add_argument("--data-option", action="append", metavar="K=V")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--target", default="label", choices=["label", "predicted"])
+    p.add_argument("--sanity", action="store_true", help="add the model-randomisation check")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="directory for compare.json, compare.md and gallery.png")
+    _common_output(p)
+    p.set_defaults(func=cmd_compare_explainers)
+
+
+def cmd_compare_explainers(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.explain.run import compare_run
+
+    per: dict[str, dict[str, Any]] = {}
+    for key, value in _options(args.option, "--option").items():
+        if "." not in key:
+            raise ConfigError(f"--option expects NAME.KEY=VALUE, got {key!r}")
+        name, opt = key.split(".", 1)
+        per.setdefault(name.replace("_", "-"), {})[opt] = value
+    result = compare_run(
+        args.run,
+        explainers=args.explainers,
+        options=per,
+        n=args.n,
+        dataset=args.dataset,
+        dataset_options=_options(args.data_option, "--data-option"),
+        split=args.split,
+        target=args.target,
+        sanity=args.sanity,
+        out=Path(args.out) if args.out else None,
+        device=args.device,
+        progress=not (args.quiet or args.json),
+    )
+    if not args.quiet and not args.json:
+        print(result["table"])
+        if args.out:
+            print(f"wrote {args.out}")
+    return result["rows"]

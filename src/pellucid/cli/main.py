@@ -14,7 +14,8 @@ from pellucid.errors import PellucidError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pellucid.registry import DATASETS, METHODS, MODELS
+    import pellucid.explain  # noqa: F401  (fills the explainer registry)
+    from pellucid.registry import DATASETS, EXPLAINERS, METHODS, MODELS
 
     parser = argparse.ArgumentParser(
         prog="pellucid",
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_datasets(sub, DATASETS)
     commands.add_show_data(sub, DATASETS)
     commands.add_figures(sub)
+    commands.add_explain(sub, EXPLAINERS)
+    commands.add_compare_explainers(sub, EXPLAINERS)
     commands.add_demo(sub)
     return parser
 

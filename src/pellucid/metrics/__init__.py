@@ -2,7 +2,21 @@
 
 from pellucid.metrics.activations import pooled_activations
 from pellucid.metrics.base import SPECS, MetricSpec
+from pellucid.metrics.faithfulness import (
+    deletion_auc,
+    deletion_insertion,
+    insertion_auc,
+    model_randomisation,
+    randomised_copy,
+    spearman_rank_correlation,
+)
 from pellucid.metrics.gates import assigned_class, gate_density, gate_overlap
+from pellucid.metrics.localisation import (
+    energy_pointing_game,
+    pointing_game,
+    pointing_tolerance,
+    top_q_iou,
+)
 from pellucid.metrics.mis import (
     class_share,
     mi_matrix,
@@ -15,10 +29,20 @@ __all__ = [
     "MetricSpec",
     "assigned_class",
     "class_share",
+    "deletion_auc",
+    "deletion_insertion",
+    "energy_pointing_game",
     "gate_density",
     "gate_overlap",
+    "insertion_auc",
     "mi_matrix",
     "mis_from_activations",
+    "model_randomisation",
     "mutual_information_score",
+    "pointing_game",
+    "pointing_tolerance",
     "pooled_activations",
+    "randomised_copy",
+    "spearman_rank_correlation",
+    "top_q_iou",
 ]

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pellucid.io import save_figure
+
 
 def _plt():
     import matplotlib
@@ -110,11 +112,9 @@ def plot_class_filters(
 
 def _save(fig: Any, out: Path, tight: bool = True) -> Path:
     plt = _plt()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if tight:
         fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    save_figure(fig, Path(out), dpi=110)
     plt.close(fig)
     return out
 

@@ -102,9 +102,13 @@ def build_scheduler(
     optimizers: OptimizerSet, cfg: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-step schedule of the main optimiser: one-cycle, cosine, step (x0.1 at 50 % and
-    75 %) or constant."""
+    75 %) or constant. One-cycle falls back to cosine for runs of fewer than 8 steps."""
     optimizer = optimizers.main
     total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle" and total < 8:
+        # OneCycleLR divides by the length of its warm-up phase, which is empty for a run
+        # this short; a cosine decay from the peak is the closest well-defined schedule.
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     if cfg.schedule == "onecycle":
         max_lr = [g["lr"] for g in optimizer.param_groups]
         return torch.optim.lr_scheduler.OneCycleLR(

@@ -1,0 +1,191 @@
+"""One call shape for every explainer: ``explain(inputs, target) -> (N, 1, H, W)``.
+
+An explainer implements :meth:`Explainer._explain` on a validated chunk of inputs whose
+targets are resolved; the base class does the rest:
+
+- validation: a 4-D floating tensor with the model's channel count, finite values, a target
+  per image inside ``[0, num_classes)`` (``None`` = the model's predicted class);
+- devices: inputs are moved to the model's device, maps come back on the inputs' device;
+- batching: inputs are processed in chunks of ``batch_size``;
+- model state: the model is put in eval mode with ``requires_grad=False`` on its parameters
+  while explaining, and every module's mode and every parameter's flag are restored
+  afterwards, also when explaining raises (:func:`model_state`).
+
+``attribute`` is an alias of ``explain`` so that an explainer drops in where a Captum
+attribution method is used (``attribute(inputs, target=...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from pellucid.errors import DataError
+
+
+@contextmanager
+def model_state(model: nn.Module, train: bool = False) -> Iterator[nn.Module]:
+    """Put ``model`` in eval (or train) mode with frozen parameters inside the block; restore
+    every module's mode and every parameter's ``requires_grad`` on exit, also on error."""
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.train(train)
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a parameter-free model)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def input_channels(model: nn.Module) -> int | None:
+    """Channels the model expects: those of its first ``Conv2d`` (None if it has none)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return int(m.in_channels)
+    return None
+
+
+def check_inputs(model: nn.Module, inputs: Any) -> torch.Tensor:
+    """Validate a batch of images for ``model``; return it as a floating tensor."""
+    if not isinstance(inputs, torch.Tensor):
+        raise DataError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
+    if inputs.dim() != 4:
+        hint = " (add a batch dimension: inputs[None])" if inputs.dim() == 3 else ""
+        raise DataError(f"inputs must be (N, C, H, W), got shape {tuple(inputs.shape)}{hint}")
+    if inputs.shape[0] == 0:
+        raise DataError("inputs is an empty batch (N = 0)")
+    if not inputs.is_floating_point():
+        raise DataError(f"inputs must be floating point, got {inputs.dtype}")
+    channels = input_channels(model)
+    if channels is not None and inputs.shape[1] != channels:
+        raise DataError(
+            f"the model expects {channels} input channel(s), inputs have {inputs.shape[1]} "
+            f"(shape {tuple(inputs.shape)})"
+        )
+    if not torch.isfinite(inputs).all():
+        bad = int((~torch.isfinite(inputs)).flatten(1).any(1).nonzero()[0])
+        raise DataError(f"inputs contain NaN or inf (first in image {bad})")
+    return inputs
+
+
+@torch.no_grad()
+def resolve_target(model: nn.Module, inputs: torch.Tensor, target: Any) -> torch.Tensor:
+    """A LongTensor (N,) of classes on the inputs' device: ``None`` = predicted class, an int
+    = that class for every image, a sequence/tensor = one class per image."""
+    n = inputs.shape[0]
+    logits = model(inputs)
+    if logits.dim() != 2:
+        raise DataError(f"the model must return logits (N, classes), got {tuple(logits.shape)}")
+    classes = logits.shape[1]
+    if target is None:
+        return logits.argmax(1)
+    t = torch.as_tensor(target, device=inputs.device)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise DataError(f"target must hold integer class indices, got dtype {t.dtype}")
+    t = t.long()
+    if t.dim() == 0:
+        t = t.expand(n)
+    if t.shape != (n,):
+        raise DataError(f"target must be an int or have shape ({n},), got {tuple(t.shape)}")
+    if ((t < 0) | (t >= classes)).any():
+        raise DataError(
+            f"target {t[(t < 0) | (t >= classes)][0].item()} is out of range for a model "
+            f"with {classes} classes"
+        )
+    return t
+
+
+class Explainer:
+    """Base class of every explainer (NeuroMask and the Captum adapters).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier taking pixel-space images (N, C, H, W) and returning logits.
+    batch_size : int
+        Images explained at once (memory bound; results do not depend on it).
+
+    Subclasses implement :meth:`_explain`; ``normalise = True`` rescales each map by its
+    maximum into [0, 1] (maps whose scale carries no meaning across images).
+    """
+
+    name = "explainer"
+    normalise = True
+
+    def __init__(self, model: nn.Module, batch_size: int = 64) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if batch_size < 1:
+            raise DataError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.batch_size = int(batch_size)
+
+    def explain(self, inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
+        """Attribution maps for ``inputs``.
+
+        Parameters
+        ----------
+        inputs : Tensor (N, C, H, W)
+            Images in pixel space.
+        target : None, int, sequence or Tensor (N,)
+            Class to explain per image; ``None`` explains the predicted class.
+
+        Returns
+        -------
+        Tensor (N, 1, H, W)
+            Non-negative maps in [0, 1] on the inputs' device (detached).
+        """
+        x = check_inputs(self.model, inputs)
+        device = model_device(self.model)
+        out = []
+        with model_state(self.model):
+            xd = x.detach().to(device, torch.float32)
+            t = resolve_target(self.model, xd, target if target is None else _to(target, device))
+            for start in range(0, xd.shape[0], self.batch_size):
+                sl = slice(start, start + self.batch_size)
+                maps = self._explain(xd[sl], t[sl]).detach().float()
+                out.append(self._finish(maps, xd[sl]))
+        return torch.cat(out).to(inputs.device)
+
+    attribute = explain
+
+    def __call__(self, inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
+        return self.explain(inputs, target)
+
+    def _finish(self, maps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        if maps.dim() == 3:
+            maps = maps[:, None]
+        if maps.shape != (n, 1, h, w):
+            raise RuntimeError(f"{self.name} returned maps of shape {tuple(maps.shape)}")
+        maps = torch.nan_to_num(maps, nan=0.0).clamp_min(0)
+        if self.normalise:
+            peak = maps.flatten(1).amax(1).clamp_min(1e-12).view(n, 1, 1, 1)
+            maps = maps / peak
+        return maps.clamp(0, 1)
+
+    def _explain(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Maps (N, 1, H, W), >= 0, for a validated chunk; ``target`` is a LongTensor (N,)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+def _to(target: Any, device: torch.device) -> Any:
+    return target.to(device) if isinstance(target, torch.Tensor) else target

@@ -1,0 +1,354 @@
+"""NeuroMask: explain a prediction by learning the smallest smooth mask that keeps it.
+
+Alzantot, Widdicombe, Julier, Srivastava, "NeuroMask: Explaining Predictions of Deep Neural
+Networks through Mask Learning", SMARTCOMP 2019 (arXiv:1908.04389); specification in
+``shared/methods/neuromask.md``.
+
+For an image x and class c, free mask logits W (one channel) give the mask
+``M = sigmoid(W / T)`` and the masked image ``x~ = x * M + fill * (1 - M)`` (fill = 0 in the
+paper). The loss, per image, is
+
+    l_pred * CE(f(x~), c) + l_sparse * mean|W + L| + l_smooth * S(W)
+
+with L the logit bound (10; W starts uniform in [-L, L]) and S the mean squared response of
+a discrete Laplacian (3x3: centre 8, neighbours -1) — or total variation. The ``reference``
+preset is the paper's setting (full-resolution logits, zero fill, Laplacian, RMSprop lr 0.03,
+2000 iterations, one image at a time). The default preset adds what makes the method usable:
+the masks of a whole batch are optimised together (each image's loss is summed, never
+averaged, and the optimisers are element-wise, so an image's mask does not depend on its
+batch), the logits live on a coarse grid upsampled bilinearly (no speckle, far fewer free
+variables), Adam, and per-image early stopping.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pellucid.errors import ConfigError, DataError
+from pellucid.explain.base import Explainer
+from pellucid.registry import EXPLAINERS
+
+FILLS = ("zero", "mean", "blur")
+SMOOTHNESS = ("laplacian", "tv")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+@dataclass(frozen=True)
+class NeuroMaskOptions:
+    """Every NeuroMask option (see :class:`NeuroMask`); the values here are the default
+    preset, chosen on cluttered-mnist (see ``benchmarks/explainers.py`` and the README)."""
+
+    mask_size: int | None = None  # side of the logit grid; None = ceil(H / mask_scale)
+    mask_scale: int = 2
+    fill: str | float = "zero"
+    blur_sigma: float | None = None  # fill="blur": default 10 px at 224 px, scaled
+    smoothness: str = "laplacian"
+    l_pred: float = 0.4
+    l_sparse: float = 0.2
+    l_smooth: float = 0.0  # the bilinearly upsampled coarse grid is the smoothness prior
+    temperature: float = 1.0
+    logit_bound: float = 10.0
+    init: str | float = 0.0  # a constant logit (0: M = 0.5), or "uniform" in [-L, L] (paper)
+    optimizer: str = "adam"
+    lr: float = 0.2
+    iterations: int = 100
+    patience: int = 20  # early stopping: steps without a relative improvement of tol
+    tol: float = 1e-3
+    seed: int = 0
+
+
+PRESETS: dict[str, NeuroMaskOptions] = {
+    # Paper setting (authors' small-image demo: T = 1, weights 0.4/0.35/0.15), one image at a
+    # time, full-resolution logits, no early stopping.
+    "reference": NeuroMaskOptions(
+        mask_size=None,
+        mask_scale=1,
+        blur_sigma=None,
+        fill="zero",
+        smoothness="laplacian",
+        l_pred=0.4,
+        l_sparse=0.35,
+        l_smooth=0.15,
+        temperature=1.0,
+        logit_bound=10.0,
+        init="uniform",
+        optimizer="rmsprop",
+        lr=0.03,
+        iterations=2000,
+        patience=0,
+        tol=1e-3,
+        seed=0,
+    ),
+    "default": NeuroMaskOptions(),
+}
+
+
+@EXPLAINERS.register("neuromask", help="NeuroMask: learn the smallest smooth mask (ours)")
+class NeuroMask(Explainer):
+    """NeuroMask explainer (Alzantot et al. 2019).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier on pixel-space images in [0, 1].
+    preset : {"default", "reference"}
+        Starting values of the options below; explicit options override them. ``reference``
+        also explains one image at a time (``batch_size=1``) as the paper does.
+    mask_size : int, optional
+        Side of the mask-logit grid, upsampled bilinearly to the image; ``None`` uses
+        ``ceil(H / mask_scale)`` (full resolution when ``mask_scale`` is 1).
+    mask_scale : int
+        Default downsampling factor of the grid (2: a 32x32 grid for 64x64 images).
+    fill : {"zero", "mean", "blur"} or float
+        What removed pixels become: 0 (paper), the dataset mean (read from the model's
+        normalisation layer; the image's mean if it has none), a blurred copy of the image
+        (Fong & Vedaldi 2017), or a constant.
+    blur_sigma : float, optional
+        Blur for ``fill="blur"``; default 10 px at 224 px, scaled with the image.
+    smoothness : {"laplacian", "tv"}
+        Mean squared 3x3 Laplacian response of W (paper), or mean absolute difference of
+        neighbouring logits (total variation).
+    l_pred, l_sparse, l_smooth : float
+        Loss weights (paper: 0.4, 0.35, 0.15 for 32x32 images; default 0.4, 0.2, 0: on a
+        coarse grid the bilinear upsampling already smooths, and the Laplacian of logits that
+        sit at +-L dominated the loss in our measurements).
+    temperature : float
+        T in ``M = sigmoid(W / T)``.
+    logit_bound : float
+        L: initial logits are uniform in [-L, L]; the sparsity term pulls them to -L.
+    init : "uniform" or float
+        Uniform in [-L, L] (paper; the same draw for every image, so that results do not
+        depend on batch composition) or a constant logit (default 0: M = 0.5, where the
+        sigmoid's gradient is largest; uniform logits start mostly saturated).
+    optimizer : {"adam", "rmsprop", "sgd"}
+    lr : float
+    iterations : int
+        Maximum optimisation steps.
+    patience, tol : int, float
+        Stop an image once its loss has not improved by a relative ``tol`` for ``patience``
+        steps (0 = never stop early).
+    seed : int
+        Seed of the initial logits.
+    batch_size : int, optional
+        Images optimised together (default 64; 1 for ``reference``).
+
+    Attributes
+    ----------
+    last_info : dict
+        After :meth:`explain`: ``iterations`` (per image), ``probability`` of the target class
+        on the masked image, ``area`` (mean mask value) and ``loss``.
+    """
+
+    name = "neuromask"
+    normalise = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        preset: str = "default",
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown NeuroMask preset {preset!r}; choose from {list(PRESETS)}")
+        valid = {f.name for f in fields(NeuroMaskOptions)}
+        unknown = sorted(set(options) - valid)
+        if unknown:
+            raise ConfigError(
+                f"NeuroMask has no option {unknown[0]!r}; options: preset, batch_size, "
+                + ", ".join(sorted(valid))
+            )
+        self.preset = preset
+        self.options = replace(PRESETS[preset], **options)
+        _validate(self.options)
+        if batch_size is None:
+            batch_size = 1 if preset == "reference" else 64
+        super().__init__(model, batch_size)
+        self.last_info: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def reference(cls, model: nn.Module, **options: Any) -> NeuroMask:
+        """The paper's setting (see ``PRESETS["reference"]``)."""
+        return cls(model, preset="reference", **options)
+
+    def config(self) -> dict[str, Any]:
+        """Resolved options (for saving next to results)."""
+        return {"preset": self.preset, "batch_size": self.batch_size, **asdict(self.options)}
+
+    def explain(self, inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
+        self._info: list[dict[str, torch.Tensor]] = []
+        masks = super().explain(inputs, target)
+        self.last_info = {k: torch.cat([d[k] for d in self._info]) for k in self._info[0]}
+        return masks
+
+    attribute = explain
+
+    # ------------------------------------------------------------------ the optimisation
+    def _grid(self, h: int, w: int) -> tuple[int, int]:
+        o = self.options
+        if o.mask_size is not None:
+            return min(o.mask_size, h), min(o.mask_size, w)
+        return math.ceil(h / o.mask_scale), math.ceil(w / o.mask_scale)
+
+    def _fill(self, x: torch.Tensor) -> torch.Tensor:
+        o = self.options
+        if isinstance(o.fill, (int, float)) and not isinstance(o.fill, bool):
+            return torch.full_like(x, float(o.fill))
+        if o.fill == "zero":
+            return torch.zeros_like(x)
+        if o.fill == "mean":
+            mean = _dataset_mean(self.model, x.shape[1])
+            if mean is None:
+                return x.mean((2, 3), keepdim=True).expand_as(x)
+            return mean.to(x).view(1, -1, 1, 1).expand_as(x)
+        from pellucid.explain.baselines import blur
+
+        sigma = o.blur_sigma if o.blur_sigma is not None else 10 * max(x.shape[-2:]) / 224
+        return blur(x, sigma)
+
+    def _init_logits(self, n: int, gh: int, gw: int, device: torch.device) -> torch.Tensor:
+        o = self.options
+        if o.init == "uniform":
+            g = torch.Generator().manual_seed(o.seed)
+            w0 = (torch.rand(1, 1, gh, gw, generator=g) * 2 - 1) * o.logit_bound
+        else:
+            w0 = torch.full((1, 1, gh, gw), float(o.init))
+        return w0.to(device).expand(n, 1, gh, gw).clone()
+
+    def masks_from_logits(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """M = sigmoid(W / T), upsampled bilinearly to ``size`` when the grid is coarser."""
+        m = torch.sigmoid(logits / self.options.temperature)
+        if tuple(m.shape[-2:]) != tuple(size):
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+        return m
+
+    def _explain(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        o = self.options
+        n, _, h, w = inputs.shape
+        gh, gw = self._grid(h, w)
+        fill = self._fill(inputs)
+        logits = self._init_logits(n, gh, gw, inputs.device).requires_grad_(True)
+        opt = _optimizer(o.optimizer, logits, o.lr)
+        best = torch.full((n,), math.inf, device=inputs.device)
+        since = torch.zeros(n, dtype=torch.long, device=inputs.device)
+        active = torch.ones(n, dtype=torch.bool, device=inputs.device)
+        steps = torch.zeros(n, dtype=torch.long, device=inputs.device)
+        final = logits.detach().clone()
+        for _ in range(o.iterations):
+            idx = active.nonzero().squeeze(1)
+            with torch.enable_grad():
+                per_image = self._loss(logits[idx], inputs[idx], fill[idx], target[idx])
+                opt.zero_grad(set_to_none=True)
+                per_image.sum().backward()
+            opt.step()
+            with torch.no_grad():
+                steps[idx] += 1
+                loss = per_image.detach()
+                improved = loss < best[idx] * (1 - o.tol) - 1e-12
+                best[idx] = torch.where(improved, loss, best[idx])
+                since[idx] = torch.where(improved, 0, since[idx] + 1)
+                # frozen images keep their logits (the optimiser's momentum would move them)
+                frozen = ~active
+                logits.data[frozen] = final[frozen]
+                final[idx] = logits.data[idx]
+                if o.patience > 0:
+                    active &= since < o.patience
+                if not active.any():
+                    break
+        with torch.no_grad():
+            masks = self.masks_from_logits(final, (h, w))
+            probs = F.softmax(self.model(inputs * masks + fill * (1 - masks)), 1)
+            self._info.append(
+                {
+                    "iterations": steps.cpu(),
+                    "probability": probs.gather(1, target[:, None])[:, 0].cpu(),
+                    "area": masks.flatten(1).mean(1).cpu(),
+                    "loss": self._loss(final, inputs, fill, target).cpu(),
+                }
+            )
+        return masks
+
+    def _loss(
+        self, logits: torch.Tensor, x: torch.Tensor, fill: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-image loss (N,): l_pred CE + l_sparse mean|W + L| + l_smooth S(W)."""
+        o = self.options
+        masks = self.masks_from_logits(logits, x.shape[-2:])
+        out = self.model(x * masks + fill * (1 - masks))
+        ce = F.cross_entropy(out, target, reduction="none")
+        sparse = (logits + o.logit_bound).abs().flatten(1).mean(1)
+        smooth = _smoothness(logits, o.smoothness)
+        return o.l_pred * ce + o.l_sparse * sparse + o.l_smooth * smooth
+
+
+def _smoothness(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "tv":
+        dx = (logits[..., :, 1:] - logits[..., :, :-1]).abs().flatten(1)
+        dy = (logits[..., 1:, :] - logits[..., :-1, :]).abs().flatten(1)
+        return (dx.sum(1) + dy.sum(1)) / max(1, dx.shape[1] + dy.shape[1])
+    kernel = torch.full((1, 1, 3, 3), -1.0, device=logits.device, dtype=logits.dtype)
+    kernel[0, 0, 1, 1] = 8.0
+    lap = F.conv2d(F.pad(logits, (1, 1, 1, 1), mode="replicate"), kernel)
+    return lap.pow(2).flatten(1).mean(1)
+
+
+def _optimizer(name: str, param: torch.Tensor, lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam([param], lr=lr)
+    if name == "rmsprop":
+        return torch.optim.RMSprop([param], lr=lr)
+    return torch.optim.SGD([param], lr=lr)
+
+
+def _dataset_mean(model: nn.Module, channels: int) -> torch.Tensor | None:
+    from pellucid.models.base import Normalize
+
+    for m in model.modules():
+        if isinstance(m, Normalize) and m.mean.numel() == channels:
+            return m.mean.flatten()
+    return None
+
+
+def _validate(o: NeuroMaskOptions) -> None:
+    if not (isinstance(o.fill, (int, float)) and not isinstance(o.fill, bool)) and (
+        o.fill not in FILLS
+    ):
+        raise ConfigError(f"fill must be one of {', '.join(FILLS)} or a number, got {o.fill!r}")
+    if o.smoothness not in SMOOTHNESS:
+        raise ConfigError(
+            f"smoothness must be one of {', '.join(SMOOTHNESS)}, got {o.smoothness!r}"
+        )
+    if o.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {o.optimizer!r}")
+    if o.init != "uniform" and not isinstance(o.init, (int, float)):
+        raise ConfigError(f"init must be 'uniform' or a number, got {o.init!r}")
+    checks = {
+        "temperature": o.temperature > 0,
+        "lr": o.lr > 0,
+        "iterations": o.iterations >= 1,
+        "patience": o.patience >= 0,
+        "logit_bound": o.logit_bound > 0,
+        "mask_scale": o.mask_scale >= 1,
+        "mask_size": o.mask_size is None or o.mask_size >= 1,
+        "l_pred": o.l_pred >= 0,
+        "l_sparse": o.l_sparse >= 0,
+        "l_smooth": o.l_smooth >= 0,
+    }
+    for key, ok in checks.items():
+        if not ok:
+            raise ConfigError(f"NeuroMask option {key}={getattr(o, key)!r} is out of range")
+    for key in ("l_pred", "l_sparse", "l_smooth", "lr", "temperature"):
+        if not math.isfinite(float(getattr(o, key))):
+            raise DataError(f"NeuroMask option {key} must be finite")
+
+
+@EXPLAINERS.register("neuromask-reference", help="NeuroMask with the paper's settings (slow)")
+def neuromask_reference(model: nn.Module, **options: Any) -> NeuroMask:
+    """NeuroMask with ``preset="reference"`` (2000 RMSprop steps, one image at a time)."""
+    return NeuroMask(model, preset="reference", **options)

@@ -1,0 +1,139 @@
+"""Explain a saved run: the library side of ``pellucid explain`` and
+``pellucid compare-explainers``. Everything written goes through atomic writes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pellucid.explain.evaluate import compare, load_images, markdown_table, score_maps, summarise
+from pellucid.io import atomic_write_text, save_tensors, write_json
+
+DEFAULT_EXCLUDED = ("neuromask-reference",)
+
+
+def _targets(model: torch.nn.Module, batch: Any, target: str) -> torch.Tensor:
+    from pellucid.explain.base import model_device, model_state
+
+    if target == "label":
+        return batch.label
+    with model_state(model), torch.no_grad():
+        return model(batch.image.to(model_device(model))).argmax(1).cpu()
+
+
+def explain_run(
+    run: str | Path,
+    out: Path,
+    explainer: str = "neuromask",
+    options: dict[str, Any] | None = None,
+    n: int = 16,
+    dataset: str | None = None,
+    dataset_options: dict[str, Any] | None = None,
+    split: str = "test",
+    target: str = "predicted",
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Explain the first ``n`` images of a run's ``split`` and write to ``out``:
+
+    - ``overlays/NNN_<class>.png``: image | map | image x map;
+    - ``maps.safetensors``: ``maps`` (N, 1, H, W), ``images``, ``labels``, ``targets``;
+    - ``metrics.json``: per-image scores (pointing game etc. where the dataset has masks,
+      deletion/insertion AUC always), their summary, the explainer's options and the command.
+    """
+    from tqdm.auto import tqdm
+
+    from pellucid.explain import build_explainer
+    from pellucid.report.figures_explain import save_overlay
+    from pellucid.training.setup import resolve_device
+
+    model, batch, ds = load_images(run, n, dataset, split, dataset_options, resolve_device(device))
+    targets = _targets(model, batch, target)
+    exp = build_explainer(explainer, model, **(options or {}))
+    dev = next(iter(model.parameters())).device
+    maps = exp.explain(batch.image.to(dev), targets.to(dev)).cpu()
+    masks = batch.mask
+    scores = score_maps(model, batch.image.to(dev), maps.to(dev), targets.to(dev), _dev(masks, dev))
+    names = ds.info.class_names
+    out = Path(out)
+    for i in tqdm(range(len(maps)), desc="overlays", disable=not progress, leave=False):
+        label, tgt = int(batch.label[i]), int(targets[i])
+        title = f"{explainer}: class {names[tgt]} (label {names[label]})"
+        mask = masks[i] if masks is not None else None
+        save_overlay(batch.image[i], maps[i], out / "overlays" / f"{i:03d}_{tgt}.png", title, mask)
+    save_tensors(
+        out / "maps.safetensors",
+        {"maps": maps, "images": batch.image, "labels": batch.label, "targets": targets},
+    )
+    summary = summarise(scores, targets)
+    info = getattr(exp, "config", lambda: {})()
+    record = {
+        "run": str(run),
+        "explainer": explainer,
+        "options": info or dict(options or {}),
+        "target": target,
+        "dataset": dataset or ds.info.name,
+        "split": split,
+        "summary": summary,
+        "per_image": {k: [round(float(x), 5) for x in v] for k, v in scores.items()},
+        "command": " ".join(["pellucid", *sys.argv[1:]]) if sys.argv else "",
+    }
+    write_json(out / "metrics.json", record)
+    return record
+
+
+def compare_run(
+    run: str | Path,
+    explainers: list[str] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    n: int = 32,
+    dataset: str | None = None,
+    dataset_options: dict[str, Any] | None = None,
+    split: str = "test",
+    target: str = "label",
+    sanity: bool = False,
+    out: Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Every explainer (default: all registered but the slow ``neuromask-reference``) on the
+    same first ``n`` images; returns ``{"rows", "table"}`` and, with ``out``, writes
+    ``compare.json``, ``compare.md``, ``gallery.png`` and ``maps.safetensors``."""
+    from pellucid.registry import EXPLAINERS
+    from pellucid.report.figures_explain import save_gallery
+    from pellucid.training.setup import resolve_device
+
+    names = explainers or [e for e in EXPLAINERS.names() if e not in DEFAULT_EXCLUDED]
+    model, batch, ds = load_images(run, n, dataset, split, dataset_options, resolve_device(device))
+    targets = _targets(model, batch, target)
+    batch.label = targets if target == "predicted" else batch.label
+    res = compare(model, batch, names, options, sanity=sanity, progress=progress)
+    table = markdown_table(res["rows"])
+    result = {
+        "run": str(run),
+        "dataset": dataset or ds.info.name,
+        "split": split,
+        "n": len(batch),
+        "target": target,
+        "rows": res["rows"],
+        "table": table,
+    }
+    if out is not None:
+        out = Path(out)
+        write_json(out / "compare.json", {**result, "options": options or {}})
+        atomic_write_text(out / "compare.md", table + "\n")
+        class_names = ds.info.class_names
+        titles = [class_names[int(t)] for t in batch.label]
+        save_gallery(batch.image, res["maps"], out / "gallery.png", titles, batch.mask)
+        save_tensors(
+            out / "maps.safetensors",
+            {**{f"maps.{k}": v for k, v in res["maps"].items()}, "images": batch.image},
+        )
+    return result
+
+
+def _dev(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return t.to(device) if t is not None else None

@@ -1,0 +1,169 @@
+"""Explainers: call shape, targets, batch independence, model state, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from pellucid.errors import ConfigError, DataError
+from pellucid.explain import NeuroMask, build_explainer, explainer_names
+from pellucid.hooks import count_hooks
+from pellucid.models import build_model
+
+
+class HalvesNet(nn.Module):
+    """Class 0 = brightness of the left half, class 1 = of the right half, class 2 = a blank
+    image (a known answer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1, bias=False)
+        nn.init.ones_(self.conv.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        w = h.shape[-1] // 2
+        left, right = h[..., :w].mean((1, 2, 3)), h[..., w:].mean((1, 2, 3))
+        return torch.stack([40 * left, 40 * right, torch.full_like(left, 10.0)], 1)
+
+
+FAST = {"neuromask": {"iterations": 30}, "neuromask-reference": {"iterations": 10}}
+
+
+@pytest.fixture
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return build_model("convnet", in_channels=1, num_classes=3, widths=[8, 8, 16, 16])
+
+
+@pytest.mark.parametrize("name", explainer_names())
+def test_every_explainer_shape_range_and_state(name: str, tiny_model: nn.Module) -> None:
+    tiny_model.train()
+    flags = [p.requires_grad for p in tiny_model.parameters()]
+    x = torch.rand(3, 1, 24, 24)
+    maps = build_explainer(name, tiny_model, **FAST.get(name, {})).explain(x)
+    assert maps.shape == (3, 1, 24, 24)
+    assert maps.min() >= 0 and maps.max() <= 1 and torch.isfinite(maps).all()
+    assert not maps.requires_grad
+    assert tiny_model.training, "train mode must be restored"
+    assert [p.requires_grad for p in tiny_model.parameters()] == flags
+    assert count_hooks(tiny_model) == 0
+
+
+def test_attribute_is_an_alias_and_results_are_deterministic(tiny_model: nn.Module) -> None:
+    x = torch.rand(2, 1, 16, 16)
+    nm = NeuroMask(tiny_model, iterations=15)
+    assert torch.equal(nm.attribute(x, target=1), nm.explain(x, target=1))
+
+
+def test_neuromask_follows_the_target() -> None:
+    model = HalvesNet()
+    x = torch.ones(2, 1, 16, 16)
+    nm = NeuroMask(model, iterations=150)
+    masks = nm.explain(x, target=torch.tensor([0, 1]))
+    left, right = masks[..., :8].mean((1, 2, 3)), masks[..., 8:].mean((1, 2, 3))
+    assert left[0] > right[0] + 0.2, (left, right)
+    assert right[1] > left[1] + 0.2, (left, right)
+    # the int form of target means the same class for every image
+    both_left = nm.explain(x, target=0)
+    assert (both_left[..., :8].mean((1, 2, 3)) > both_left[..., 8:].mean((1, 2, 3))).all()
+
+
+def test_saliency_and_gradcam_follow_the_target() -> None:
+    model = HalvesNet()
+    x = torch.rand(1, 1, 16, 16)
+    sal = build_explainer("saliency", model)
+    m0, m1 = sal.explain(x, 0), sal.explain(x, 1)
+    assert m0[..., :8].sum() > m0[..., 8:].sum() and m1[..., 8:].sum() > m1[..., :8].sum()
+
+
+def test_neuromask_batch_independence(tiny_model: nn.Module) -> None:
+    torch.manual_seed(1)
+    x = torch.rand(4, 1, 20, 20)
+    nm = NeuroMask(tiny_model, iterations=40, patience=5)
+    together = nm.explain(x, target=torch.tensor([0, 1, 2, 0]))
+    alone = torch.cat([nm.explain(x[i : i + 1], target=t) for i, t in enumerate([0, 1, 2, 0])])
+    assert torch.allclose(together, alone, atol=1e-4)
+    # a different batch size and order gives the same masks too
+    nm_small = NeuroMask(tiny_model, iterations=40, patience=5, batch_size=3)
+    perm = torch.tensor([3, 1, 0, 2])
+    shuffled = nm_small.explain(x[perm], target=torch.tensor([0, 1, 2, 0])[perm])
+    assert torch.allclose(shuffled, together[perm], atol=1e-4)
+
+
+def test_neuromask_early_stopping_and_info(tiny_model: nn.Module) -> None:
+    x = torch.rand(3, 1, 16, 16)
+    nm = NeuroMask(tiny_model, iterations=400, patience=3, tol=0.5)
+    nm.explain(x)
+    info = nm.last_info
+    assert set(info) == {"iterations", "probability", "area", "loss"}
+    assert (info["iterations"] < 400).all(), "tol=0.5 must stop every image early"
+    assert ((info["area"] >= 0) & (info["area"] <= 1)).all()
+
+
+def test_neuromask_options_and_presets(tiny_model: nn.Module) -> None:
+    ref = build_explainer("neuromask-reference", tiny_model)
+    assert ref.batch_size == 1
+    cfg = ref.config()
+    assert (cfg["optimizer"], cfg["lr"], cfg["iterations"]) == ("rmsprop", 0.03, 2000)
+    assert cfg["fill"] == "zero" and cfg["smoothness"] == "laplacian" and cfg["mask_scale"] == 1
+    x = torch.rand(2, 1, 16, 16)
+    for opts in ({"fill": "blur", "smoothness": "tv"}, {"fill": "mean", "mask_size": 4}):
+        maps = NeuroMask(tiny_model, iterations=5, **opts).explain(x)
+        assert maps.shape == (2, 1, 16, 16)
+    with pytest.raises(ConfigError, match="no option 'iters'"):
+        NeuroMask(tiny_model, iters=3)
+    with pytest.raises(ConfigError, match="fill"):
+        NeuroMask(tiny_model, fill="grey")
+    with pytest.raises(ConfigError, match="preset"):
+        NeuroMask(tiny_model, preset="paper")
+    with pytest.raises(ConfigError, match="no option"):
+        build_explainer("gradcam", tiny_model, window=3)
+    with pytest.raises(ConfigError, match="no layer"):
+        build_explainer("gradcam", tiny_model, layer="layer9")
+
+
+@pytest.mark.parametrize(
+    ("x", "target", "message"),
+    [
+        (torch.rand(2, 3, 16, 16), None, "expects 1 input channel"),
+        (torch.rand(1, 16, 16), None, "add a batch dimension"),
+        (torch.rand(0, 1, 16, 16), None, "empty"),
+        (torch.full((2, 1, 16, 16), float("nan")), None, "NaN"),
+        (torch.rand(2, 1, 16, 16), 3, "out of range"),
+        (torch.rand(2, 1, 16, 16), torch.tensor([0, -1]), "out of range"),
+        (torch.rand(2, 1, 16, 16), torch.tensor([0, 1, 2]), "shape"),
+        (torch.rand(2, 1, 16, 16), torch.tensor([0.0, 1.0]), "integer"),
+    ],
+)
+def test_bad_input_is_a_clear_error(tiny_model, x, target, message) -> None:
+    for name in ("neuromask", "gradcam"):
+        with pytest.raises(DataError, match=message):
+            build_explainer(name, tiny_model).explain(x, target)
+
+
+def test_model_state_restored_when_explain_raises(tiny_model: nn.Module) -> None:
+    class Boom(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            if self.calls > 1:  # the first call resolves the target
+                raise RuntimeError("boom")
+            return self.inner(x)
+
+    model = Boom(tiny_model)
+    model.train()
+    tiny_model.layer1.requires_grad_(False)
+    flags = [p.requires_grad for p in model.parameters()]
+    for name in ("neuromask", "gradcam", "occlusion"):
+        model.calls = 0
+        with pytest.raises(RuntimeError, match="boom"):
+            build_explainer(name, model).explain(torch.rand(2, 1, 16, 16))
+        assert model.training and all(m.training for m in model.modules())
+        assert [p.requires_grad for p in model.parameters()] == flags
+        assert count_hooks(model) == 0
