@@ -2,6 +2,7 @@
 
     python benchmarks/explainers.py                       # cluttered-mnist + shapes
     python benchmarks/explainers.py --datasets shapes --n 64
+    python benchmarks/explainers.py --sweep               # NeuroMask option sweep (16 images)
 
 Per dataset: a convnet is trained once (kept in --runs and reused), then on the first --n
 test images (target = true class) every registered explainer is run and scored: pointing
@@ -100,6 +101,37 @@ def reference_comparison(model: torch.nn.Module, batch: Any, k: int) -> dict[str
     return out
 
 
+# NeuroMask option sweep: how the defaults were chosen (each entry overrides the default preset).
+SWEEP: list[tuple[str, dict[str, Any]]] = [
+    ("default", {}),
+    ("paper weights (l_sparse 0.35, l_smooth 0.15)", {"l_sparse": 0.35, "l_smooth": 0.15}),
+    ("l_smooth 0.01 (Laplacian)", {"l_smooth": 0.01}),
+    ("total variation 0.05", {"smoothness": "tv", "l_smooth": 0.05}),
+    ("l_sparse 0.1", {"l_sparse": 0.1}),
+    ("quarter-resolution grid", {"mask_scale": 4}),
+    ("full-resolution grid", {"mask_scale": 1}),
+    ("uniform init in [-L, L] (paper)", {"init": "uniform"}),
+    ("temperature 2", {"temperature": 2.0}),
+    ("blur fill", {"fill": "blur"}),
+    ("60 steps, lr 0.3", {"iterations": 60, "lr": 0.3}),
+]
+
+
+def sweep(dataset: str, runs: Path, n: int) -> None:
+    run = ensure_run(dataset, runs)
+    model, batch, _ = load_images(run, n)
+    images, labels = batch.image, batch.label
+    rows = []
+    for label, opts in SWEEP:
+        start = time.perf_counter()
+        maps = build_explainer("neuromask", model, **opts).explain(images, labels)
+        seconds = (time.perf_counter() - start) / n
+        s = summarise(score_maps(model, images, maps, labels, batch.mask), labels)
+        rows.append({"config": label, "options": opts, **s, "seconds_per_image": round(seconds, 4)})
+        print(rows[-1], flush=True)
+    write_result("explainers_sweep", {"dataset": dataset, "n": n, "rows": rows})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--datasets", nargs="+", default=list(RECIPES), choices=list(RECIPES))
@@ -107,7 +139,10 @@ def main() -> None:
     ap.add_argument("--sanity-n", type=int, default=16)
     ap.add_argument("--reference-n", type=int, default=16)
     ap.add_argument("--runs", type=Path, default=Path("runs/bench-explainers"))
+    ap.add_argument("--sweep", action="store_true", help="NeuroMask option sweep")
     args = ap.parse_args()
+    if args.sweep:
+        return sweep(args.datasets[0], args.runs, 16)
     names = [e for e in explainer_names() if e != "neuromask-reference"]
     results: dict[str, Any] = {}
     for ds in args.datasets:

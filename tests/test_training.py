@@ -144,3 +144,14 @@ def test_onecycle_on_a_very_short_run_does_not_crash(tiny_config) -> None:
         opt.main.step()
         sched.step()
     assert opt.main.param_groups[0]["lr"] < 0.1
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path) -> None:
+    import os
+
+    from pellucid.io import write_json
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -295,7 +295,11 @@ def add_compare_explainers(sub, explainers) -> None:
     p.add_argument("--target", default="label", choices=["label", "predicted"])
     p.add_argument("--sanity", action="store_true", help="add the model-randomisation check")
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", help="directory for compare.json, compare.md and gallery.png")
+    p.add_argument(
+        "--out",
+        help="directory for compare.json, compare.md, gallery.png (default RUN/explanations, "
+        "where `pellucid report` finds them)",
+    )
     _common_output(p)
     p.set_defaults(func=cmd_compare_explainers)
 
@@ -319,12 +323,32 @@ def cmd_compare_explainers(args: argparse.Namespace) -> dict[str, Any]:
         split=args.split,
         target=args.target,
         sanity=args.sanity,
-        out=Path(args.out) if args.out else None,
+        out=Path(args.out) if args.out else Path(args.run) / "explanations",
         device=args.device,
         progress=not (args.quiet or args.json),
     )
     if not args.quiet and not args.json:
         print(result["table"])
-        if args.out:
-            print(f"wrote {args.out}")
+        print(f"wrote {args.out or Path(args.run) / 'explanations'}")
     return result["rows"]
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="one self-contained HTML report from saved runs")
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--title", default="pellucid report")
+    p.add_argument(
+        "--no-figures", action="store_true", help="skip figures that need the runs' datasets"
+    )
+    _common_output(p)
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.report.html import build_report
+
+    path = build_report(args.runs, Path(args.out), title=args.title, figures=not args.no_figures)
+    if not args.quiet and not args.json:
+        print(f"wrote {path}")
+    return {"report": str(path)}

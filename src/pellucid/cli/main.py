@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_figures(sub)
     commands.add_explain(sub, EXPLAINERS)
     commands.add_compare_explainers(sub, EXPLAINERS)
+    commands.add_report(sub)
     commands.add_demo(sub)
     return parser
 

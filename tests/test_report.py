@@ -1,0 +1,206 @@
+"""The HTML report: self-contained, escaped, and rendered by a real browser (headless
+Chromium; skipped with a visible reason when it is not installed)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pellucid.cli.main import main
+from pellucid.report.html import build_report
+
+EVIL = '<script>alert("pwned")</script>'
+SECTIONS = ("summary", "curves", "filters", "explanations", "configs")
+
+
+def _train(out: Path, method: str) -> Path:
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "shapes32",
+            "--data-option",
+            "n=96",
+            "--model",
+            "convnet",
+            "--model-option",
+            "widths=[8,8,16,16]",
+            "--method",
+            method,
+            "--epochs",
+            "2",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    std = _train(root / "std<b>run", "standard")  # a run name with markup in it
+    csg = _train(root / "csg", "csg")
+    code = main(
+        [
+            "compare-explainers",
+            str(std),
+            "--explainers",
+            "neuromask",
+            "gradcam",
+            "centre",
+            "--option",
+            "neuromask.iterations=5",
+            "--n",
+            "4",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    cfg = yaml.safe_load((std / "config.yaml").read_text())
+    cfg["info"]["class_names"][0] = EVIL  # user-supplied text that must come out escaped
+    (std / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return build_report([std, csg], root / "report.html", title=f"demo {EVIL}")
+
+
+def test_report_is_self_contained_and_escaped(report: Path) -> None:
+    html = report.read_text()
+    assert EVIL not in html and "<script" not in html.lower()
+    assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;" in html
+    assert "std&lt;b&gt;run" in html and "std<b>run" not in html
+    for attr, value in re.findall(r'\b(src|href)="([^"]*)"', html):
+        assert value.startswith(("data:image/png;base64,", "#")), (attr, value[:60])
+    assert "@import" not in html and "url(" not in html
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in html
+    assert html.count('class="best"') >= 2  # best values are marked
+    assert "↑" in html and "↓" in html  # metric directions are shown
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+# Chromium's own service traffic (updates, clock, sign-in), not requests made by the page.
+BROWSER_HOSTS = (
+    "clients2.google.com",
+    "update.googleapis.com",
+    "accounts.google.com",
+    "clientservices.googleapis.com",
+    "safebrowsing.googleapis.com",
+    "optimizationguide-pa.googleapis.com",
+    "content-autofill.googleapis.com",
+    "redirector.gvt1.com",
+    "edgedl.me.gvt1.com",
+    "android.clients.google.com",
+)
+
+
+def _page_requests(requests: list[str]) -> list[str]:
+    def host(r: str) -> str:
+        target = r.split(" ", 1)[1]
+        return re.sub(r"^https?://", "", target).split("/")[0].split(":")[0]
+
+    return [r for r in requests if host(r) not in BROWSER_HOSTS]
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    requests: list[str] = []
+
+    def _record(self) -> None:
+        type(self).requests.append(f"{self.command} {self.path}")
+        self.send_response(404)
+        self.end_headers()
+
+    do_GET = do_POST = do_HEAD = do_CONNECT = _record
+
+    def log_message(self, *args) -> None:  # silence
+        pass
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium not installed (.ci/run installs it)")
+def test_report_renders_in_a_real_browser_without_requests(report: Path, tmp_path: Path):
+    from PIL import Image, ImageStat
+
+    # Every request the page makes goes through this proxy and is recorded.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Recorder.requests = []
+    # The test's own instrumentation (not part of the report): after load, count the images
+    # the browser decoded. The report's CSP forbids scripts, so this copy drops it.
+    html = report.read_text()
+    html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html, flags=re.S)
+    probe = (
+        "<script>window.addEventListener('load', () => { const im = [...document.images];"
+        "const d = document.createElement('div'); d.id = 'probe';"
+        "d.dataset.total = im.length;"
+        "d.dataset.ok = im.filter(i => i.complete && i.naturalWidth > 0).length;"
+        "document.body.appendChild(d); });</script>"
+    )
+    probed = tmp_path / "probed.html"
+    probed.write_text(html.replace("</body>", probe + "</body>"))
+    flags = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--proxy-server=http://127.0.0.1:{server.server_address[1]}",
+        "--proxy-bypass-list=<-loopback>",
+        "--virtual-time-budget=5000",
+    ]
+    control = tmp_path / "control.html"
+    control.write_text('<img src="http://pellucid-control.invalid/x.png"><p>control</p>')
+    try:
+        # positive control: a page that does fetch something is caught by the proxy
+        subprocess.run([*flags, "--dump-dom", control.as_uri()], capture_output=True, timeout=120)
+        assert any("pellucid-control.invalid" in r for r in _Recorder.requests), (
+            "the request recorder did not see the control page's request"
+        )
+        _Recorder.requests = []
+        dom = subprocess.run(
+            [*flags, "--dump-dom", probed.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        shot = tmp_path / "shot.png"
+        subprocess.run(
+            [*flags, f"--screenshot={shot}", "--window-size=1200,1600", report.as_uri()],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+    finally:
+        server.shutdown()
+    for section in SECTIONS:
+        assert f'id="{section}"' in dom, f"section {section} missing from the rendered DOM"
+    m = re.search(r'id="probe" data-total="(\d+)" data-ok="(\d+)"', dom)
+    assert m, "the load probe did not run"
+    total, ok = int(m.group(1)), int(m.group(2))
+    assert total >= 4 and ok == total, f"{ok} of {total} images rendered"
+    assert _page_requests(_Recorder.requests) == [], f"the page made requests: {_Recorder.requests}"
+    image = Image.open(shot).convert("L")
+    stat = ImageStat.Stat(image)
+    assert stat.stddev[0] > 10, "the screenshot is blank"
+    assert image.getextrema()[0] < 100, "no dark text or figures in the screenshot"
