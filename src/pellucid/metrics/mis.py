@@ -23,16 +23,23 @@ def mi_matrix(
     num_classes: int | None = None,
     n_neighbors: int = 3,
     seed: int = 0,
+    estimator: str = "fast",
 ) -> np.ndarray:
-    """M[c, k] = I(a_k ; 1[y = c]) in nats, scikit-learn's kNN estimator (3 neighbours).
+    """M[c, k] = I(a_k ; 1[y = c]) in nats: the kNN estimator of Ross (2014) for a continuous
+    and a discrete variable, as scikit-learn's ``mutual_info_classif`` computes it (3
+    neighbours, features scaled to unit variance, 1e-10 noise with ``random_state=seed``).
 
     Parameters
     ----------
     acts : (N, K) pooled activations.
     labels : (N,) class indices.
+    estimator : {"fast", "sklearn"}
+        ``sklearn`` calls ``mutual_info_classif`` (the reference); ``fast`` is the same
+        estimator vectorised over filters and exploiting that the activations are 1-D
+        (sorted neighbours instead of a KD-tree per filter). They agree to float precision
+        (``tests/test_csg.py``); ``fast`` is an order of magnitude faster
+        (``benchmarks/mi_speed.py``), which makes MIS cheap enough for every run.
     """
-    from sklearn.feature_selection import mutual_info_classif
-
     a = np.asarray(acts, dtype=np.float64)
     y = np.asarray(labels).astype(int)
     if a.ndim != 2 or len(a) != len(y) or len(a) == 0:
@@ -41,16 +48,108 @@ def mi_matrix(
         )
     if not np.isfinite(a).all():
         raise DataError("mi_matrix: activations contain NaN or infinite values")
+    if estimator not in ("fast", "sklearn"):
+        raise DataError(f"mi_matrix: estimator must be 'fast' or 'sklearn', got {estimator!r}")
     c_count = num_classes or int(y.max()) + 1
     out = np.zeros((c_count, a.shape[1]))
+    prepared = _prepare(a, seed) if estimator == "fast" else None
     for c in range(c_count):
         target = (y == c).astype(int)
         if target.min() == target.max():
             continue  # class absent (or alone): no information
-        out[c] = mutual_info_classif(
-            a, target, discrete_features=False, n_neighbors=n_neighbors, random_state=seed
-        )
+        if prepared is None:
+            from sklearn.feature_selection import mutual_info_classif
+
+            out[c] = mutual_info_classif(
+                a, target, discrete_features=False, n_neighbors=n_neighbors, random_state=seed
+            )
+        else:
+            out[c] = _mi_cd_columns(prepared, target, n_neighbors)
     return out
+
+
+def _prepare(a: np.ndarray, seed: int) -> np.ndarray:
+    """scikit-learn's preprocessing of continuous features: unit variance (no centring),
+    then noise of 1e-10 x max(1, mean |x|) drawn from RandomState(seed)."""
+    std = a.std(axis=0)
+    std[std == 0.0] = 1.0
+    x = a / std
+    means = np.maximum(1, np.mean(np.abs(x), axis=0))
+    rng = np.random.RandomState(seed)
+    return x + 1e-10 * means * rng.standard_normal(size=x.shape)
+
+
+def _kth_neighbour_distance(sorted_x: np.ndarray, k: int) -> np.ndarray:
+    """Per element of each sorted column (n, K), the distance to its k-th nearest other
+    element: in 1-D the k nearest others fill a window of k+1 consecutive elements."""
+    n = sorted_x.shape[0]
+    best = np.full(sorted_x.shape, np.inf)
+    j = np.arange(n)
+    for t in range(k + 1):
+        s = j - t
+        ok = (s >= 0) & (s + k <= n - 1)
+        if not ok.any():
+            continue
+        jj, ss = j[ok], s[ok]
+        cand = np.maximum(sorted_x[jj] - sorted_x[ss], sorted_x[ss + k] - sorted_x[jj])
+        best[jj] = np.minimum(best[jj], cand)
+    return best
+
+
+def _count_within(sorted_x: np.ndarray, x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Per query x_i, the number of sorted_x with |sorted_x - x_i| <= r_i, the distance
+    computed as a KD-tree computes it (x + r may round across a boundary, so the binary
+    search's answer is corrected with the exact criterion)."""
+    n = len(sorted_x)
+    hi = np.searchsorted(sorted_x, x + r, side="right")
+    lo = np.searchsorted(sorted_x, x - r, side="left")
+    for _ in range(n):  # a few passes at most: only boundary ties move
+        up = (hi < n) & (np.abs(sorted_x[np.minimum(hi, n - 1)] - x) <= r)
+        down = (hi > 0) & (np.abs(sorted_x[np.maximum(hi - 1, 0)] - x) > r)
+        left = (lo > 0) & (np.abs(sorted_x[np.maximum(lo - 1, 0)] - x) <= r)
+        right = (lo < n) & (np.abs(sorted_x[np.minimum(lo, n - 1)] - x) > r)
+        if not (up.any() or down.any() or left.any() or right.any()):
+            break
+        hi = hi + up - (down & ~up)
+        lo = lo - left + (right & ~left)
+    return hi - lo
+
+
+def _mi_cd_columns(x: np.ndarray, d: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Ross's estimator (scikit-learn's ``_compute_mi_cd``) for every column of x at once."""
+    from scipy.special import digamma
+
+    n, k_cols = x.shape
+    radius = np.zeros((n, k_cols))
+    counts = np.zeros(n)
+    k_all = np.zeros(n)
+    for label in np.unique(d):
+        idx = np.nonzero(d == label)[0]
+        count = len(idx)
+        counts[idx] = count
+        if count > 1:
+            k = min(n_neighbors, count - 1)
+            xs = x[idx]
+            order = np.argsort(xs, axis=0, kind="stable")
+            dist_sorted = _kth_neighbour_distance(np.take_along_axis(xs, order, 0), k)
+            dist = np.empty_like(dist_sorted)
+            np.put_along_axis(dist, order, dist_sorted, 0)
+            radius[idx] = np.nextafter(dist, 0)
+            k_all[idx] = k
+    keep = counts > 1
+    x, radius, counts, k_all = x[keep], radius[keep], counts[keep], k_all[keep]
+    m = x.shape[0]
+    xs = np.sort(x, axis=0)
+    m_all = np.empty((m, k_cols))
+    for col in range(k_cols):  # points within the radius, the point itself included
+        m_all[:, col] = _count_within(xs[:, col], x[:, col], radius[:, col])
+    mi = (
+        digamma(m)
+        + np.mean(digamma(k_all))
+        - np.mean(digamma(counts))
+        - np.mean(digamma(m_all), axis=0)
+    )
+    return np.maximum(0.0, mi)
 
 
 def mis_from_activations(
