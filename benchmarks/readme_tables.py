@@ -117,7 +117,55 @@ def table_csg(r: dict) -> str:
     return "\n".join(rows)
 
 
+def _f(v, fmt: str = ".3f") -> str:
+    return "-" if v is None else f"{v:{fmt}}"
+
+
+def table_explainers(r: dict) -> str:
+    keys = [
+        ("pointing_game", "pointing ↑"),
+        ("energy_pointing_game", "energy ↑"),
+        ("deletion_auc", "deletion AUC ↓"),
+        ("insertion_auc", "insertion AUC ↑"),
+        ("sanity_rank_correlation", "sanity ρ ↓"),
+        ("seconds_per_image", "s/image ↓"),
+    ]
+    rows = [
+        "| dataset | explainer | " + " | ".join(label for _, label in keys) + " |",
+        "| --- | --- |" + " ---: |" * len(keys),
+    ]
+    notes = []
+    for ds, res in r["results"].items():
+        for name, row in res["rows"].items():
+            cells = [_f(row.get(k), ".4f" if k == "seconds_per_image" else ".3f") for k, _ in keys]
+            rows.append(f"| {ds} | {name} | " + " | ".join(cells) + " |")
+        ref = res["reference"]
+        mem = res["memory"]
+        hits = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in res["targets"].items())
+        notes.append(
+            f"- **{ds}** (model test accuracy on these images "
+            f"{res['model_accuracy_on_these_images']:.3f}): on the first {ref['n']} images, "
+            f"NeuroMask default {ref['neuromask']['seconds_per_image']:.3f} s/image, pointing "
+            f"{ref['neuromask']['pointing_game']:.3f}, deletion "
+            f"{ref['neuromask']['deletion_auc']:.3f} vs the paper's `reference` preset "
+            f"{ref['neuromask-reference']['seconds_per_image']:.2f} s/image, pointing "
+            f"{ref['neuromask-reference']['pointing_game']:.3f}, deletion "
+            f"{ref['neuromask-reference']['deletion_auc']:.3f}: **{ref['speedup']}x faster**. "
+            f"Peak memory of a fresh process explaining {mem['batch_shape']} with NeuroMask: "
+            f"{mem['peak_rss_mib']:.0f} MiB ({mem['rss_before_explaining_mib']:.0f} MiB before "
+            f"explaining). Targets met: {hits}."
+        )
+    rows += ["", *notes, ""]
+    rows.append(
+        f"{r['n']} test images per dataset, target = true class, sanity check on the first "
+        f"{r['sanity_n']}; `{r['command']}` ({r['machine']['date']}, "
+        f"{r['machine']['threads']} torch threads)."
+    )
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
+    "explainers": table_explainers,
     "train_speed": table_train_speed,
     "mnist_resnet8": table_mnist_resnet8,
     "shapes_difficulty": table_shapes,
