@@ -164,7 +164,38 @@ def table_explainers(r: dict) -> str:
     return "\n".join(rows)
 
 
+def table_icnn(r: dict) -> str:
+    s = r["summary"]
+
+    def cell(arm: str, key: str, fmt: str = ".4f") -> str:
+        m, sd = s.get(f"{arm}_{key}_mean"), s.get(f"{arm}_{key}_std")
+        return "-" if m is None else f"{m:{fmt}} ± {sd:{fmt}}"
+
+    rows = [
+        "| network | test accuracy ↑ | location instability ↓ | part interpretability ↑ "
+        "| s/epoch |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for arm, label in (("plain", "plain (extra conv layer)"), ("icnn", "ICNN")):
+        rows.append(
+            f"| {label} | {cell(arm, 'test_accuracy')} | {cell(arm, 'location_instability')} | "
+            f"{cell(arm, 'part_interpretability')} | {cell(arm, 'seconds_per_epoch', '.1f')} |"
+        )
+    met = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in s["targets_met"].items())
+    rows += [
+        "",
+        f"Ratios ICNN / plain: location instability {s['instability_ratio']} (target <= 0.7), "
+        f"part interpretability {s['interpretability_ratio']} (target >= 1.3); accuracy drop "
+        f"{s['accuracy_drop_points']} points (target <= 1). Targets met: {met}. Mean ± std "
+        f"over seeds {r['seeds']}, shapes 64x64, {r['n_train']} training images, "
+        f"{r['epochs']} epochs, ICNN options {r['icnn_options']}; `{r['command']}` "
+        f"({r['machine']['date']}, {r['torch_threads']} torch thread(s)).",
+    ]
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
+    "icnn": table_icnn,
     "explainers": table_explainers,
     "train_speed": table_train_speed,
     "mnist_resnet8": table_mnist_resnet8,
