@@ -9,10 +9,21 @@ from torch import nn
 from pellucid.methods import csg, standard  # noqa: F401  (fill the registry)
 from pellucid.methods.base import Method, StepResult
 from pellucid.methods.csg import CSG
+from pellucid.methods.decoupling import Decoupling as Decoupling  # registers "decoupling"
+from pellucid.methods.icnn import ICNN as ICNN  # registers "icnn"; pellucid.methods.ICNN
 from pellucid.methods.standard import Standard
 from pellucid.registry import METHODS
 
-__all__ = ["CSG", "Method", "Standard", "StepResult", "build_method", "method_names"]
+__all__ = [
+    "CSG",
+    "ICNN",
+    "Decoupling",
+    "Method",
+    "Standard",
+    "StepResult",
+    "build_method",
+    "method_names",
+]
 
 
 def method_names() -> list[str]:

@@ -23,6 +23,17 @@ from pellucid.metrics.mis import (
     mis_from_activations,
     mutual_information_score,
 )
+from pellucid.metrics.parts import location_instability, part_interpretability  # noqa: F401
+from pellucid.metrics.paths import (  # noqa: F401  (public API)
+    CalculationPaths,
+    active_fraction,
+    calculation_paths,
+    class_mean_paths,
+    class_similarity,
+    jaccard_matrix,
+    layer_similarity,
+    path_summary,
+)
 
 __all__ = [
     "SPECS",

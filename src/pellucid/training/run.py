@@ -171,15 +171,24 @@ def _evaluate(method: Method, config: RunConfig, device: torch.device) -> dict[s
 
 
 def filter_metrics(method: Method, data: Any, device: torch.device) -> dict[str, Any]:
-    """Filter class-specificity of the run's analysis layer: MIS and top-class share."""
+    """Filter interpretability of the run's analysis layer: MIS and top-class share for every
+    dataset; location instability and part interpretability (Zhang et al. 2018) where the
+    dataset has landmarks / part masks, on its first 1,000 images (>= 100 per category for
+    shapes' 8 classes)."""
     from pellucid.metrics import class_share, mis_from_activations, pooled_activations
 
     layer = method.analysis_layer()
-    acts, labels = pooled_activations(method.inference_model(), layer, data, device)
+    model = method.inference_model()
+    acts, labels = pooled_activations(model, layer, data, device)
     n_cls = data.info.num_classes
     mis, _ = mis_from_activations(acts, labels, n_cls)
     share, _ = class_share(acts, labels, n_cls)
-    return {"mis": round(mis, 5), "class_share": round(share, 5), "mis_layer": layer}
+    out: dict[str, Any] = {"mis": round(mis, 5), "class_share": round(share, 5), "mis_layer": layer}
+    if getattr(data.info, "has_parts", False):
+        from pellucid.metrics.parts import part_metrics
+
+        out.update(part_metrics(model, layer, data, device, max_images=1000))  # 1 forward pass
+    return out
 
 
 def evaluate_run(run: str | Path, device: str = "auto") -> dict[str, Any]:

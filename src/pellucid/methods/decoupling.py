@@ -1,0 +1,440 @@
+"""Interpretable Neural Network Decoupling.
+
+Li, Ji, Lin, Zhang, Yan, Wu, Huang, Shao, "Interpretable Neural Network Decoupling", ECCV 2020
+(arXiv 1906.01166). Specification: shared/methods/decoupling.md.
+
+Before every convolution but the first, an *architecture controlling module* looks at the
+layer's input and decides which of the layer's output channels are kept (decoupling.md,
+"Architecture controlling module")::
+
+    y_l = FC2(ReLU(FC1(GAP(x_l))))        FC1: C_in -> C_in / 4, FC2: -> C_out
+    a_l = ISH(y_l) in {0, 1}^{C_out}      layer output = a_l * BN(conv(x_l)), channel-wise
+
+The binary vectors of all layers, concatenated, are the input's *calculation path*. Training
+(decoupling.md, "Objective")::
+
+    L = CE(f(x), y) + lambda_mi sum_l CE(W_l a_l, y)            MI lower bound, bias-free W_l
+                    + lambda_align sum_l KL(softmax(o_l) || softmax(a_l))   o_l = GAP(pre-gate)
+                    + lambda_sparse mean_{l, n, k} a_l[n, k]                 L1 of the gates
+
+Insertion is reversible and renames nothing: each gated ``nn.Conv2d`` becomes a
+:class:`ControlledConv2d` (its controller is a new child, ``<conv>.controller``) and the
+``nn.BatchNorm2d`` that follows it a :class:`GatedBatchNorm2d`, by swapping the instances'
+classes as ``torch.nn.utils.parametrize`` does; :func:`remove_controllers` swaps them back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pellucid.data.base import Batch
+from pellucid.errors import ConfigError
+from pellucid.methods.base import Method, StepResult
+from pellucid.registry import METHODS
+
+SHORTCUT_NAMES = ("shortcut", "downsample")
+
+
+def semantic_hash(logits: torch.Tensor, training: bool) -> torch.Tensor:
+    """Improved Semantic Hashing (Kaiser & Bengio 2018; decoupling.md, "Binarisation").
+
+    Training: g = y + eps, eps ~ N(0, 1); v1 = clamp(1.2 sigmoid(g) - 0.1, 0, 1) (soft),
+    v2 = 1[g > 0] (hard); the forward value is v2 for a random half of the entries and v1 for
+    the rest, the gradient is that of v1 everywhere (straight through). Inference: 1[y > 0].
+    """
+    if not training:
+        return (logits > 0).to(logits.dtype)
+    g = logits + torch.randn_like(logits)  # (N, K)
+    soft = (1.2 * torch.sigmoid(g) - 0.1).clamp(0.0, 1.0)  # v1
+    hard = (g > 0).to(logits.dtype)  # v2
+    use_hard = torch.rand_like(logits) < 0.5
+    return soft + (torch.where(use_hard, hard, soft) - soft).detach()  # value mix, grad dv1
+
+
+class ArchitectureController(nn.Module):
+    """GAP -> FC(C_in -> C_in / reduction) -> ReLU -> FC(-> C_out): gate logits of one layer.
+
+    The second FC starts at zero weight and bias ``init_bias`` (> 0), so every gate starts
+    open. After each forward, ``logits`` (N, C_out), ``gate`` (N, C_out) and, once the gate
+    is applied, ``pre_gate`` (N, C_out, the GAP of the layer output before gating) hold the
+    latest values: the calculation path of the last batch.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, reduction: int = 4, init_bias: float = 1.0
+    ) -> None:
+        super().__init__()
+        hidden = max(1, in_channels // reduction)
+        self.weight1 = nn.Parameter(torch.empty(hidden, in_channels))
+        nn.init.kaiming_uniform_(self.weight1, a=5**0.5)  # nn.Linear's default
+        self.bias1 = nn.Parameter(torch.zeros(hidden))
+        self.weight2 = nn.Parameter(torch.zeros(out_channels, hidden))
+        self.bias2 = nn.Parameter(torch.full((out_channels,), float(init_bias)))
+        self.at_conv = False  # gate the conv's own output (no BatchNorm follows it)
+        self.filter_cost = 1  # multiply-accumulates of one output filter on the last input
+        self.logits: torch.Tensor | None = None
+        self.gate: torch.Tensor | None = None
+        self.pre_gate: torch.Tensor | None = None
+
+    @property
+    def hidden(self) -> int:
+        return self.weight1.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C_in, H, W) layer input -> (N, C_out) gates a_l (also stored)."""
+        s = x.mean(dim=(2, 3))  # (N, C_in)
+        y = F.linear(F.relu(F.linear(s, self.weight1, self.bias1)), self.weight2, self.bias2)
+        self.logits = y  # (N, C_out)
+        self.gate = semantic_hash(y, self.training)
+        return self.gate
+
+    def gate_output(self, out: torch.Tensor) -> torch.Tensor:
+        """a_l * out, channel-wise; remembers o_l = GAP(out) for the alignment loss."""
+        if self.gate is None:
+            raise RuntimeError("the controller has not seen the layer input yet")
+        self.pre_gate = out.mean(dim=(2, 3))  # (N, C_out)
+        return out * self.gate[:, :, None, None]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the last forward's tensors are transient (and may hold a graph): not copied/pickled
+        return {**self.__dict__, "logits": None, "gate": None, "pre_gate": None}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args: Any) -> None:
+        # A state dict without any entry of this controller (a dense model's, as with
+        # ``--init RUN`` from a standard run) leaves it as it is; a partial one is an error.
+        if any(k.startswith(prefix) for k in state_dict):
+            super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+class ControlledConv2d(nn.Conv2d):
+    """A ``Conv2d`` whose ``controller`` chooses its active output channels from its input."""
+
+    controller: ArchitectureController
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.controller(x)  # (N, C_out) gates, stored on the controller
+        out = super().forward(x)
+        kh, kw = self.kernel_size
+        self.controller.filter_cost = x.shape[1] * kh * kw * out.shape[2] * out.shape[3]
+        return self.controller.gate_output(out) if self.controller.at_conv else out
+
+
+class GatedBatchNorm2d(nn.BatchNorm2d):
+    """The ``BatchNorm2d`` after a controlled conv: multiplies its output by the conv's gates."""
+
+    _gate_source: tuple[ArchitectureController]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._gate_source[0].gate_output(super().forward(x))
+
+
+def _following_norm(model: nn.Module, name: str, conv: nn.Conv2d) -> nn.BatchNorm2d | None:
+    """The BatchNorm2d registered right after ``conv`` in the same parent, if any."""
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    children = list(parent.children())
+    i = next(j for j, c in enumerate(children) if c is conv)
+    nxt = children[i + 1] if i + 1 < len(children) else None
+    if isinstance(nxt, nn.BatchNorm2d):
+        if type(nxt) is not nn.BatchNorm2d or nxt.num_features != conv.out_channels:
+            raise ConfigError(f"decoupling: cannot gate the norm after {name!r} ({nxt})")
+        return nxt
+    return None
+
+
+def insert_controllers(
+    model: nn.Module,
+    reduction: int = 4,
+    init_bias: float = 1.0,
+    exclude: Sequence[str] = SHORTCUT_NAMES,
+) -> list[str]:
+    """Insert an architecture controlling module before every conv layer but the first.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Changed in place; :func:`remove_controllers` restores it exactly.
+    reduction : int
+        Hidden width of the controller is ``C_in // reduction`` (decoupling.md: 4).
+    init_bias : float
+        Initial logit of every gate (> 0: all gates start open).
+    exclude : sequence of str
+        Convs inside a module with one of these names are not gated (residual projection
+        shortcuts: only the branch convs before the add are).
+
+    Returns
+    -------
+    list of str
+        Names of the gated convs, in module order (the order of the path's segments).
+    """
+    if gated_layers(model):
+        raise ConfigError("decoupling: the model already has controlling modules")
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    targets = [(n, m) for n, m in convs[1:] if not set(n.split(".")) & set(exclude)]
+    if not targets:
+        raise ConfigError(f"decoupling: {type(model).__name__} has no conv layer to gate")
+    plans = []
+    for name, conv in targets:
+        if type(conv) is not nn.Conv2d:
+            raise ConfigError(f"decoupling: cannot gate {name!r} of type {type(conv).__name__}")
+        plans.append((name, conv, _following_norm(model, name, conv)))
+    for _name, conv, norm in plans:
+        ctrl = ArchitectureController(conv.in_channels, conv.out_channels, reduction, init_bias)
+        ctrl.to(device=conv.weight.device, dtype=conv.weight.dtype).train(conv.training)
+        conv.__class__ = ControlledConv2d
+        conv.controller = ctrl
+        ctrl.at_conv = norm is None
+        if norm is not None:
+            norm.__class__ = GatedBatchNorm2d
+            norm._gate_source = (ctrl,)
+            ctrl._norm = (norm,)
+    return [name for name, _, _ in plans]
+
+
+def remove_controllers(model: nn.Module) -> list[str]:
+    """Undo :func:`insert_controllers`: same modules, outputs and state_dict keys as before.
+
+    Returns the names of the convs that were gated.
+    """
+    removed = []
+    for name, conv in list(gated_layers(model).items()):
+        ctrl = conv.controller
+        for norm in getattr(ctrl, "_norm", ()):
+            del norm.__dict__["_gate_source"]
+            norm.__class__ = nn.BatchNorm2d
+        del conv.controller
+        conv.__class__ = nn.Conv2d
+        removed.append(name)
+    return removed
+
+
+@contextmanager
+def decoupled(model: nn.Module, **options: Any) -> Iterator[list[str]]:
+    """Controllers inserted during the block (see :func:`insert_controllers`), then removed."""
+    names = insert_controllers(model, **options)
+    try:
+        yield names
+    finally:
+        remove_controllers(model)
+
+
+def gated_layers(model: nn.Module) -> dict[str, ControlledConv2d]:
+    """Name -> controlled conv, in module order (empty for a model without controllers)."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, ControlledConv2d)}
+
+
+def last_gates(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Name -> (N, C_out) gates of the last forward pass (the calculation path, per layer)."""
+    out = {}
+    for name, conv in gated_layers(model).items():
+        if conv.controller.gate is None:
+            raise ConfigError("decoupling: run a forward pass before reading the gates")
+        out[name] = conv.controller.gate
+    return out
+
+
+def _check(name: str, value: float, low: float = 0.0) -> float:
+    if not value >= low:  # also rejects NaN
+        raise ConfigError(f"decoupling: {name} must be >= {low}, got {value}")
+    return float(value)
+
+
+@METHODS.register(
+    "decoupling", help="Interpretable Neural Network Decoupling (Li et al., ECCV 2020)"
+)
+class Decoupling(Method):
+    """Network decoupling: per-input calculation paths chosen by architecture controlling
+    modules, trained with the MI, alignment and sparsity losses of decoupling.md.
+
+    The controllers are inserted into ``model`` in place (see :func:`insert_controllers`);
+    :meth:`remove` restores the plain model. Backbone parameter names are unchanged, so
+    ``--init RUN`` from a standard run loads into the decoupled model (controllers keep their
+    open-gate initialisation).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Our ``convnet``, ``vgg``, ``resnet8/20`` or a torchvision ResNet/VGG (``tv:NAME``);
+        any model whose convs are plain ``Conv2d`` (each optionally followed by a
+        ``BatchNorm2d``) can be gated, the sparse execution supports our own backbones.
+    num_classes : int
+    lambda_mi : float
+        Weight of the MI lower bound sum_l CE(W_l a_l, y) (paper, ResNet-56: 0.005).
+    lambda_align : float
+        Weight of sum_l KL(softmax(o_l) || softmax(a_l)) (paper: 1).
+    lambda_sparse : float
+        Weight of the sparsity loss, a weighted mean of the gates over layers, images and
+        filters (see ``sparsity``). With ``sparsity="l1"`` it is the paper's
+        sum_l mean_n ||a_l||_1 divided by the number of gated filters, so that one weight
+        suits networks of any width: the paper's 1e-4 on ResNet-56 (2,016 gated filters)
+        is 0.2 here.
+    reduction : int
+        Controller hidden width C_in // reduction (paper: 4).
+    init_bias : float
+        Initial gate logit (> 0: gates start open, also under the training noise).
+    exclude : sequence of str
+        Module names whose convs are not gated (projection shortcuts).
+    sparsity : {"l1", "flops"}
+        "l1": every filter's gate counts alike (decoupling.md). "flops": each filter's gate
+        is weighted by the filter's dense multiply-accumulates per image
+        (C_in k_h k_w H_out W_out), so that the loss is the expected fraction of the gated
+        convs' output-side FLOPs that is kept.
+    controller_optimizer : {"adam", "sgd", "same"}
+        Optimiser of the controllers and MI classifiers (constant ``controller_lr``, no
+        weight decay); "same" uses the run's optimiser and schedule. Adam lets the gates
+        move within a few fine-tuning epochs, whatever the scale of their gradients.
+    controller_lr : float
+    eval_images, latency_images : int
+        Test images used by :meth:`run_metrics` for paths and FLOPs, and for the batch-1
+        latency (0 skips the latency measurement).
+
+    Notes
+    -----
+    The paper's weights (lambda_mi 0.005, lambda_align 1, lambda_s 1e-4, SGD 0.01) are for
+    ResNet-56 fine-tuned for many epochs. Ours were chosen in short fine-tuning runs
+    (3-4 epochs from a dense run) of resnet8 on mnist and convnet on shapes:
+
+    - lambda_mi 0.5: the bound is a sum over 3-6 layers here, not 54; at 0.05 the deep
+      layers' intra-class path similarity exceeded the inter-class one by ~0.05 Jaccard,
+      at 0.3-1 by 0.2-0.37.
+    - sparsity "flops", lambda_sparse 1.5: plain L1 prunes the many cheap filters of deep
+      layers first; weighting by cost reached FLOPs ratio 0.37 where L1 stopped at 0.52,
+      at the same accuracy (mnist). 1.5 gives 0.2-0.4 on both datasets.
+    - init_bias 3: with the N(0, 1) training noise, a logit of 1 (the paper's example)
+      switches ~16 % of the channels off at random and soft-scales most others; fine-tuning
+      a dense mnist net that way lost 2 accuracy points before any gate learned anything.
+    - Adam at 0.02 for the controllers: with SGD at the backbone's rate the gates did not
+      move in 3 epochs (active fraction 1.0).
+    - lambda_align 1 as in the paper (0 or 1 made no difference we could measure).
+    """
+
+    name = "decoupling"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        lambda_mi: float = 0.5,
+        lambda_align: float = 1.0,
+        lambda_sparse: float = 1.5,
+        reduction: int = 4,
+        init_bias: float = 3.0,
+        exclude: Sequence[str] = SHORTCUT_NAMES,
+        sparsity: str = "flops",
+        controller_optimizer: str = "adam",
+        controller_lr: float = 0.02,
+        eval_images: int = 1000,
+        latency_images: int = 16,
+    ) -> None:
+        super().__init__(model, num_classes)
+        self.lambda_mi = _check("lambda_mi", lambda_mi)
+        self.lambda_align = _check("lambda_align", lambda_align)
+        self.lambda_sparse = _check("lambda_sparse", lambda_sparse)
+        if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
+            raise ConfigError(f"decoupling: reduction must be an integer >= 1, got {reduction!r}")
+        if not -20 < init_bias < 20:
+            raise ConfigError(f"decoupling: init_bias must lie in (-20, 20), got {init_bias}")
+        if isinstance(exclude, str):
+            exclude = [exclude]
+        if controller_optimizer not in ("adam", "sgd", "same"):
+            raise ConfigError(
+                f"decoupling: controller_optimizer must be adam, sgd or same: "
+                f"{controller_optimizer!r}"
+            )
+        self.controller_optimizer = controller_optimizer
+        if sparsity not in ("l1", "flops"):
+            raise ConfigError(f"decoupling: sparsity must be l1 or flops, got {sparsity!r}")
+        self.sparsity = sparsity
+        self.controller_lr = _check("controller_lr", controller_lr)
+        self.eval_images = int(_check("eval_images", eval_images, 1))
+        self.latency_images = int(_check("latency_images", latency_images))
+        self.layers = insert_controllers(model, reduction, init_bias, tuple(exclude))
+        convs = gated_layers(model)
+        self._controllers = [convs[n].controller for n in self.layers]
+        self.mi_heads = nn.ModuleList(
+            nn.Linear(convs[n].out_channels, num_classes, bias=False) for n in self.layers
+        )
+
+    def remove(self) -> nn.Module:
+        """Remove the controllers; returns the plain model (this method is unusable after)."""
+        remove_controllers(self.model)
+        self._controllers = []
+        return self.model
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Backbone with the run's optimiser; controllers and MI classifiers (no weight
+        decay) with ``controller_optimizer`` at ``controller_lr`` unless it is "same"."""
+        own = {id(p) for c in self._controllers for p in c.parameters()}
+        backbone = [p for p in self.model.parameters() if p.requires_grad and id(p) not in own]
+        extra = [p for c in self._controllers for p in c.parameters()]
+        group: dict[str, Any] = {"params": extra + list(self.mi_heads.parameters())}
+        group["weight_decay"] = 0.0
+        if self.controller_optimizer != "same":
+            group.update(optimizer=self.controller_optimizer, lr=self.controller_lr)
+        return [{"params": backbone}, group]
+
+    # -- losses (decoupling.md, "Objective") --------------------------------------------
+    def mi_loss(self, gates: Sequence[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        """sum_l CE(W_l a_l, y): a variational lower bound of I(a_l; y) up to constants."""
+        return sum(F.cross_entropy(h(a), y) for h, a in zip(self.mi_heads, gates, strict=True))
+
+    @staticmethod
+    def align_loss(gates: Sequence[torch.Tensor], pooled: Sequence[torch.Tensor]) -> torch.Tensor:
+        """sum_l KL(softmax(o_l) || softmax(a_l)), batch mean: gates follow channel energy."""
+        return sum(
+            F.kl_div(
+                F.log_softmax(a, 1), F.log_softmax(o, 1), log_target=True, reduction="batchmean"
+            )
+            for a, o in zip(gates, pooled, strict=True)
+        )
+
+    @staticmethod
+    def sparsity_loss(
+        gates: Sequence[torch.Tensor], costs: Sequence[float] | None = None
+    ) -> torch.Tensor:
+        """sum_l c_l sum_{n,k} a_l[n, k] / (N sum_l c_l K_l): a weighted L1 norm of the
+        gates; c_l = 1 (the mean gate) unless per-filter ``costs`` are given."""
+        if costs is None:
+            return torch.cat([a.flatten() for a in gates]).mean()
+        total = sum(c * a.shape[1] for c, a in zip(costs, gates, strict=True))
+        return sum(c * a.sum(1).mean() for c, a in zip(costs, gates, strict=True)) / total
+
+    def step(self, batch: Batch) -> StepResult:
+        x, y = batch.image, batch.label
+        logits = self.model(x)  # (N, C); the controllers now hold this batch's gates
+        gates = [c.gate for c in self._controllers]  # each (N, K_l)
+        pooled = [c.pre_gate for c in self._controllers]  # each (N, K_l)
+        ce = F.cross_entropy(logits, y)
+        mi = self.mi_loss(gates, y)
+        align = self.align_loss(gates, pooled)
+        costs = [c.filter_cost for c in self._controllers] if self.sparsity == "flops" else None
+        sparse = self.sparsity_loss(gates, costs)
+        loss = ce + self.lambda_mi * mi + self.lambda_align * align + self.lambda_sparse * sparse
+        active = torch.cat([(c.logits.detach() > 0).flatten() for c in self._controllers])
+        terms = {
+            "ce": ce,
+            "mi": mi,
+            "align": align,
+            "gate_l1": sparse,
+            "active": active.float().mean(),
+        }
+        return StepResult(loss, logits, terms)
+
+    # -- evaluation -------------------------------------------------------------------
+    def run_metrics(self, data: Any, device: torch.device) -> dict[str, Any]:
+        """Path figures (active fraction, intra/inter-class Jaccard of the deep layers) on up
+        to ``eval_images`` test images, mean FLOPs ratio, and batch-1 CPU latency ratio of
+        the sparse execution on ``latency_images`` of them (our own backbones only)."""
+        from pellucid.apps.acceleration import acceleration_metrics
+        from pellucid.metrics.paths import calculation_paths, path_summary
+
+        model = self.inference_model()
+        paths = calculation_paths(model, data, device, max_images=self.eval_images)
+        out = path_summary(paths, self.num_classes)
+        out.update(acceleration_metrics(model, paths, data, self.latency_images))
+        return out

@@ -1,0 +1,460 @@
+"""Interpretable convolutional neural networks (ICNN).
+
+Zhang, Wu, Zhu, "Interpretable Convolutional Neural Networks", CVPR 2018 (arXiv 1710.00935v4).
+Specification: shared/methods/icnn.md.
+
+A new 3x3 conv layer (same width, optional BN, ReLU) goes on top of a layer of the backbone.
+Each of its K filters should fire on one part of one category at one location:
+
+* **mask** (icnn.md, "Forward mask"): the map x of every filter is multiplied by the positive
+  template centred at its own peak, ``x_masked = relu(x * T_mu^ / tau)`` (values in [-1, 1];
+  no gradient through the argmax), and the masked maps go on to the rest of the network;
+* **filter loss** (icnn.md, "Loss"): ``Loss_f = -MI(X; T)`` between the filter's (pre-mask)
+  maps and its n^2 + 1 templates, ``Loss = CE + lambda * sum_f Loss_f``.
+
+With a map of h x w units (n x n in the paper; here ``n^2 -> h w`` and ``|di| / n + |dj| / n
+-> |di| / h + |dj| / w``)::
+
+    t+_ij(mu) = tau * max(1 - beta (|i - mu_i| / h + |j - mu_j| / w), -1)   (n^2 templates)
+    t-_ij     = -tau                                                          (1 template)
+    p(T_mu) = alpha / (h w), p(T-) = 1 - alpha, alpha = h w / (1 + h w)
+    p(x | T) = exp(tr(x . T)) / Z_T,  p(x) = sum_T p(T) p(x | T)
+    MI = sum_T p(T) sum_x p(x | T) log(p(x | T) / p(x))
+
+Everything is computed in log space. ``Z_T`` runs over all feature maps; one mini-batch is a
+noisy sample, so a running estimate per filter and template is kept as a buffer: ``log_z``
+holds ``log mean_x exp(tr(x . T))`` and each step uses ``Z = m Z_running + (1 - m) Z_batch``
+(momentum m, an EMA of Z kept in log space with ``logaddexp``; the batch part keeps its
+gradient), so p(x | T) of a batch map is ``exp(tr(x . T) - log_z) / N``.
+
+**Approximation** (``approximation=True``, the paper's training rule): only each map's target
+template T^ enters the sum -- T_mu^ (at the map's peak) for images of the filter's category,
+T- otherwise -- so the loss also tells the filter to stay silent on other categories.
+``approximation=False`` is the exact batch MI (no labels used).
+
+**Filter categories** (icnn.md, "Filter categories"): with one target class (binary tasks,
+``target_class``) every filter belongs to it; otherwise filter f belongs to
+``argmax_c`` of an EMA (momentum 0.9) of its mean pre-mask activation on class-c images,
+re-evaluated every training step. Both are buffers saved with the run.
+
+**Constants on small maps.** beta = 4 is scale-free (the positive part of a template reaches a
+quarter of the map side in L1 distance): on the 8x8 maps of ``convnet`` on 64x64 images the
+mask keeps the peak unit (1) and its 4 neighbours (0.5), about one shapes part (8-15 px at
+stride 8), so beta is kept. tau = 0.5 / n^2 is kept too, but what it means depends on the
+activation scale: ``tr(x . T)`` is about half the map's mean activation, and with BN + ReLU
+activations (mean ~0.5, peaks ~3) the scores of different maps differ by ~0.1, so MI(X; T) is
+~1e-3 nats per filter -- the loss sits in its quadratic (high-temperature) regime, where only
+lambda tau^2 matters. Raising tau 16x (0.125 on 8x8) gives MI of 0.4-1 nats, but the filters
+then fall silent on most classes early and accuracy collapsed (0.35 and 0.19 vs 0.46 plain,
+lambda 0.01 and 0.1); in a short run Adam cannot rescale BN gains fast enough to move between
+the regimes. lambda = 0.3 (``DEFAULT_LAMBDA``) is the largest value of a sweep (shapes32, a
+3-block convnet with 8x8 maps, 4,000 images, 4 epochs, seed 0) without an accuracy cost:
+lambda 0 / 0.01 / 0.3 gave accuracy 0.426 / 0.427 / 0.425 (plain 0.456) and location
+instability 0.044 / 0.045 / 0.044 (plain 0.075); lambda 1 gave 0.040 but cost 2.7 points,
+lambda 100 cost 14. So at this budget the mask does most of the work; the loss needs a
+longer training (or a pretrained backbone, as in the paper) to matter.
+
+**Plain baseline**: ``plain=True`` builds the same architecture (extra conv layer, BN, ReLU)
+without mask and loss, so ICNN and its baseline differ only in what the paper adds.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pellucid.data.base import Batch
+from pellucid.errors import ConfigError
+from pellucid.hooks import edit_output
+from pellucid.methods.base import Method, StepResult
+from pellucid.methods.csg import layer_channels
+from pellucid.models import default_layer, get_layer
+from pellucid.models.base import StagedNet
+from pellucid.registry import METHODS
+
+DEFAULT_LAMBDA = 0.3  # chosen on shapes, see "Constants on small maps" above
+
+
+# -- templates ----------------------------------------------------------------------------
+def positive_templates(
+    h: int,
+    w: int,
+    beta: float = 4.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The h*w UNSCALED positive templates ``max(1 - beta (|di| / h + |dj| / w), -1)``.
+
+    Returns (h*w, h, w); template ``mu = mu_i * w + mu_j`` peaks (value 1) at (mu_i, mu_j).
+    Multiply by tau for the loss templates of icnn.md, "Templates".
+    """
+    i = torch.arange(h, device=device, dtype=dtype or torch.float32)
+    j = torch.arange(w, device=device, dtype=dtype or torch.float32)
+    di = (i[:, None] - i[None, :]).abs() / h  # (mu_i, i)
+    dj = (j[:, None] - j[None, :]).abs() / w  # (mu_j, j)
+    dist = di[:, None, :, None] + dj[None, :, None, :]  # (mu_i, mu_j, i, j)
+    return (1.0 - beta * dist).clamp_min(-1.0).reshape(h * w, h, w)
+
+
+def templates(
+    h: int,
+    w: int,
+    tau: float | None = None,
+    beta: float = 4.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """All h*w + 1 loss templates, tau-scaled: (h*w + 1, h, w), the negative one last.
+
+    ``tau`` defaults to the paper's 0.5 / n^2 (here 0.5 / (h w)).
+    """
+    tau = 0.5 / (h * w) if tau is None else tau
+    pos = positive_templates(h, w, beta, device, dtype)  # (hw, h, w)
+    neg = -torch.ones(1, h, w, device=device, dtype=pos.dtype)  # (1, h, w)
+    return tau * torch.cat([pos, neg])
+
+
+def log_prior(h: int, w: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """log p(T): log(alpha / (h w)) for each positive template, log(1 - alpha) for T-."""
+    alpha = h * w / (1.0 + h * w)
+    out = torch.full((h * w + 1,), math.log(alpha / (h * w)), device=device)
+    out[-1] = math.log(1.0 - alpha)
+    return out
+
+
+def mask_at_peak(x: torch.Tensor, beta: float = 4.0) -> torch.Tensor:
+    """``relu(x * T_mu^ / tau)``, mu^ = argmax of each map (icnn.md, "Forward mask").
+
+    x : (N, K, h, w). The argmax is taken without gradient; the template is unscaled.
+    """
+    n, k, h, w = x.shape
+    peak = x.detach().flatten(2).argmax(-1)  # (N, K)
+    mu_i = (peak // w).to(x.dtype)[..., None, None]  # (N, K, 1, 1)
+    mu_j = (peak % w).to(x.dtype)[..., None, None]
+    i = torch.arange(h, device=x.device, dtype=x.dtype)[:, None]  # (h, 1)
+    j = torch.arange(w, device=x.device, dtype=x.dtype)[None, :]  # (1, w)
+    t = (1.0 - beta * ((i - mu_i).abs() / h + (j - mu_j).abs() / w)).clamp_min(-1.0)
+    return F.relu(x * t)  # (N, K, h, w)
+
+
+# -- the loss -----------------------------------------------------------------------------
+def template_scores(x: torch.Tensor, tmpl: torch.Tensor) -> torch.Tensor:
+    """tr(x . T) for every map and template: (N, K, h, w) x (M, h, w) -> (N, K, M)."""
+    return torch.einsum("nkhw,mhw->nkm", x, tmpl)
+
+
+def filter_mutual_information(
+    x: torch.Tensor,
+    tmpl: torch.Tensor,
+    log_p_t: torch.Tensor,
+    log_z: torch.Tensor | None = None,
+    target: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MI(X; T) of each filter over a batch of maps, in log space (icnn.md, "Loss").
+
+    Parameters
+    ----------
+    x : (N, K, h, w) feature maps (pre-mask).
+    tmpl : (M, h, w) tau-scaled templates (M = h w + 1, see :func:`templates`).
+    log_p_t : (M,) log prior of the templates.
+    log_z : (K, M), optional
+        ``log mean_x exp(tr(x . T))`` per filter and template; default: this batch's.
+    target : (N, K) long, optional
+        Index of each map's target template T^: then only that template's term is summed
+        (the paper's approximation).
+
+    Returns
+    -------
+    (K,) MI in nats; the filter loss is its negative.
+    """
+    return mi_from_scores(template_scores(x, tmpl), log_p_t, log_z, target)
+
+
+def mi_from_scores(
+    s: torch.Tensor,
+    log_p_t: torch.Tensor,
+    log_z: torch.Tensor | None = None,
+    target: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`filter_mutual_information` from the scores ``s = tr(x . T)`` (N, K, M)."""
+    n = s.shape[0]
+    if log_z is None:
+        log_z = torch.logsumexp(s, dim=0) - math.log(n)  # (K, M)
+    log_px_t = s - log_z - math.log(n)  # log p(x | T): (N, K, M)
+    log_px = torch.logsumexp(log_px_t + log_p_t, dim=-1)  # log p(x): (N, K)
+    if target is None:
+        terms = log_p_t.exp() * log_px_t.exp() * (log_px_t - log_px[..., None])  # (N, K, M)
+        return terms.sum(dim=(0, 2))
+    lt = log_px_t.gather(-1, target[..., None]).squeeze(-1)  # log p(x | T^): (N, K)
+    return (log_p_t[target].exp() * lt.exp() * (lt - log_px)).sum(dim=0)
+
+
+class FilterLoss(nn.Module):
+    """-MI per filter with a running estimate of log Z_T (buffer ``log_z``, (K, M)).
+
+    ``log_z`` takes its shape from the first maps it sees (the map size is unknown until
+    then) and from a loaded state dict.
+    """
+
+    def __init__(self, tau: float | None, beta: float, momentum: float) -> None:
+        super().__init__()
+        self.tau, self.beta, self.momentum = tau, beta, momentum
+        self.register_buffer("log_z", torch.zeros(0))
+        self.register_buffer("z_updates", torch.zeros((), dtype=torch.long))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        saved = state_dict.get(prefix + "log_z")
+        if saved is not None and saved.shape != self.log_z.shape:
+            self.log_z = torch.zeros(saved.shape, device=self.log_z.device)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def forward(
+        self, x: torch.Tensor, target: torch.Tensor | None = None, update: bool = False
+    ) -> torch.Tensor:
+        """(K,) filter losses -MI of the maps x (N, K, h, w); ``update`` the running log Z."""
+        n, k, h, w = x.shape
+        tmpl = templates(h, w, self.tau, self.beta, x.device, x.dtype)  # (M, h, w)
+        log_p_t = log_prior(h, w, x.device).to(x.dtype)  # (M,)
+        s = template_scores(x, tmpl)  # (N, K, M)
+        batch = torch.logsumexp(s, dim=0) - math.log(n)  # log mean exp: (K, M)
+        if self.log_z.shape != batch.shape or int(self.z_updates) == 0:
+            log_z = batch
+        else:  # Z = m Z_run + (1 - m) Z_batch, in log space
+            m = self.momentum
+            log_z = torch.logaddexp(math.log(m) + self.log_z.to(x.dtype), math.log1p(-m) + batch)
+        if update:
+            self.log_z = log_z.detach().float()
+            self.z_updates += 1
+        return -mi_from_scores(s, log_p_t, log_z, target)
+
+
+# -- the network ----------------------------------------------------------------------------
+class TemplateMask(nn.Module):
+    """The forward mask as a module (identity for the receptive-field probe)."""
+
+    rf_transparent = True  # see pellucid.metrics.parts.receptive_field
+
+    def __init__(self, beta: float) -> None:
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mask_at_peak(x, self.beta)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"
+
+
+class InterpretableLayer(nn.Module):
+    """conv 3x3 (same width) -> BN (optional) -> ReLU -> mask (identity when plain)."""
+
+    def __init__(self, channels: int, bn: bool, mask: bool, beta: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=not bn)
+        self.bn = nn.BatchNorm2d(channels) if bn else nn.Identity()
+        self.relu = nn.ReLU()
+        self.mask = TemplateMask(beta) if mask else nn.Identity()
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        """Pre-mask maps x (N, K, h, w): where the filter loss is computed."""
+        if h.ndim != 4:
+            raise ConfigError(f"icnn: the layer output is {tuple(h.shape)}, not (N, K, H, W)")
+        return self.relu(self.bn(self.conv(h)))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.mask(self.features(h))
+
+
+class ICNNNet(nn.Module):
+    """The backbone with the interpretable layer inserted after ``layer``: what ``load_run``
+    returns for an ICNN run. Its layers: ``backbone.*`` and ``icnn`` (``icnn.relu`` is the
+    pre-mask map). Our StagedNets are split with ``forward_to``/``forward_from``; other
+    models and nested layers get the layer's output edited by a hook during the forward."""
+
+    def __init__(self, backbone: nn.Module, layer: str, icnn: InterpretableLayer) -> None:
+        super().__init__()
+        self.backbone, self.icnn, self.layer = backbone, icnn, layer
+        self.staged = isinstance(backbone, StagedNet) and layer in backbone.stage_names
+        self.default_layer = "icnn"
+        self.in_channels = getattr(backbone, "in_channels", None)
+        self.num_classes = getattr(backbone, "num_classes", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.staged:
+            h = self.backbone.forward_to(x, self.layer)  # (N, K, H, W)
+            return self.backbone.forward_from(self.icnn(h), self.layer)
+        with edit_output(self.backbone, self.layer, self.icnn):
+            return self.backbone(x)
+
+
+# -- the method ---------------------------------------------------------------------------
+@METHODS.register("icnn", help="interpretable filters: template mask + MI loss (Zhang, CVPR 2018)")
+class ICNN(Method):
+    """Interpretable CNN around any backbone.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The backbone (``self.model``); the inference network is :meth:`inference_model`.
+    num_classes : int
+    layer : str, optional
+        Backbone layer the interpretable layer goes on; default the last conv stage.
+    lambda_, loss_weight : float
+        Weight lambda of ``sum_f Loss_f`` (two names for one option); default
+        ``DEFAULT_LAMBDA`` = 0.3.
+    approximation : bool
+        True: the paper's target-template approximation (uses the filter categories);
+        False: the exact batch MI.
+    plain : bool
+        The baseline: same architecture, no mask, no filter loss.
+    bn : bool
+        BatchNorm in the interpretable layer.
+    beta, tau : float
+        Template constants; ``tau`` None = 0.5 / (h w).
+    z_momentum : float
+        Momentum m of the running Z_T.
+    category_momentum : float
+        EMA momentum of the per-class mean activations that set filter categories.
+    target_class : int, optional
+        Give every filter this category (single-category tasks); default class 1 when
+        ``num_classes == 2``, else categories are learnt.
+    """
+
+    name = "icnn"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        layer: str | None = None,
+        lambda_: float | None = None,
+        loss_weight: float | None = None,
+        approximation: bool = True,
+        plain: bool = False,
+        bn: bool = True,
+        beta: float = 4.0,
+        tau: float | None = None,
+        z_momentum: float = 0.9,
+        category_momentum: float = 0.9,
+        target_class: int | None = None,
+    ) -> None:
+        super().__init__(model, num_classes)
+        self.lambda_ = _loss_weight(lambda_, loss_weight)
+        _check(beta > 0, f"beta must be > 0, got {beta}")
+        _check(tau is None or tau > 0, f"tau must be > 0, got {tau}")
+        for label, value in (("z_momentum", z_momentum), ("category_momentum", category_momentum)):
+            _check(0 <= value < 1, f"{label} must lie in [0, 1), got {value}")
+        if target_class is None and num_classes == 2:
+            target_class = 1
+        if target_class is not None and not 0 <= int(target_class) < num_classes:
+            raise ConfigError(f"icnn: target_class {target_class} not in [0, {num_classes})")
+        self.layer = layer or default_layer(model)
+        k = layer_channels(get_layer(model, self.layer))
+        self.plain, self.approximation = bool(plain), bool(approximation)
+        self.target_class, self.category_momentum = target_class, category_momentum
+        self.icnn = InterpretableLayer(k, bn, mask=not self.plain, beta=beta)
+        if not self.plain:
+            self.filter_loss = FilterLoss(tau, beta, z_momentum)
+            first = 0 if target_class is None else int(target_class)
+            self.register_buffer("category", torch.full((k,), first, dtype=torch.long))
+            self.register_buffer("class_mean", torch.zeros(num_classes, k))
+            self.register_buffer("class_count", torch.zeros(num_classes, dtype=torch.long))
+        # the inference network shares self.model and self.icnn; it is not a registered
+        # child, so the state dict holds each weight once (model.*, icnn.*)
+        self.__dict__["_net"] = ICNNNet(model, self.layer, self.icnn)
+
+    # -- forward ----------------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pre-mask maps (N, K, h, w), logits (N, C)) of the ICNN network."""
+        m, layer = self.model, self.layer
+        if self._net.staged:
+            pre = self.icnn.features(m.forward_to(x, layer))  # (N, K, h, w)
+            return pre, m.forward_from(self.icnn.mask(pre), layer)
+        store: dict[str, torch.Tensor] = {}
+
+        def edit(h: torch.Tensor) -> torch.Tensor:
+            store["pre"] = self.icnn.features(h)
+            return self.icnn.mask(store["pre"])
+
+        with edit_output(m, layer, edit):
+            logits = m(x)
+        if "pre" not in store:
+            raise ConfigError(f"icnn: layer {layer!r} is not used in the model's forward pass")
+        return store["pre"], logits
+
+    @torch.no_grad()
+    def _update_categories(self, pre: torch.Tensor, y: torch.Tensor) -> None:
+        """EMA of each filter's mean activation per class; category = argmax over classes."""
+        if self.target_class is not None:
+            return
+        pooled = pre.mean(dim=(2, 3)).float()  # (N, K)
+        onehot = F.one_hot(y, self.num_classes).float()  # (N, C)
+        counts = onehot.sum(0)  # (C,)
+        means = onehot.T @ pooled / counts.clamp_min(1)[:, None]  # (C, K)
+        present = counts > 0
+        first = present & (self.class_count == 0)
+        again = present & (self.class_count > 0)
+        m = self.category_momentum
+        self.class_mean[first] = means[first]
+        self.class_mean[again] = m * self.class_mean[again] + (1 - m) * means[again]
+        self.class_count += present.long()
+        seen = (self.class_count > 0)[:, None]  # (C, 1)
+        self.category.copy_(self.class_mean.masked_fill(~seen, -torch.inf).argmax(0))
+
+    def targets(self, pre: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(N, K) index of each map's target template: its peak mu^ for images of the
+        filter's category, the negative template (last) otherwise."""
+        n, k, h, w = pre.shape
+        peak = pre.detach().flatten(2).argmax(-1)  # (N, K)
+        own = y[:, None] == self.category[None, :]  # (N, K)
+        return torch.where(own, peak, torch.full_like(peak, h * w))
+
+    def step(self, batch: Batch) -> StepResult:
+        x, y = batch.image, batch.label
+        pre, logits = self._forward(x)
+        ce = F.cross_entropy(logits, y)
+        if self.plain:
+            return StepResult(ce, logits, {"ce": ce})
+        if self.training:
+            self._update_categories(pre.detach(), y)
+        target = self.targets(pre, y) if self.approximation else None
+        loss_f = self.filter_loss(pre, target, update=self.training)  # (K,)
+        total = loss_f.sum()
+        terms = {"ce": ce, "filter_loss": total, "filter_mi_mean": -loss_f.detach().mean()}
+        return StepResult(ce + self.lambda_ * total, logits, terms)
+
+    # -- Method API -------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> ICNN:
+        super().train(mode)
+        self._net.training = mode  # not a registered child; its modules are
+        return self
+
+    def inference_model(self) -> nn.Module:
+        return self._net
+
+    def analysis_layer(self) -> str:
+        """``icnn``: the interpretable layer's output (after the mask) in the ICNN network."""
+        return "icnn"
+
+    def method_state(self) -> dict[str, torch.Tensor]:
+        """The buffers (log Z, categories); the layer's weights are in the inference model."""
+        return {k: v for k, v in super().method_state().items() if not k.startswith("icnn.")}
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"icnn: {message}")
+
+
+def _loss_weight(lambda_: float | None, loss_weight: float | None) -> float:
+    if lambda_ is not None and loss_weight is not None and lambda_ != loss_weight:
+        raise ConfigError(f"icnn: lambda_={lambda_} and loss_weight={loss_weight} disagree")
+    value = lambda_ if lambda_ is not None else loss_weight
+    value = DEFAULT_LAMBDA if value is None else value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"icnn: lambda_ (loss_weight) must be a number >= 0, got {value!r}")
+    return float(value)

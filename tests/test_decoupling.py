@@ -1,0 +1,343 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pellucid.apps.acceleration import SparseNet, compare_latency, split_paths
+from pellucid.config import MethodConfig
+from pellucid.data import collate, load_dataset
+from pellucid.errors import ConfigError, PellucidError
+from pellucid.hooks import count_hooks
+from pellucid.methods import Decoupling, build_method
+from pellucid.methods.decoupling import (
+    ControlledConv2d,
+    GatedBatchNorm2d,
+    decoupled,
+    gated_layers,
+    insert_controllers,
+    last_gates,
+    remove_controllers,
+    semantic_hash,
+)
+from pellucid.metrics import calculation_paths, class_similarity, jaccard_matrix, path_summary
+from pellucid.models import build_model
+from pellucid.training import evaluate_run, load_run, train_run
+from pellucid.training.run import load_method
+
+
+def _randomise(model: nn.Module, bias: float = 0.0, std: float = 1.0) -> None:
+    """Give the controllers input-dependent gates, some of them closed."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for conv in gated_layers(model).values():
+            c = conv.controller
+            c.weight2.copy_(torch.randn(c.weight2.shape, generator=gen) * std)
+            c.bias2.fill_(bias)
+
+
+def test_gates_are_binary_in_eval_and_soft_in_training():
+    model = build_model("convnet", 3, 4, widths=[8, 8, 16, 16])
+    Decoupling(model, 4)
+    _randomise(model)
+    x = torch.rand(6, 3, 32, 32)
+    model.eval()
+    model(x)
+    gates = torch.cat(list(last_gates(model).values()), 1)
+    assert set(gates.unique().tolist()) == {0.0, 1.0}
+    logits = torch.cat([c.controller.logits for c in gated_layers(model).values()], 1)
+    assert torch.equal(gates, (logits > 0).float())
+    model.train()
+    with torch.no_grad():
+        model(x)
+    train_gates = torch.cat(list(last_gates(model).values()), 1)
+    assert float(train_gates.min()) >= 0 and float(train_gates.max()) <= 1
+    assert ((train_gates > 0) & (train_gates < 1)).any()  # soft values v1 in training
+    assert count_hooks(model) == 0
+
+
+def test_straight_through_gradient_equals_soft_gate_gradient():
+    y = torch.randn(5, 12, requires_grad=True)
+    w = torch.randn(5, 12)
+    torch.manual_seed(3)
+    a = semantic_hash(y, training=True)
+    (a * w).sum().backward()
+    y2 = y.detach().clone().requires_grad_(True)
+    torch.manual_seed(3)
+    g = y2 + torch.randn_like(y2)  # the same noise
+    v1 = (1.2 * torch.sigmoid(g) - 0.1).clamp(0, 1)
+    (v1 * w).sum().backward()
+    assert torch.allclose(y.grad, y2.grad)
+    v2 = (g > 0).float()
+    # every forward value is the hard or the soft gate; about half are the hard one
+    is_hard = torch.isclose(a, v2) & ~torch.isclose(v1, v2)
+    is_soft = torch.isclose(a, v1.detach())
+    assert bool((is_hard | is_soft).all()) and 0 < int(is_hard.sum()) < a.numel()
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnet8"])
+def test_removing_controllers_restores_outputs_and_state_dict(name):
+    model = build_model(name, 3, 5)
+    x = torch.rand(3, 3, 32, 32)
+    model.eval()
+    before = model(x).detach()
+    keys = list(model.state_dict())
+    method = Decoupling(model, 5)
+    assert all(k in method.model.state_dict() for k in keys)  # nothing renamed
+    assert torch.allclose(model(x), before)  # gates start open
+    _randomise(model)
+    assert not torch.allclose(model(x), before)
+    method.remove()
+    assert list(model.state_dict()) == keys
+    assert torch.equal(model(x), before)
+    assert not any(isinstance(m, ControlledConv2d) for m in model.modules())
+    assert not any(isinstance(m, GatedBatchNorm2d) for m in model.modules())
+    with decoupled(model) as names:
+        assert names == list(gated_layers(model))
+    assert torch.equal(model(x), before) and count_hooks(model) == 0
+
+
+def test_torchvision_resnet18_insertion_is_reversible():
+    model = build_model("tv:resnet18", 3, 10).eval()
+    x = torch.rand(2, 3, 32, 32)
+    before = model(x).detach()
+    keys = list(model.state_dict())
+    names = insert_controllers(model)
+    assert len(names) == 16 and not any("downsample" in n or n == "net.conv1" for n in names)
+    assert torch.allclose(model(x), before, atol=1e-6)
+    _randomise(model, bias=0.5)
+    model(x)
+    assert 0 < float(torch.cat(list(last_gates(model).values()), 1).mean()) < 1
+    remove_controllers(model)
+    assert list(model.state_dict()) == keys and torch.equal(model(x), before)
+
+
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("convnet", (3, 32, 32)),
+        ("vgg", (3, 16, 16)),
+        ("resnet8", (1, 28, 28)),
+        ("resnet20", (3, 16, 16)),
+    ],
+)
+def test_sparse_execution_equals_masked_dense(name, shape):
+    model = build_model(name, shape[0], 7).eval()
+    Decoupling(model, 7)
+    _randomise(model)
+    with torch.no_grad():  # non-trivial batch-norm statistics, to check the folding
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    x = torch.rand(5, *shape)
+    with torch.no_grad():
+        dense = model(x)
+    gates = torch.cat(list(last_gates(model).values()), 1)
+    assert 0.2 < float(gates.mean()) < 0.8
+    net = SparseNet(model, x[:1])
+    for i in range(len(x)):
+        assert torch.allclose(net(x[i : i + 1]), dense[i : i + 1], atol=1e-4)
+    with pytest.raises(PellucidError, match="one image"):
+        net(x)
+    with torch.no_grad():  # every gate closed in a layer: still well-defined
+        next(iter(gated_layers(model).values())).controller.bias2.fill_(-100.0)
+        assert torch.allclose(net(x[:1]), model(x[:1]), atol=1e-4)
+
+
+def test_flops_of_a_two_layer_net_match_a_hand_count():
+    model = build_model("convnet", 1, 2, widths=[4, 6]).eval()
+    Decoupling(model, 2)
+    (conv,) = gated_layers(model).values()
+    with torch.no_grad():
+        conv.controller.bias2.copy_(torch.tensor([1.0, -1, 1, -1, 1, 1]))  # 4 of 6 filters on
+        model(torch.rand(2, 1, 8, 8))
+    net = SparseNet(model, torch.rand(1, 1, 8, 8))
+    # conv 1->4 on 8x8; controller: GAP of 4 maps 4x4, FC 4->1, FC 1->6; conv 4->4 of 6 on
+    # 4x4; classifier 4->2
+    hand = 4 * 1 * 9 * 64 + (4 * 16 + 4 * 1 + 1 * 6) + 4 * 4 * 9 * 16 + 4 * 2
+    assert net.flops(last_gates(model)).tolist() == [hand, hand]
+    assert net.dense_flops() == 4 * 1 * 9 * 64 + 6 * 4 * 9 * 16 + 6 * 2
+
+
+def test_flops_of_a_three_layer_net_count_skipped_input_channels():
+    model = build_model("convnet", 1, 2, widths=[4, 6, 5]).eval()
+    Decoupling(model, 2)
+    ctrl2, ctrl3 = (c.controller for c in gated_layers(model).values())
+    with torch.no_grad():
+        ctrl2.bias2.copy_(torch.tensor([1.0, -1, 1, -1, 1, 1]))  # 4 of 6 filters on
+        ctrl3.bias2.copy_(torch.tensor([1.0, 1, -1, -1, -1]))  # 2 of 5 on
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        model(x)
+    net = SparseNet(model, x[:1])
+    # conv 1->4 on 8x8 | ctrl2: GAP 4x4x4, FC 4->1, 1->6 | conv 4 active in -> 4 of 6 on 4x4
+    # ctrl3: GAP of the 4 active 2x2 maps, FC 4->1, 1->5 | conv 4 in -> 2 of 5 on 2x2 | fc 2->2
+    hand = (4 * 1 * 9 * 64) + (4 * 16 + 4 * 1 + 1 * 6) + (4 * 4 * 9 * 16)
+    hand += (4 * 4 + 4 * 1 + 1 * 5) + (2 * 4 * 9 * 4) + 2 * 2
+    dense = 4 * 1 * 9 * 64 + 6 * 4 * 9 * 16 + 5 * 6 * 9 * 4 + 5 * 2
+    assert net.dense_flops() == dense
+    assert net.flops(last_gates(model)).tolist() == [hand] * 3
+
+
+def test_losses_are_literal_formulas():
+    torch.manual_seed(0)
+    method = Decoupling(build_model("convnet", 3, 3, widths=[4, 8, 4]), 3)
+    gates = [torch.randint(0, 2, (5, 8)).float(), torch.randint(0, 2, (5, 4)).float()]
+    pooled = [torch.randn(5, 8), torch.randn(5, 4)]
+    y = torch.tensor([0, 1, 2, 1, 0])
+    kl = 0.0
+    for a, o in zip(gates, pooled, strict=True):
+        p, q = torch.softmax(o, 1), torch.softmax(a, 1)
+        kl += float((p * (p.log() - q.log())).sum(1).mean())
+    assert float(method.align_loss(gates, pooled)) == pytest.approx(kl, rel=1e-5)
+    expected_mi = 0.0
+    for a, head in zip(gates, method.mi_heads, strict=True):  # -log q(y | a_l), batch mean
+        z = a @ head.weight.detach().T  # (N, C), no bias
+        expected_mi += float((z.exp().sum(1).log() - z[torch.arange(5), y]).mean())
+    assert float(method.mi_loss(gates, y).detach()) == pytest.approx(expected_mi, rel=1e-5)
+    ones = sum(float(a.sum()) for a in gates)
+    assert float(method.sparsity_loss(gates)) == pytest.approx(ones / (5 * 12))
+    weighted = (2 * float(gates[0].sum()) + 3 * float(gates[1].sum())) / (5 * (2 * 8 + 3 * 4))
+    assert float(method.sparsity_loss(gates, [2.0, 3.0])) == pytest.approx(weighted)
+
+
+def test_step_trains_controllers_and_mi_heads():
+    data = load_dataset("shapes32", "train", seed=0, n=16)
+    c = data.info.num_classes
+    method = build_method("decoupling", build_model("convnet", 3, c, widths=[8, 8, 8]), c)
+    method.train()
+    res = method.step(collate([data[i] for i in range(16)]))
+    res.loss.backward()
+    assert set(res.terms) >= {"ce", "mi", "align", "gate_l1", "active"}
+    ctrl = method._controllers[0]
+    assert ctrl.bias2.grad is not None and float(ctrl.bias2.grad.abs().sum()) > 0
+    assert method.mi_heads[0].weight.grad is not None
+    groups = method.param_groups(0.1, 5e-4)
+    assert groups[1]["optimizer"] == "adam" and groups[1]["weight_decay"] == 0.0
+    n_params = sum(len(g["params"]) for g in groups)
+    assert n_params == len(list(method.parameters()))
+
+
+def test_path_metrics_match_literal_loops():
+    gen = torch.Generator().manual_seed(0)
+    paths = torch.rand(9, 6, generator=gen) < 0.5
+    paths[0] = False
+    paths[1] = False
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0, 1])
+
+    def jac(a, b):
+        union = int((a | b).sum())
+        return 1.0 if union == 0 else int((a & b).sum()) / union
+
+    m = jaccard_matrix(paths, paths)
+    for i, j in itertools.product(range(9), range(9)):
+        assert float(m[i, j]) == pytest.approx(jac(paths[i], paths[j]))
+    sim = class_similarity(paths, labels, 3)
+    for ci, cj in itertools.product(range(3), range(3)):
+        vals = [
+            jac(paths[i], paths[j])
+            for i, j in itertools.product(range(9), range(9))
+            if labels[i] == ci and labels[j] == cj and i != j
+        ]
+        assert float(sim[ci, cj]) == pytest.approx(np.mean(vals))
+
+
+def test_calculation_paths_concatenate_the_gates():
+    data = load_dataset("shapes32", "test", seed=0, n=40)
+    model = build_model("convnet", 3, data.info.num_classes, widths=[8, 8, 16, 16])
+    Decoupling(model, data.info.num_classes)
+    _randomise(model)
+    cp = calculation_paths(model, data, max_images=30, batch_size=16)
+    assert cp.paths.dtype == torch.bool and cp.paths.shape == (30, 8 + 16 + 16)
+    assert [s.name for s in cp.layers] == list(gated_layers(model))
+    assert cp.layers[-1].stop == 40 and model.training
+    summary = path_summary(cp, data.info.num_classes)
+    assert summary["active_fraction"] == pytest.approx(float(cp.paths.float().mean()), abs=1e-5)
+    assert 0 <= summary["path_inter_similarity"] <= 1
+    gates = split_paths(cp.paths, cp.layers)
+    assert gates["layer2.0.conv"].shape == (30, 8)
+    with pytest.raises(PellucidError, match="no controlling modules"):
+        calculation_paths(build_model("convnet", 3, 8), data)
+
+
+def test_latency_comparison_reports_ratios():
+    model = build_model("convnet", 3, 4, widths=[8, 16, 16]).eval()
+    Decoupling(model, 4)
+    _randomise(model)
+    res = compare_latency(model, [torch.rand(3, 32, 32) for _ in range(2)], repeats=2, threads=1)
+    assert res["latency_ratio"] > 0 and res["sparse_max_abs_error"] < 1e-4
+    assert res["latency_threads"] == 1
+    assert any(isinstance(m, ControlledConv2d) for m in model.modules())  # model untouched
+
+
+def test_run_trains_saves_loads_evaluates_and_fine_tunes(tiny_config, tmp_path):
+    opts = {"latency_images": 2, "eval_images": 64}
+    std = train_run(tiny_config, tmp_path / "std", progress=False)
+    cfg = tiny_config.replace(
+        method=MethodConfig(name="decoupling", options=opts), init=str(tmp_path / "std")
+    )
+    metrics = train_run(cfg, tmp_path / "dec", progress=False)
+    for key in ("flops_ratio", "latency_ratio", "active_fraction", "path_intra_similarity"):
+        assert key in metrics, key
+    assert metrics["test_accuracy"] > 0 and std["test_accuracy"] > 0
+    method, _ = load_method(tmp_path / "dec")
+    assert isinstance(method, Decoupling) and not method.training
+    again, _ = load_method(tmp_path / "dec")
+    for a, b in zip(method.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    model, _ = load_run(tmp_path / "dec")
+    x = torch.rand(2, 3, 32, 32)
+    model(x)
+    assert set(torch.cat(list(last_gates(model).values()), 1).unique().tolist()) <= {0.0, 1.0}
+    (tmp_path / "dec" / "metrics.json").unlink()
+    out = evaluate_run(tmp_path / "dec", device="cpu")
+    assert {"flops_ratio", "latency_ratio", "active_fraction"} <= set(out)
+    dense, _ = load_run(tmp_path / "std")  # the standard weights load into a decoupled model
+    fresh = build_model("convnet", 3, 8, widths=[8, 8, 16, 16])
+    Decoupling(fresh, 8)
+    fresh.load_state_dict(dense.state_dict())
+    assert torch.equal(fresh.layer2[0].conv.weight, dense.layer2[0].conv.weight)
+
+
+def test_path_figures_are_written(tiny_config, tmp_path):
+    from PIL import Image
+
+    from pellucid.report.figures_paths import path_figures
+
+    cfg = tiny_config.replace(
+        method=MethodConfig(name="decoupling", options={"latency_images": 0}),
+        train=tiny_config.train.__class__(epochs=1, lr=0.05, schedule="cosine", seed=0),
+    )
+    train_run(cfg, tmp_path / "dec", progress=False)
+    train_run(tiny_config, tmp_path / "std", progress=False)
+    paths = path_figures([tmp_path / "dec", tmp_path / "std"], tmp_path / "fig")
+    assert sorted(p.name for p in paths) == ["dec_path_frequency.png", "dec_path_similarity.png"]
+    for p in paths:
+        assert Image.open(p).size[0] > 200
+
+
+def test_bad_options_and_models_are_clear_errors():
+    model = build_model("convnet", 3, 4)
+    for opts, match in [
+        ({"lambda_mi": -1}, "lambda_mi"),
+        ({"lambda_sparse": float("nan")}, "lambda_sparse"),
+        ({"reduction": 0}, "reduction"),
+        ({"sparsity": "l2"}, "sparsity"),
+        ({"controller_optimizer": "rmsprop"}, "controller_optimizer"),
+        ({"layer": "layer3"}, "no option 'layer'"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            build_method("decoupling", model, 4, **opts)
+    assert not gated_layers(model)  # a failed construction leaves the model alone
+    Decoupling(model, 4)
+    with pytest.raises(ConfigError, match="already"):
+        Decoupling(model, 4)
+    with pytest.raises(ConfigError, match="no conv layer"):
+        Decoupling(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), 4)
+    tv = build_model("tv:resnet18", 3, 4)
+    with pytest.raises(ConfigError, match="StagedNet"):
+        SparseNet(tv, torch.rand(1, 3, 32, 32))
