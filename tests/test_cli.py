@@ -217,3 +217,19 @@ def test_compare_explainers_one_table(capsys, tiny_run, tmp_path):
     assert (out / "gallery.png").stat().st_size > 1000
     code, _, err = run(capsys, "compare-explainers", str(tiny_run), "--dataset", "mnist")
     assert code == 1 and "classes" in err
+
+
+def test_help_lists_every_registry(capsys):
+    from pellucid.registry import DATASETS, EXPLAINERS, METHODS, MODELS
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for registry in (DATASETS, MODELS, METHODS, EXPLAINERS):
+        for name in registry.names():
+            assert name in out, name
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in EXPLAINERS.names())

@@ -20,6 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pellucid",
         description="Interpretable convolutional networks: train, explain, measure.",
+        epilog=(
+            f"datasets: {', '.join(DATASETS.names())}. models: {', '.join(MODELS.names())}, "
+            f"tv:NAME. methods: {', '.join(METHODS.names())}. explainers: "
+            f"{', '.join(EXPLAINERS.names())}. `pellucid COMMAND --help` for a command's options."
+        ),
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
