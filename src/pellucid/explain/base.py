@@ -155,10 +155,12 @@ class Explainer:
         out = []
         with model_state(self.model):
             xd = x.detach().to(device, torch.float32)
-            t = resolve_target(self.model, xd, target if target is None else _to(target, device))
+            target = _check_target_shape(target, xd.shape[0])
             for start in range(0, xd.shape[0], self.batch_size):
                 sl = slice(start, start + self.batch_size)
-                maps = self._explain(xd[sl], t[sl]).detach().float()
+                chunk_target = target[sl] if isinstance(target, torch.Tensor) else target
+                t = resolve_target(self.model, xd[sl], _to(chunk_target, device))
+                maps = self._explain(xd[sl], t).detach().float()
                 out.append(self._finish(maps, xd[sl]))
         return torch.cat(out).to(inputs.device)
 
@@ -185,6 +187,19 @@ class Explainer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+def _check_target_shape(target: Any, n: int) -> Any:
+    """A per-image target as a tensor of shape (n,) (so that it can be sliced per chunk);
+    None and a single int pass through."""
+    if target is None or isinstance(target, int):
+        return target
+    t = torch.as_tensor(target)
+    if t.dim() == 0:
+        return t
+    if t.shape != (n,):
+        raise DataError(f"target must be an int or have shape ({n},), got {tuple(t.shape)}")
+    return t
 
 
 def _to(target: Any, device: torch.device) -> Any:
