@@ -204,3 +204,18 @@ def test_report_renders_in_a_real_browser_without_requests(report: Path, tmp_pat
     stat = ImageStat.Stat(image)
     assert stat.stddev[0] > 10, "the screenshot is blank"
     assert image.getextrema()[0] < 100, "no dark text or figures in the screenshot"
+
+
+def test_summary_knows_every_declared_metric_direction() -> None:
+    import subprocess
+    import sys
+
+    # a fresh interpreter that imports only the report module must still know flops_ratio
+    code = (
+        "from pellucid.report.html import summary_table, RunRecord\n"
+        "from pathlib import Path\n"
+        "r = RunRecord('r', Path('.'), {}, '', {'flops_ratio': 0.5, 'latency_ratio': 0.7})\n"
+        "print([c['key'] for c in summary_table([r])['columns']])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "flops_ratio" in out.stdout and "latency_ratio" in out.stdout

@@ -89,7 +89,8 @@ def _file_uri(path: Path) -> str:
 def summary_table(runs: list[RunRecord]) -> dict[str, Any]:
     """Columns = declared metrics present in some run (direction from ``metrics.SPECS``);
     ``best`` marks, per column, the runs holding the best value."""
-    import pellucid.metrics  # noqa: F401  (declares every metric)
+    import pellucid.apps.acceleration  # noqa: F401  (declares flops_ratio, latency_ratio)
+    import pellucid.metrics  # noqa: F401  (declares the other metrics)
     from pellucid.metrics.base import SPECS
 
     keys = [k for k in SPECS if any(_num(r.metrics.get(k)) is not None for r in runs)]
@@ -302,6 +303,8 @@ figcaption { color: #555; font-size: .9rem; }
 pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; font-size: 12px; }
 code { background: #f3f3f3; padding: 0 .2rem; }
 .muted { color: #666; }
+.scroll { overflow-x: auto; max-width: 100%; }
+th { font-size: 12px; }
 </style>
 </head>
 <body>
@@ -320,7 +323,7 @@ from the runs' saved results. ↑ higher is better, ↓ lower is better, ★ bes
 
 <section id="summary">
 <h2>Summary</h2>
-<table>
+<div class="scroll"><table>
 <thead><tr><th>run</th><th>method</th><th>dataset</th><th>model</th>
 {% for c in sections.summary.columns %}<th title="{{ c.description }} ({{ c.direction }})">
 {{ c.key }} {{ c.arrow }}</th>{% endfor %}</tr></thead>
@@ -333,7 +336,7 @@ from the runs' saved results. ↑ higher is better, ↓ lower is better, ★ bes
 <td{% if cell.best %} class="best"{% endif %}>{{ cell.text }}</td>{% endfor %}</tr>
 {% endfor %}
 </tbody>
-</table>
+</table></div>
 <p class="muted">Columns: {% for c in sections.summary.columns %}<code>{{ c.key }}</code>
 {{ c.description }} ({{ c.direction }}){% if not loop.last %}; {% endif %}{% endfor %}.</p>
 </section>
@@ -379,7 +382,7 @@ runs the gate matrix (filters sorted by assigned class) and one class's top filt
 <h2>Explanations</h2>
 {% for e in sections.explanations %}
 <h3>{{ e.run }}: {{ e.n }} images of {{ e.dataset }}, target = {{ e.target }}</h3>
-<table>
+<div class="scroll"><table>
 <thead><tr><th>explainer</th>{% for k in e.columns %}<th>{{ k.key }} {{ k.arrow }}</th>{% endfor %}
 </tr></thead>
 <tbody>
@@ -388,7 +391,7 @@ runs the gate matrix (filters sorted by assigned class) and one class's top filt
 {% endfor %}</tr>
 {% endfor %}
 </tbody>
-</table>
+</table></div>
 {% if e.gallery %}<figure><img alt="explanation gallery of {{ e.run }}" src="{{ e.gallery }}">
 <figcaption>The same images under every explainer (object outline in green).</figcaption>
 </figure>{% endif %}
