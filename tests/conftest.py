@@ -23,3 +23,25 @@ def tiny_config() -> RunConfig:
         method=MethodConfig(name="standard"),
         train=TrainConfig(epochs=2, lr=0.05, schedule="cosine", seed=0),
     )
+
+
+TINY_TRAIN_ARGS = (
+    "train",
+    "--dataset",
+    "shapes32",
+    "--data-option",
+    "n=96",
+    "--model",
+    "convnet",
+    "--model-option",
+    "widths=[8,8,16,16]",
+)
+
+
+def train_tiny_run(out, method: str = "standard", epochs: int = 1):
+    """Train a tiny shapes32 run through the CLI (seconds); returns its directory."""
+    from pellucid.cli.main import main
+
+    argv = [*TINY_TRAIN_ARGS, "--method", method, "--epochs", str(epochs), "--quiet"]
+    assert main([*argv, "--out", str(out)]) == 0
+    return out

@@ -147,27 +147,9 @@ def test_python_dash_m_entry_point():
 
 @pytest.fixture
 def tiny_run(tmp_path):
-    out = tmp_path / "run"
-    code = main(
-        [
-            "train",
-            "--dataset",
-            "shapes32",
-            "--data-option",
-            "n=96",
-            "--model",
-            "convnet",
-            "--model-option",
-            "widths=[8,8,16,16]",
-            "--epochs",
-            "1",
-            "--quiet",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0
-    return out
+    from conftest import train_tiny_run
+
+    return train_tiny_run(tmp_path / "run")
 
 
 def test_explain_writes_overlays_maps_and_metrics(capsys, tiny_run, tmp_path):

@@ -21,28 +21,9 @@ SECTIONS = ("summary", "curves", "filters", "explanations", "configs")
 
 
 def _train(out: Path, method: str) -> Path:
-    code = main(
-        [
-            "train",
-            "--dataset",
-            "shapes32",
-            "--data-option",
-            "n=96",
-            "--model",
-            "convnet",
-            "--model-option",
-            "widths=[8,8,16,16]",
-            "--method",
-            method,
-            "--epochs",
-            "2",
-            "--quiet",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0
-    return out
+    from conftest import train_tiny_run
+
+    return train_tiny_run(out, method, epochs=2)
 
 
 @pytest.fixture(scope="module")
