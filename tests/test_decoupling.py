@@ -18,6 +18,7 @@ from pellucid.methods.decoupling import (
     gated_layers,
     insert_controllers,
     last_gates,
+    recalibrate_batchnorm,
     remove_controllers,
     semantic_hash,
 )
@@ -222,6 +223,28 @@ def test_step_trains_controllers_and_mi_heads():
     assert n_params == len(list(method.parameters()))
 
 
+@pytest.mark.parametrize("detach", [False, True])
+def test_detach_features_keeps_gate_losses_out_of_the_backbone(detach):
+    data = load_dataset("shapes32", "train", seed=0, n=16)
+    c = data.info.num_classes
+    torch.manual_seed(0)
+    model = build_model("convnet", 3, c, widths=[8, 8, 8])
+    method = build_method("decoupling", model, c, detach_features=detach, init_bias=0.0)
+    method.train()
+    res = method.step(collate([data[i] for i in range(16)]))
+    gate_losses = res.terms["mi"] + res.terms["align"] + res.terms["gate_l1"]
+    backbone = [model.layer1[0].conv.weight, model.layer2[0].conv.weight]
+    ctrl = method._controllers[-1]
+    grads = torch.autograd.grad(
+        gate_losses, [*backbone, ctrl.weight2], allow_unused=True, retain_graph=True
+    )
+    backbone_grad = sum(float(g.abs().sum()) for g in grads[:-1] if g is not None)
+    assert (backbone_grad == 0.0) == detach
+    assert float(grads[-1].abs().sum()) > 0  # the controllers still learn from them
+    (ce_grad,) = torch.autograd.grad(res.terms["ce"], [model.layer1[0].conv.weight])
+    assert float(ce_grad.abs().sum()) > 0
+
+
 def test_path_metrics_match_literal_loops():
     gen = torch.Generator().manual_seed(0)
     paths = torch.rand(9, 6, generator=gen) < 0.5
@@ -341,3 +364,59 @@ def test_bad_options_and_models_are_clear_errors():
     tv = build_model("tv:resnet18", 3, 4)
     with pytest.raises(ConfigError, match="StagedNet"):
         SparseNet(tv, torch.rand(1, 3, 32, 32))
+
+
+def test_batchnorm_recalibration_uses_hard_gates_and_restores_modes():
+    import copy
+
+    model = build_model("convnet", 3, 4, widths=[8, 8, 16, 16])
+    Decoupling(model, 4)
+    _randomise(model, bias=0.2)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for m in norms:  # stale statistics
+            m.running_mean.fill_(5.0)
+            m.running_var.fill_(9.0)
+    x = torch.rand(16, 3, 32, 32)
+    # literal reference: every norm normalises with its batch statistics, gates are hard
+    ref = copy.deepcopy(model).eval()
+    seen = {}
+    for name, m in ref.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.train()
+            m.register_forward_pre_hook(lambda mod, inp, n=name: seen.__setitem__(n, inp[0]))
+    with torch.no_grad():
+        ref(x)
+    model.train()
+    model.layer2[0].conv.controller.eval()  # a mixed state must come back as it was
+    assert recalibrate_batchnorm(model, [x]) == 16
+    for name, m in model.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            torch.testing.assert_close(m.running_mean, seen[name].mean((0, 2, 3)))
+            torch.testing.assert_close(m.running_var, seen[name].var((0, 2, 3)))
+            assert m.momentum == 0.1 and m.training
+    assert not model.layer2[0].conv.controller.training and model.layer3[0].conv.training
+    gates = torch.cat(list(last_gates(model).values()), 1)
+    assert set(gates.unique().tolist()) == {0.0, 1.0}  # the calibration pass had hard gates
+    with pytest.raises(ConfigError, match="no batch"):
+        recalibrate_batchnorm(model, [])
+
+
+def test_training_ends_with_recalibrated_norms_in_checkpoint_and_weights(tiny_config, tmp_path):
+    from pellucid.io import load_tensors
+
+    opts = {"latency_images": 0, "eval_images": 32}
+    for tag, extra in (("cal", {}), ("nocal", {"calibration_batches": 0})):
+        cfg = tiny_config.replace(method=MethodConfig(name="decoupling", options={**opts, **extra}))
+        train_run(cfg, tmp_path / tag, progress=False)
+    ckpt = load_tensors(tmp_path / "cal" / "checkpoint" / "weights.safetensors")
+    cal, _ = load_method(tmp_path / "cal")
+    nocal, _ = load_method(tmp_path / "nocal")
+    key = "model.layer3.0.bn.running_mean"
+    assert torch.equal(ckpt[key], cal.state_dict()[key])  # re-saved after the hook
+    # same seed, same training: only the recalibrated statistics differ
+    assert torch.equal(
+        cal.state_dict()["model.layer3.0.conv.weight"],
+        nocal.state_dict()["model.layer3.0.conv.weight"],
+    )
+    assert not torch.equal(cal.state_dict()[key], nocal.state_dict()[key])

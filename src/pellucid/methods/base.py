@@ -2,12 +2,14 @@
 
 A method wraps a backbone and implements one thing, :meth:`Method.step`, which turns a batch
 into a :class:`StepResult` (loss, logits and named loss terms). Whatever it must do after an
-optimiser step (e.g. projecting gates) goes in :meth:`Method.after_optimizer_step`; the
-training loop calls these hooks and knows nothing else about the method.
+optimiser step (e.g. projecting gates) goes in :meth:`Method.after_optimizer_step`, whatever
+it must do once training is over in :meth:`Method.on_train_end`; the training loop calls
+these hooks and knows nothing else about the method.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +58,15 @@ class Method(nn.Module):
 
     def after_optimizer_step(self) -> None:
         """Called by the loop after every optimiser step."""
+
+    def on_train_end(self, batches: Iterable[Batch]) -> bool:
+        """Called by the loop once after the last epoch, with the training loader (no
+        augmentation), e.g. to re-estimate statistics under the inference path.
+
+        Returns True when it changed the method's state (the loop then re-saves the
+        checkpoint).
+        """
+        return False
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         """Optimiser parameter groups; override to give method parameters their own lr."""

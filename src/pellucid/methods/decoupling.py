@@ -25,7 +25,7 @@ classes as ``torch.nn.utils.parametrize`` does; :func:`remove_controllers` swaps
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -77,6 +77,7 @@ class ArchitectureController(nn.Module):
         self.weight2 = nn.Parameter(torch.zeros(out_channels, hidden))
         self.bias2 = nn.Parameter(torch.full((out_channels,), float(init_bias)))
         self.at_conv = False  # gate the conv's own output (no BatchNorm follows it)
+        self.detach_input = False  # read the layer input without back-propagating into it
         self.filter_cost = 1  # multiply-accumulates of one output filter on the last input
         self.logits: torch.Tensor | None = None
         self.gate: torch.Tensor | None = None
@@ -89,6 +90,8 @@ class ArchitectureController(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) layer input -> (N, C_out) gates a_l (also stored)."""
         s = x.mean(dim=(2, 3))  # (N, C_in)
+        if self.detach_input:
+            s = s.detach()
         y = F.linear(F.relu(F.linear(s, self.weight1, self.bias1)), self.weight2, self.bias2)
         self.logits = y  # (N, C_out)
         self.gate = semantic_hash(y, self.training)
@@ -238,6 +241,46 @@ def last_gates(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, batches: Iterable[Batch | torch.Tensor], max_batches: int | None = None
+) -> int:
+    """Recompute every BatchNorm's running mean and variance as the plain average over
+    ``batches`` (up to ``max_batches``) of a forward pass with everything else in eval mode,
+    i.e. with hard gates (as ``torch.optim.swa_utils.update_bn``, which runs the whole model
+    in training mode). The model's modes and the norms' momenta are restored.
+
+    Returns the number of images used.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    modes = {m: m.training for m in model.modules()}
+    momenta = {m: m.momentum for m in norms}
+    device = next(model.parameters()).device
+    seen = 0
+    try:
+        model.eval()
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average: every batch weighs the same
+            m.train()
+        for i, batch in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            x = batch.image if isinstance(batch, Batch) else batch
+            model(x.to(device))
+            seen += len(x)
+    finally:
+        for m, momentum in momenta.items():
+            m.momentum = momentum
+        for m, mode in modes.items():
+            m.training = mode
+    if seen == 0:
+        raise ConfigError("recalibrate_batchnorm: no batch to estimate the statistics from")
+    return seen
+
+
 def _check(name: str, value: float, low: float = 0.0) -> float:
     if not value >= low:  # also rejects NaN
         raise ConfigError(f"decoupling: {name} must be >= {low}, got {value}")
@@ -292,6 +335,13 @@ class Decoupling(Method):
     eval_images, latency_images : int
         Test images used by :meth:`run_metrics` for paths and FLOPs, and for the batch-1
         latency (0 skips the latency measurement).
+    detach_features : bool
+        Stop the gradients of the controllers and of the alignment loss at the backbone's
+        features: the controllers read the layer inputs and the channel energies but do not
+        reshape them, so the backbone learns from the classification loss alone.
+    calibration_batches : int
+        Training batches over which the BatchNorm statistics are re-estimated with hard
+        gates once training ends (:func:`recalibrate_batchnorm`; 0: not done).
 
     Notes
     -----
@@ -330,6 +380,8 @@ class Decoupling(Method):
         controller_lr: float = 0.02,
         eval_images: int = 1000,
         latency_images: int = 16,
+        calibration_batches: int = 100,
+        detach_features: bool = False,
     ) -> None:
         super().__init__(model, num_classes)
         self.lambda_mi = _check("lambda_mi", lambda_mi)
@@ -353,9 +405,13 @@ class Decoupling(Method):
         self.controller_lr = _check("controller_lr", controller_lr)
         self.eval_images = int(_check("eval_images", eval_images, 1))
         self.latency_images = int(_check("latency_images", latency_images))
+        self.calibration_batches = int(_check("calibration_batches", calibration_batches))
         self.layers = insert_controllers(model, reduction, init_bias, tuple(exclude))
         convs = gated_layers(model)
         self._controllers = [convs[n].controller for n in self.layers]
+        self.detach_features = bool(detach_features)
+        for c in self._controllers:
+            c.detach_input = self.detach_features
         self.mi_heads = nn.ModuleList(
             nn.Linear(convs[n].out_channels, num_classes, bias=False) for n in self.layers
         )
@@ -411,6 +467,8 @@ class Decoupling(Method):
         pooled = [c.pre_gate for c in self._controllers]  # each (N, K_l)
         ce = F.cross_entropy(logits, y)
         mi = self.mi_loss(gates, y)
+        if self.detach_features:
+            pooled = [o.detach() for o in pooled]
         align = self.align_loss(gates, pooled)
         costs = [c.filter_cost for c in self._controllers] if self.sparsity == "flops" else None
         sparse = self.sparsity_loss(gates, costs)
@@ -424,6 +482,18 @@ class Decoupling(Method):
             "active": active.float().mean(),
         }
         return StepResult(loss, logits, terms)
+
+    def on_train_end(self, batches: Iterable[Batch]) -> bool:
+        """Re-estimate the BatchNorm statistics under the hard (inference) gates.
+
+        During training every layer sees inputs computed with the noisy ISH gates of the
+        layers before it (and, while fine-tuning, with gates that keep changing), so the
+        running means and variances describe neither the trained nor the inference path.
+        """
+        if self.calibration_batches == 0:
+            return False
+        recalibrate_batchnorm(self.model, batches, self.calibration_batches)
+        return True
 
     # -- evaluation -------------------------------------------------------------------
     def run_metrics(self, data: Any, device: torch.device) -> dict[str, Any]:

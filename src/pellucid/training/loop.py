@@ -142,6 +142,8 @@ def fit(
                 save_checkpoint(Path(out), method, optimizer, scheduler, epoch + 1, history.epochs)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, record)
+        if method.on_train_end(loader) and out is not None:
+            save_checkpoint(Path(out), method, optimizer, scheduler, train.epochs, history.epochs)
     finally:
         if writer is not None:
             writer.close()
