@@ -211,6 +211,68 @@ def test_plain_is_same_architecture_without_mask_and_loss():
     assert isinstance(b.inference_model().icnn.mask, nn.Identity)
 
 
+def test_mask_gain_is_calibrated_once_on_the_first_training_batch():
+    batch, c = _batch()
+    torch.manual_seed(0)
+    icnn = build_method("icnn", build_model("convnet", 3, c, widths=[8, 8, 16, 16]), c)
+    mask = icnn.icnn.mask
+    assert torch.equal(mask.gain, torch.ones(16)) and not bool(mask.calibrated)
+    icnn.eval().step(batch)  # no calibration outside training
+    assert not bool(mask.calibrated)
+    icnn.train()
+    with torch.no_grad():
+        pre = icnn.icnn.features(icnn.model.forward_to(batch.image, "layer4"))  # (N, K, h, w)
+    res = icnn.step(batch)
+    expected = pre.mean((0, 2, 3)) / mask_at_peak(pre).mean((0, 2, 3))
+    expected = torch.where(mask_at_peak(pre).mean((0, 2, 3)) > 0, expected, torch.ones(16))
+    assert bool(mask.calibrated) and torch.allclose(mask.gain, expected, rtol=1e-4)
+    assert torch.all(mask.gain >= 1)  # relu(x * t) <= x: the mask only removes activation
+    with torch.no_grad():  # the step's own logits already used the calibrated gain
+        assert torch.allclose(icnn.inference_model()(batch.image), res.logits, atol=1e-5)
+    x = torch.rand(2, 16, 4, 4)
+    assert torch.allclose(mask(x), mask_at_peak(x) * expected[:, None, None], rtol=1e-4)
+    gain = mask.gain.clone()
+    icnn.step(collate([load_dataset("shapes32", "train", seed=1, n=4)[i] for i in range(4)]))
+    assert torch.equal(mask.gain, gain)  # once only
+    assert torch.isfinite(res.loss)
+    off = build_method("icnn", build_model("convnet", 3, c), c, calibrate_gain=False).train()
+    off.step(batch)
+    assert torch.equal(off.icnn.mask.gain, torch.ones(128)) and not bool(off.icnn.mask.calibrated)
+
+
+def test_finetune_from_plain_weights_starts_method_state_fresh():
+    """A plain run's weights load into the ICNN network strictly (the mask has no weights);
+    the gain, running log Z and categories start fresh and are set by the first step."""
+    batch, c = _batch()
+    torch.manual_seed(0)
+    plain = build_method("icnn", build_model("convnet", 3, c, widths=[8, 8, 16, 16]), c, plain=True)
+    plain.train().step(batch).loss.backward()
+    state = plain.inference_model().state_dict()
+    icnn = build_method("icnn", build_model("convnet", 3, c, widths=[8, 8, 16, 16]), c)
+    icnn.inference_model().load_state_dict(state)  # strict
+    x = batch.image[:4]
+    plain.eval(), icnn.eval()
+    with torch.no_grad():  # same weights: equal pre-mask maps
+        a = plain.icnn.features(plain.model.forward_to(x, "layer4"))
+        b = icnn.icnn.features(icnn.model.forward_to(x, "layer4"))
+    assert torch.allclose(a, b)
+    assert not bool(icnn.icnn.mask.calibrated) and torch.equal(icnn.icnn.mask.gain, torch.ones(16))
+    assert icnn.filter_loss.log_z.numel() == 0 and int(icnn.filter_loss.z_updates) == 0
+    assert int(icnn.class_count.sum()) == 0
+    icnn.train().step(batch)
+    assert bool(icnn.icnn.mask.calibrated) and int(icnn.filter_loss.z_updates) == 1
+    # an ICNN network's state keeps its calibrated gain (no second calibration)
+    trained = icnn.inference_model().state_dict()
+    assert {"icnn.mask.gain", "icnn.mask.calibrated"} <= set(trained)
+    again = build_method("icnn", build_model("convnet", 3, c, widths=[8, 8, 16, 16]), c)
+    again.inference_model().load_state_dict(trained)
+    assert bool(again.icnn.mask.calibrated)
+    assert torch.equal(again.icnn.mask.gain, icnn.icnn.mask.gain)
+    gain = again.icnn.mask.gain.clone()
+    again.train().step(batch)
+    assert torch.equal(again.icnn.mask.gain, gain)
+
+
 def test_icnn_run_round_trip_and_part_metrics(tiny_config, tmp_path):
     cfg = tiny_config.replace(method=MethodConfig(name="icnn"))
     metrics = train_run(cfg, tmp_path / "icnn", progress=False)
@@ -228,6 +290,9 @@ def test_icnn_run_round_trip_and_part_metrics(tiny_config, tmp_path):
         assert torch.equal(again.state_dict()[key], state[key])
     model, _ = pellucid.load_run(tmp_path / "icnn")
     assert isinstance(model.icnn.mask, TemplateMask)  # load_run gives the ICNN network
+    assert bool(model.icnn.mask.calibrated)  # the mask gain is saved with the network
+    assert torch.equal(model.icnn.mask.gain, method.icnn.mask.gain)
+    assert not torch.equal(model.icnn.mask.gain, torch.ones(16))
     x = torch.rand(3, 3, 32, 32)
     assert torch.allclose(model(x), method.inference_model()(x))
     (tmp_path / "icnn" / "metrics.json").write_text("{}")
