@@ -273,6 +273,43 @@ def test_finetune_from_plain_weights_starts_method_state_fresh():
     assert torch.equal(again.icnn.mask.gain, gain)
 
 
+def test_init_from_plain_or_standard_run(tiny_config, tmp_path):
+    """``--init``: a plain ICNN run fills the whole ICNN network (the fine-tuning protocol of
+    benchmarks/icnn.py); a standard run fills the backbone; a misfit is a clear error and
+    leaves the network as it was."""
+    from pellucid.training.run import build_from_config, load_init_weights
+
+    plain_cfg = tiny_config.replace(method=MethodConfig(name="icnn", options={"plain": True}))
+    train_run(plain_cfg, tmp_path / "plain", progress=False)
+    train_run(tiny_config, tmp_path / "std", progress=False)
+    plain_net, saved = pellucid.load_run(tmp_path / "plain")
+    std_net, _ = pellucid.load_run(tmp_path / "std")
+    icnn_cfg = saved.replace(method=MethodConfig(name="icnn"))  # with the dataset's info
+    method = build_from_config(icnn_cfg)
+    load_init_weights(method, plain_net.state_dict(), "plain")
+    for key, value in plain_net.state_dict().items():
+        assert torch.equal(method.inference_model().state_dict()[key], value), key
+    assert not bool(method.icnn.mask.calibrated)  # the gain is set by the first step
+    method = build_from_config(icnn_cfg)
+    fresh = method.icnn.conv.weight.detach().clone()
+    load_init_weights(method, std_net.state_dict(), "std")
+    for key, value in std_net.state_dict().items():
+        assert torch.equal(method.model.state_dict()[key], value), key
+    assert torch.equal(method.icnn.conv.weight, fresh)  # the new layer keeps its init
+    wide = build_from_config(
+        icnn_cfg.replace(model=icnn_cfg.model.__class__(name="convnet", options={}))
+    )
+    before = {k: v.clone() for k, v in wide.inference_model().state_dict().items()}
+    with pytest.raises(PellucidError, match="--init std: weights do not fit"):
+        load_init_weights(wide, std_net.state_dict(), "std")
+    for key, value in wide.inference_model().state_dict().items():
+        assert torch.equal(value, before[key]), key
+    # end to end: fine-tuning from the plain run through the run API (as the CLI's --init)
+    ft_cfg = tiny_config.replace(method=MethodConfig(name="icnn"), init=str(tmp_path / "plain"))
+    metrics = train_run(ft_cfg, tmp_path / "ft", progress=False)
+    assert metrics["method"] == "icnn"
+
+
 def test_icnn_run_round_trip_and_part_metrics(tiny_config, tmp_path):
     cfg = tiny_config.replace(method=MethodConfig(name="icnn"))
     metrics = train_run(cfg, tmp_path / "icnn", progress=False)

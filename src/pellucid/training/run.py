@@ -13,6 +13,7 @@ A run directory holds::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import platform
 import time
@@ -77,7 +78,7 @@ def train_run(
     method = build_from_config(config)
     if config.init:
         init_model, _ = load_run(config.init)
-        _load_backbone(method.model, init_model.state_dict(), config.init)
+        load_init_weights(method, init_model.state_dict(), config.init)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")
     history = fit(
@@ -109,11 +110,27 @@ def _check_names(config: RunConfig) -> None:
     METHODS.get(config.method.name)
 
 
-def _load_backbone(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise PellucidError(f"--init {source}: weights do not fit this model: {err}") from None
+def load_init_weights(method: Method, state: dict[str, torch.Tensor], source: str) -> None:
+    """Initialise ``method`` from a finished run's inference-model ``state`` (``--init``).
+
+    The state is loaded strictly into the method's inference network when it fits there
+    (e.g. a plain ICNN run into an ICNN run: same layers, the mask has no weights), else into
+    the backbone (e.g. a standard run into ICNN, CSG or decoupling). A target that does not
+    fit is restored to what it was before the attempt.
+    """
+    targets = [method.inference_model(), method.model]
+    if targets[0] is targets[1]:
+        targets = targets[:1]
+    errors = []
+    for target in targets:
+        before = copy.deepcopy(target.state_dict())
+        try:
+            target.load_state_dict(state)
+            return
+        except RuntimeError as err:
+            target.load_state_dict(before)
+            errors.append(str(err))
+    raise PellucidError(f"--init {source}: weights do not fit this model: {errors[-1]}") from None
 
 
 def save_run_weights(out: Path, method: Method) -> None:
