@@ -230,18 +230,25 @@ def table_decoupling(r: dict) -> str:
             f"{s['path_inter_similarity']['mean']:.3f} |"
         )
         met = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in s["targets_met"].items())
+        recipe = res.get("recipe") or r.get("recipes", {}).get(ds) or {}
+        ft = recipe.get("finetune", {})
+        how = (
+            f" Recipe: dense {recipe['train']['epochs']} epochs, then {ft.get('epochs')} "
+            f"fine-tuning epochs (dense+ft and decoupled), decoupling options "
+            f"{recipe.get('options') or 'defaults'}; `{res.get('command', r['command'])}` "
+            f"({res.get('date', r['machine']['date'])})."
+            if recipe
+            else ""
+        )
         notes.append(
             f"- **{ds}**: accuracy drop {s['accuracy_drop_points']['mean']:.2f} points vs the "
             f"better dense run; sparse batch-1 latency {s['latency_ms_sparse']['mean']:.2f} ms "
             f"vs dense {s['latency_ms_dense_module']['mean']:.2f} ms (nn.Module) / "
             f"{s['latency_ms_dense_folded']['mean']:.2f} ms (same engine, all channels on). "
-            f"Targets met: {met}."
+            f"Targets met: {met}.{how}"
         )
     rows += ["", *notes, ""]
-    rows.append(
-        f"Mean ± std over seeds {r['seeds']}; latency on one thread after training; "
-        f"`{r['command']}` ({r['machine']['date']})."
-    )
+    rows.append(f"Mean ± std over seeds {r['seeds']}; latency on one thread after training.")
     return "\n".join(rows)
 
 

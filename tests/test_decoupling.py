@@ -1,8 +1,10 @@
+import copy
 import itertools
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pellucid.apps.acceleration import SparseNet, compare_latency, split_paths
@@ -352,6 +354,9 @@ def test_bad_options_and_models_are_clear_errors():
         ({"sparsity": "l2"}, "sparsity"),
         ({"controller_optimizer": "rmsprop"}, "controller_optimizer"),
         ({"layer": "layer3"}, "no option 'layer'"),
+        ({"sparsity_target": 0}, "sparsity_target"),
+        ({"sparsity_target": 1.5}, "sparsity_target"),
+        ({"sparsity_target": "half"}, "sparsity_target"),
     ]:
         with pytest.raises(ConfigError, match=match):
             build_method("decoupling", model, 4, **opts)
@@ -406,7 +411,7 @@ def test_training_ends_with_recalibrated_norms_in_checkpoint_and_weights(tiny_co
     from pellucid.io import load_tensors
 
     opts = {"latency_images": 0, "eval_images": 32}
-    for tag, extra in (("cal", {}), ("nocal", {"calibration_batches": 0})):
+    for tag, extra in (("cal", {"calibration_batches": 100}), ("nocal", {})):
         cfg = tiny_config.replace(method=MethodConfig(name="decoupling", options={**opts, **extra}))
         train_run(cfg, tmp_path / tag, progress=False)
     ckpt = load_tensors(tmp_path / "cal" / "checkpoint" / "weights.safetensors")
@@ -420,3 +425,61 @@ def test_training_ends_with_recalibrated_norms_in_checkpoint_and_weights(tiny_co
         nocal.state_dict()["model.layer3.0.conv.weight"],
     )
     assert not torch.equal(cal.state_dict()[key], nocal.state_dict()[key])
+
+
+def test_sparsity_target_penalises_only_over_budget():
+    """With a budget the sparsity term is max(0, S - target): no pull on the gates below
+    the budget, the plain penalty's gradient above it."""
+    data = load_dataset("shapes32", "train", seed=0, n=16)
+    batch = collate([data[i] for i in range(16)])
+    c = data.info.num_classes
+
+    def sparsity_grad(**opts):
+        torch.manual_seed(0)
+        model = build_model("convnet", 3, c, widths=[8, 8, 8])
+        method = build_method("decoupling", model, c, lambda_mi=0, lambda_align=0, **opts)
+        method.train()
+        torch.manual_seed(1)  # same ISH noise for every call
+        res = method.step(batch)
+        ctrl = method._controllers[-1]
+        (grad,) = torch.autograd.grad(res.loss - res.terms["ce"], [ctrl.bias2])
+        return float(res.terms["gate_l1"].detach()), grad
+
+    kept, plain = sparsity_grad()
+    assert 0.5 < kept <= 1.0 and float(plain.abs().sum()) > 0  # gates open at init_bias 3
+    _, under = sparsity_grad(sparsity_target=1.0)  # the budget is everything: no pull
+    assert float(under.abs().sum()) == 0.0
+    _, over = sparsity_grad(sparsity_target=0.1)
+    torch.testing.assert_close(over, plain)
+
+
+def test_distillation_teacher_is_the_dense_network_at_the_first_step():
+    data = load_dataset("shapes32", "train", seed=0, n=16)
+    batch = collate([data[i] for i in range(16)])
+    c = data.info.num_classes
+    torch.manual_seed(0)
+    model = build_model("convnet", 3, c, widths=[8, 8, 8])
+    dense = copy.deepcopy(model).eval()
+    method = build_method("decoupling", model, c, lambda_distill=2.0)
+    method.train()
+    res = method.step(batch)
+    teacher = method._teacher
+    assert teacher is not None and not gated_layers(teacher)  # controllers removed
+    assert all(not p.requires_grad for p in teacher.parameters())
+    assert "_teacher" not in dict(method.named_children())
+    assert not any(k.startswith("_teacher") for k in method.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(teacher(batch.image), dense(batch.image))
+        target = F.log_softmax(dense(batch.image), 1)
+    literal = (target.exp() * (target - F.log_softmax(res.logits, 1))).sum(1).mean()
+    torch.testing.assert_close(res.terms["distill"], literal)
+    plain = ["ce", "mi", "align", "gate_l1"]
+    weights = [1.0, method.lambda_mi, method.lambda_align, method.lambda_sparse]
+    rest = sum(w * res.terms[k] for w, k in zip(weights, plain, strict=True))
+    torch.testing.assert_close(res.loss, rest + 2.0 * literal)
+    with torch.no_grad():  # the teacher stays frozen while the model trains
+        model.layer1[0].conv.weight.add_(1.0)
+    method.step(batch)
+    assert method._teacher is teacher
+    with torch.no_grad():
+        torch.testing.assert_close(teacher(batch.image), dense(batch.image))
