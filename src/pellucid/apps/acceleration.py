@@ -57,6 +57,11 @@ class _ConvOp:
         self.bias = conv.bias.detach().clone() if conv.bias is not None else w.new_zeros(len(w))
         self.relu, self.folded = False, False
         self.hw_in = self.hw_out = (0, 0)
+        c = self.controller
+        if c is not None:  # snapshot, transposed for addmm: (C_in, hidden), (hidden, K)
+            self.w1t = c.weight1.detach().t().contiguous()
+            self.w2t = c.weight2.detach().t().contiguous()
+            self.b1, self.b2 = c.bias1.detach()[None], c.bias2.detach()[None]
 
     def fold(self, bn: nn.BatchNorm2d) -> None:
         """w' = w gamma / sigma, b' = beta + (b - mu) gamma / sigma (eval-mode BN)."""
@@ -70,10 +75,10 @@ class _ConvOp:
         self.hw_in = tuple(x.shape[2:])
         w, b, out_idx, c = self.weight, self.bias, None, self.controller
         if c is not None and not dense:
-            w1 = c.weight1 if idx is None else c.weight1.index_select(1, idx)
+            w1t = self.w1t if idx is None else self.w1t.index_select(0, idx)
             s = x.mean(dim=(2, 3))  # (1, k_in): zeros of inactive channels add nothing
-            y = F.linear(F.relu(F.linear(s, w1, c.bias1)), c.weight2, c.bias2)  # (1, K)
-            out_idx = (y[0] > 0).nonzero().flatten()
+            y = torch.addmm(self.b2, torch.addmm(self.b1, s, w1t).relu_(), self.w2t)  # (1, K)
+            out_idx = (y.view(-1) > 0).nonzero().view(-1)
             if out_idx.numel() == 0:  # keep one all-zero channel so that shapes stay valid
                 out_idx = out_idx.new_zeros(1)
                 w, b = torch.zeros_like(w[:1]), torch.zeros_like(b[:1])
@@ -84,7 +89,7 @@ class _ConvOp:
         c2 = self.conv
         out = F.conv2d(x, w, b, c2.stride, c2.padding, c2.dilation)
         self.hw_out = tuple(out.shape[2:])
-        return (F.relu(out) if self.relu else out), out_idx
+        return (out.relu_() if self.relu else out), out_idx
 
     def count(self, k_in: torch.Tensor, gates: Gates | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(FLOPs, active output channels) per input, given active input channels k_in (N,)."""
@@ -220,9 +225,10 @@ def _compile(model: StagedNet) -> list[Any]:
 class SparseNet:
     """Batch-1 execution of a decoupled StagedNet that computes only the active channels.
 
-    The weights (batch norm folded in) are a snapshot taken at construction; the controllers
-    are the model's own. ``net(x)`` equals the model's eval-mode output up to float error;
-    ``net(x, dense=True)`` is the same engine with every channel on and no controllers.
+    The weights (batch norm folded in) and the controllers' weights (transposed for
+    ``addmm``) are a snapshot taken at construction. ``net(x)`` equals the model's eval-mode
+    output up to float error; ``net(x, dense=True)`` is the same engine with every channel on
+    and no controllers.
 
     Parameters
     ----------
