@@ -20,8 +20,9 @@ Result (2026-12-01, seed 0; accuracy / FLOPs ratio / drop vs the better dense ar
 - mnist, 10 epochs (dense+ft 0.980): base 0.963 / 0.40 / 1.7; budget 0.6 0.973-0.974 /
   0.46-0.47 / 0.6-0.7 (hence the mnist recipe of benchmarks/decoupling.py).
 - shapes, 3 epochs (dense+ft 0.757): base 0.699 / 0.23 / 5.8; budget 0.6 0.662 / 0.39;
-  budget 0.6 + distill 1 0.607 / 0.35; lambda_sparse 0.5 0.643 / 0.50. 10 epochs (dense+ft 0.871): base 0.786 / 0.19 / 8.5
-  (path gap 0.24); budget 0.6 0.762 / 0.48. On shapes more channels did not buy accuracy.
+  budget 0.6 + distill 1 0.607 / 0.35; lambda_sparse 0.5 0.643 / 0.50. 10 epochs
+  (dense+ft 0.871): base 0.786 / 0.19 / 8.5 (path gap 0.24); budget 0.6 0.762 / 0.48.
+  On shapes more channels did not buy accuracy.
 """
 
 from __future__ import annotations

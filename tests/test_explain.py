@@ -124,6 +124,72 @@ def test_neuromask_options_and_presets(tiny_model: nn.Module) -> None:
         build_explainer("gradcam", tiny_model, layer="layer9")
 
 
+def _deleted_probability(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, c: int) -> float:
+    """p_c of the image with the mask's region removed (zero fill), as the deletion game sees it."""
+    with torch.no_grad():
+        return float(torch.softmax(model(x * (1 - masks)), 1)[:, c].mean())
+
+
+def test_neuromask_deletion_game_removes_the_class_under_the_inverse_mask() -> None:
+    model = HalvesNet()
+    x = torch.ones(1, 1, 16, 16)
+    keep = NeuroMask(model, iterations=60, patience=0).explain(x, target=0)
+    both = NeuroMask(model, iterations=60, patience=0, l_delete=0.4).explain(x, target=0)
+    only = NeuroMask(model, iterations=60, patience=0, l_pred=0.0, l_delete=0.4)
+    gone = only.explain(x, target=0)
+    # deleting the mask's region kills class 0 (p ~ 1 on the intact image)
+    assert _deleted_probability(model, x, both, 0) < _deleted_probability(model, x, keep, 0)
+    assert _deleted_probability(model, x, gone, 0) < 0.05
+    # ... and the mask sits on the evidence (the left half), not on the right
+    assert gone[..., :8].mean() > gone[..., 8:].mean() + 0.2
+    for objective in ("not-class", "log-prob"):
+        nm = NeuroMask(model, iterations=30, l_delete=0.4, delete_objective=objective)
+        nm.explain(x, target=0)
+        assert torch.isfinite(nm.last_info["loss"]).all()
+
+
+def test_neuromask_deletion_game_is_batch_independent(tiny_model: nn.Module) -> None:
+    torch.manual_seed(2)
+    x = torch.rand(3, 1, 16, 16)
+    t = torch.tensor([0, 1, 2])
+    opts = {"iterations": 25, "patience": 5, "l_delete": 0.2, "sparsity": "mask"}
+    together = NeuroMask(tiny_model, **opts).explain(x, t)
+    alone = torch.cat(
+        [NeuroMask(tiny_model, **opts).explain(x[i : i + 1], int(t[i])) for i in range(3)]
+    )
+    assert torch.allclose(together, alone, atol=1e-4)
+
+
+def test_neuromask_new_options_are_checked_and_reference_is_the_paper(
+    tiny_model: nn.Module,
+) -> None:
+    ref = NeuroMask.reference(tiny_model).config()
+    assert ref["l_delete"] == 0.0 and ref["sparsity"] == "logits" and ref["delete_fill"] is None
+    x = torch.rand(2, 1, 16, 16)
+    maps = NeuroMask(
+        tiny_model, iterations=3, fill="blur", l_delete=0.1, delete_fill="zero", sparsity="mask"
+    ).explain(x)
+    assert maps.shape == (2, 1, 16, 16)
+    nm = NeuroMask(tiny_model, iterations=5, patience=0)
+    raw, smooth = (
+        nm.explain(x, 0),
+        NeuroMask(tiny_model, iterations=5, smooth_map=2.0).explain(x, 0),
+    )
+    assert smooth.min() >= 0 and smooth.max() <= 1
+    assert (
+        not torch.allclose(raw, smooth) and smooth.flatten(1).std(1).lt(raw.flatten(1).std(1)).all()
+    )
+    for bad, match in (
+        ({"delete_objective": "kill"}, "delete_objective"),
+        ({"sparsity": "l0"}, "sparsity"),
+        ({"delete_fill": "grey"}, "delete_fill"),
+        ({"l_delete": -1.0}, "l_delete"),
+        ({"smooth_map": -1.0}, "smooth_map"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            NeuroMask(tiny_model, **bad)
+
+
 @pytest.mark.parametrize(
     ("x", "target", "message"),
     [
