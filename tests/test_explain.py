@@ -70,6 +70,26 @@ def test_neuromask_follows_the_target() -> None:
     assert (both_left[..., :8].mean((1, 2, 3)) > both_left[..., 8:].mean((1, 2, 3))).all()
 
 
+@pytest.mark.parametrize("name", ["saliency", "occlusion", "neuromask"])
+def test_a_scalar_target_is_broadcast_to_the_batch(name: str) -> None:
+    """A 0-dim tensor, a NumPy scalar and a Python int all mean one class for every image,
+    also when the batch is explained in chunks (0-dim tensors raised IndexError)."""
+    import numpy as np
+
+    model = HalvesNet()
+    torch.manual_seed(3)
+    x = torch.rand(3, 1, 16, 16)
+    opts = {"iterations": 20} if name == "neuromask" else {}
+    ex = build_explainer(name, model, batch_size=2, **opts)
+    per_image = ex.explain(x, torch.tensor([1, 1, 1]))
+    for target in (torch.tensor(1), np.int64(1), 1):
+        assert torch.equal(ex.explain(x, target), per_image), type(target)
+    # and it is really class 1, not the predicted class (0 or 1 depending on the image)
+    assert (per_image[..., 8:].mean((1, 2, 3)) > per_image[..., :8].mean((1, 2, 3))).all()
+    with pytest.raises(DataError, match="out of range"):
+        ex.explain(x, torch.tensor(5))
+
+
 def test_saliency_and_gradcam_follow_the_target() -> None:
     model = HalvesNet()
     x = torch.rand(1, 1, 16, 16)

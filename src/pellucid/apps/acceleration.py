@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,47 +46,76 @@ Gates = Mapping[str, torch.Tensor]
 
 
 class _ConvOp:
-    """Conv (+ folded BatchNorm) (+ ReLU), optionally gated by a controller."""
+    """Conv (+ folded BatchNorm) (+ ReLU), optionally gated by a controller.
+
+    Channel bookkeeping (which filters a controller opens, gathering their weights) runs in
+    NumPy on the snapshot arrays: for a batch of one, each PyTorch call costs several
+    microseconds of dispatch on tensors of a few dozen numbers, NumPy about one.
+    """
 
     def __init__(self, name: str, conv: nn.Conv2d) -> None:
         if conv.groups != 1 or conv.padding_mode != "zeros":
             raise ConfigError(f"sparse execution: conv {name!r} is grouped or not zero-padded")
         self.name, self.conv = name, conv
         self.controller = getattr(conv, "controller", None)
-        w = conv.weight.detach()
+        w = conv.weight.detach().cpu().float()
         self.weight = w.clone()  # (K, C, kh, kw)
-        self.bias = conv.bias.detach().clone() if conv.bias is not None else w.new_zeros(len(w))
+        self.bias = (
+            conv.bias.detach().cpu().float().clone()
+            if conv.bias is not None
+            else w.new_zeros(len(w))
+        )
         self.relu, self.folded = False, False
         self.hw_in = self.hw_out = (0, 0)
         c = self.controller
-        if c is not None:  # snapshot, transposed for addmm: (C_in, hidden), (hidden, K)
-            self.w1t = c.weight1.detach().t().contiguous()
-            self.w2t = c.weight2.detach().t().contiguous()
-            self.b1, self.b2 = c.bias1.detach()[None], c.bias2.detach()[None]
+        if c is not None:  # snapshot, transposed: (C_in, hidden), (hidden, K)
+            self.w1t = c.weight1.detach().cpu().float().t().numpy().copy()
+            self.w2t = c.weight2.detach().cpu().float().t().numpy().copy()
+            self.b1 = c.bias1.detach().cpu().float().numpy().copy()
+            self.b2 = c.bias2.detach().cpu().float().numpy().copy()
+            self._minus_b2 = -self.b2
+        self._gap: np.ndarray | None = None
+        self._arrays()
+
+    def _arrays(self) -> None:
+        self.w_np, self.b_np = self.weight.numpy(), self.bias.numpy()
 
     def fold(self, bn: nn.BatchNorm2d) -> None:
         """w' = w gamma / sigma, b' = beta + (b - mu) gamma / sigma (eval-mode BN)."""
-        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)  # (K,)
-        self.weight = self.weight * scale[:, None, None, None]
-        self.bias = bn.bias.detach() + (self.bias - bn.running_mean) * scale
+        bn_w, bn_b = bn.weight.detach().cpu().float(), bn.bias.detach().cpu().float()
+        mean, var = bn.running_mean.cpu().float(), bn.running_var.cpu().float()
+        scale = bn_w / torch.sqrt(var + bn.eps)  # (K,)
+        self.weight = (self.weight * scale[:, None, None, None]).contiguous()
+        self.bias = (bn_b + (self.bias - mean) * scale).contiguous()
         self.folded = True
+        self._arrays()
 
-    def run(self, x: torch.Tensor, idx: torch.Tensor | None, dense: bool):
+    def gates(self, x: torch.Tensor, idx: np.ndarray | None) -> np.ndarray:
+        """Indices of the filters the controller opens for x (1, k_in, H, W): the hard gate
+        ``W2 relu(W1 GAP(x) + b1) + b2 > 0``, GAP as a matrix-vector product."""
+        k, hw = x.shape[1], x.shape[2] * x.shape[3]
+        if self._gap is None or len(self._gap) != hw:
+            self._gap = np.full(hw, 1.0 / hw, dtype=np.float32)
+        s = x.numpy().reshape(k, hw) @ self._gap  # inactive channels add nothing
+        h = np.maximum(s @ (self.w1t if idx is None else self.w1t.take(idx, 0)) + self.b1, 0.0)
+        return (h @ self.w2t > self._minus_b2).nonzero()[0]
+
+    def run(self, x: torch.Tensor, idx: np.ndarray | None, dense: bool):
         """x (1, k_in, H, W): active input channels ``idx`` (None = all) -> same for output."""
         self.hw_in = tuple(x.shape[2:])
-        w, b, out_idx, c = self.weight, self.bias, None, self.controller
-        if c is not None and not dense:
-            w1t = self.w1t if idx is None else self.w1t.index_select(0, idx)
-            s = x.mean(dim=(2, 3))  # (1, k_in): zeros of inactive channels add nothing
-            y = torch.addmm(self.b2, torch.addmm(self.b1, s, w1t).relu_(), self.w2t)  # (1, K)
-            out_idx = (y.view(-1) > 0).nonzero().view(-1)
-            if out_idx.numel() == 0:  # keep one all-zero channel so that shapes stay valid
-                out_idx = out_idx.new_zeros(1)
-                w, b = torch.zeros_like(w[:1]), torch.zeros_like(b[:1])
+        w, b, out_idx = self.weight, self.bias, None
+        if self.controller is not None and not dense:
+            out_idx = self.gates(x, idx)
+            if out_idx.size == 0:  # keep one all-zero channel so that shapes stay valid
+                out_idx = np.zeros(1, dtype=np.int64)
+                k_in = x.shape[1]
+                w, b = w.new_zeros(1, k_in, *w.shape[2:]), b.new_zeros(1)
             else:
-                w, b = w.index_select(0, out_idx), b.index_select(0, out_idx)
-        if idx is not None:
-            w = w.index_select(1, idx)  # (k_out, k_in, kh, kw)
+                wn = self.w_np.take(out_idx, 0)
+                w = torch.from_numpy(wn if idx is None else wn.take(idx, 1))
+                b = torch.from_numpy(self.b_np.take(out_idx))
+        elif idx is not None:
+            w = torch.from_numpy(self.w_np.take(idx, 1))
         c2 = self.conv
         out = F.conv2d(x, w, b, c2.stride, c2.padding, c2.dilation)
         self.hw_out = tuple(out.shape[2:])
@@ -117,19 +147,24 @@ class _BlockOp:
         self.conv1.relu = True
         self.conv2.fold(block.bn2)
         self.short = None
+        self.first = False  # set by _compile when the block reads the caller's tensor
         self.channels = block.conv2.out_channels
         if isinstance(block.shortcut, nn.Sequential):
             self.short = _ConvOp(f"{name}.shortcut.0", block.shortcut[0])
             self.short.fold(block.shortcut[1])
 
-    def run(self, x: torch.Tensor, idx: torch.Tensor | None, dense: bool):
+    def run(self, x: torch.Tensor, idx: np.ndarray | None, dense: bool):
         if idx is not None:  # a block reads a full tensor: restore the skipped channels
-            x = x.new_zeros(1, self.conv1.conv.in_channels, *x.shape[2:]).index_copy(1, idx, x)
+            full = x.new_zeros(1, self.conv1.conv.in_channels, *x.shape[2:])
+            x = full.index_copy_(1, torch.from_numpy(idx), x)
         h, i1 = self.conv1.run(x, None, dense)
         h, i2 = self.conv2.run(h, i1, dense)
-        sc = self.short.run(x, None, dense)[0] if self.short is not None else x
-        out = sc + h if i2 is None else sc.index_add(1, i2, h)  # (1, C, H', W')
-        return F.relu(out), None
+        if self.short is not None:
+            sc = self.short.run(x, None, dense)[0]
+        else:  # the engine's own intermediate may be overwritten, the caller's input not
+            sc = x.clone() if self.first else x
+        out = sc.add_(h) if i2 is None else sc.index_add_(1, torch.from_numpy(i2), h)
+        return out.relu_(), None
 
     def count(self, k_in: torch.Tensor, gates: Gates | None) -> tuple[torch.Tensor, torch.Tensor]:
         full = torch.full_like(k_in, self.conv1.conv.in_channels)
@@ -144,21 +179,38 @@ class _HeadOp:
 
     def __init__(self, fc: nn.Linear) -> None:
         self.fc = fc
+        self.w_np = fc.weight.detach().cpu().float().numpy().copy()  # (classes, C)
+        b = fc.bias.detach().cpu().float() if fc.bias is not None else torch.zeros(len(self.w_np))
+        self.b_np = b.numpy().copy()
 
-    def run(self, x: torch.Tensor, idx: torch.Tensor | None, dense: bool):
-        w = self.fc.weight if idx is None else self.fc.weight.index_select(1, idx)
-        return F.linear(x.mean(dim=(2, 3)), w, self.fc.bias), None
+    def run(self, x: torch.Tensor, idx: np.ndarray | None, dense: bool):
+        w = self.w_np if idx is None else self.w_np[:, idx]
+        s = x.numpy().reshape(x.shape[1], -1).mean(1)
+        return torch.from_numpy(w @ s + self.b_np)[None], None
 
     def count(self, k_in: torch.Tensor, gates: Gates | None) -> tuple[torch.Tensor, torch.Tensor]:
         return k_in * self.fc.out_features, torch.full_like(k_in, self.fc.out_features)
 
 
 def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
-    """``F.max_pool2d(x, 2)`` as two strided maxima: the same values, and many times faster
-    than PyTorch's CPU kernel for one image (it serves the dense and the sparse run alike)."""
-    h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
-    rows = torch.maximum(x[:, :, 0:h:2, :w], x[:, :, 1:h:2, :w])  # (N, C, H/2, W)
-    return torch.maximum(rows[..., 0::2], rows[..., 1::2])  # (N, C, H/2, W/2)
+    """``F.max_pool2d(x, 2)`` as two strided maxima (NumPy): the same values, and many times
+    faster than PyTorch's CPU kernel for one image (it serves the dense and the sparse run
+    alike)."""
+    a = x.numpy()
+    h, w = a.shape[2] // 2 * 2, a.shape[3] // 2 * 2
+    rows = np.maximum(a[:, :, 0:h:2, :w], a[:, :, 1:h:2, :w])  # (N, C, H/2, W)
+    return torch.from_numpy(np.maximum(rows[..., 0::2], rows[..., 1::2]))  # (N, C, H/2, W/2)
+
+
+class _Normalise:
+    """:class:`Normalize` on the snapshot of its statistics, in NumPy."""
+
+    def __init__(self, module: Normalize) -> None:
+        self.mean = module.mean.detach().cpu().float().numpy().copy()
+        self.inv_std = 1.0 / module.std.detach().cpu().float().numpy()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy((x.numpy() - self.mean) * self.inv_std)
 
 
 def _is_2x2(pool: nn.Module) -> bool:
@@ -176,9 +228,13 @@ class _ApplyOp:
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
-        self.fn = _max_pool_2x2 if _is_2x2(module) else module
+        self.fn: Callable[[torch.Tensor], torch.Tensor] = module
+        if _is_2x2(module):
+            self.fn = _max_pool_2x2
+        elif isinstance(module, Normalize):
+            self.fn = _Normalise(module)
 
-    def run(self, x: torch.Tensor, idx: torch.Tensor | None, dense: bool):
+    def run(self, x: torch.Tensor, idx: np.ndarray | None, dense: bool):
         return self.fn(x), idx
 
     def count(self, k_in: torch.Tensor, gates: Gates | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,6 +273,11 @@ def _compile(model: StagedNet) -> list[Any]:
                 )
 
     walk(model)
+    for op in ops:  # until the first conv, tensors may be (views of) the caller's input
+        if isinstance(op, _BlockOp):
+            op.first = True
+        if isinstance(op, _ConvOp | _BlockOp):
+            break
     if not ops or not isinstance(ops[-1], _HeadOp):
         raise ConfigError("sparse execution: the model must end with GlobalPool and Linear")
     return ops

@@ -142,8 +142,9 @@ class Explainer:
         ----------
         inputs : Tensor (N, C, H, W)
             Images in pixel space.
-        target : None, int, sequence or Tensor (N,)
-            Class to explain per image; ``None`` explains the predicted class.
+        target : None, int, 0-dim Tensor, sequence or Tensor (N,)
+            Class to explain per image; an int or 0-dim tensor is that class for every
+            image; ``None`` explains the predicted class.
 
         Returns
         -------
@@ -191,12 +192,13 @@ class Explainer:
 
 def _check_target_shape(target: Any, n: int) -> Any:
     """A per-image target as a tensor of shape (n,) (so that it can be sliced per chunk);
-    None and a single int pass through."""
+    None and a Python int pass through (:func:`resolve_target` broadcasts the int), and a
+    0-dim tensor or NumPy scalar is broadcast to every image here."""
     if target is None or isinstance(target, int):
         return target
     t = torch.as_tensor(target)
     if t.dim() == 0:
-        return t
+        return t.expand(n)  # one class for the whole batch
     if t.shape != (n,):
         raise DataError(f"target must be an int or have shape ({n},), got {tuple(t.shape)}")
     return t
