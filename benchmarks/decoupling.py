@@ -42,11 +42,14 @@ TARGETS = {"flops_ratio": 0.5, "accuracy_drop_points": 1.0, "latency_ratio": 0.7
 RECIPES: dict[str, dict[str, Any]] = {
     "mnist": {
         "data": {"name": "mnist"},
-        "model": ("resnet8", {}),
+        # convnet, not resnet8 (until 2026-12-01): in a ResNet block the first conv reads
+        # the full block input, and at batch 1 that input side is what a conv costs, so the
+        # sparse resnet8 was slower than the dense one (benchmarks/sparse_latency.py)
+        "model": ("convnet", {}),
         "train": {"epochs": 5, "lr": 0.1},
         # chosen on seed 0 by benchmarks/decoupling_ablation.py (see the module docstring)
         "finetune": {"epochs": 10, "lr": 0.05},
-        "options": {"sparsity_target": 0.6, "lambda_sparse": 3.0},
+        "options": {"sparsity_target": 0.45, "lambda_sparse": 3.0},
     },
     "shapes": {
         "data": {"name": "shapes", "batch_size": 64, "augment": "shift", "options": {"n": 3000}},

@@ -59,6 +59,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "target_0.6_distill_1_nocal": ({**NOCAL, **TARGET, "lambda_distill": 1.0}, BOTH),
     "target_0.6_distill_1": ({**CAL, **TARGET, "lambda_distill": 1.0}, MNIST),
     "target_0.6_distill_3": ({**CAL, **TARGET, "lambda_distill": 3.0}, MNIST),
+    "target_0.3_nocal": ({**NOCAL, "sparsity_target": 0.3, "lambda_sparse": 3.0}, MNIST),
+    "target_0.45_nocal": ({**NOCAL, "sparsity_target": 0.45, "lambda_sparse": 3.0}, BOTH),
+    "target_0.8_nocal": ({**NOCAL, "sparsity_target": 0.8, "lambda_sparse": 3.0}, MNIST),
+    "weak_aux": ({**NOCAL, "lambda_mi": 0.05, "lambda_align": 0.0}, ("shapes",)),
+    "no_aux": ({**NOCAL, "lambda_mi": 0.0, "lambda_align": 0.0}, ("shapes",)),
+    "distill_1_shapes": ({**NOCAL, "lambda_distill": 1.0}, ("shapes",)),
 }
 KEYS = (
     "test_accuracy",
@@ -89,12 +95,20 @@ def ablate(
     recipe = dict(RECIPES[dataset])
     if ft_epochs is not None:
         recipe["finetune"] = {**recipe["finetune"], "epochs": ft_epochs}
-    base = root / f"{dataset}_{seed}"
+    model = recipe["model"][0]
+    # runs of the recipes' first model (before the mnist recipe moved to convnet) keep
+    # their directory name
+    base = root / (
+        f"{dataset}_{seed}"
+        if (dataset, model) == ("shapes", "convnet")
+        else f"{dataset}_{model}_{seed}"
+    )
     ft_dir = base / f"ft{recipe['finetune']['epochs']}"
     dense = _run(_config(recipe, seed, "standard", False), base / "dense")
     init = str(base / "dense")
     ref = _run(_config(recipe, seed, "standard", True).replace(init=init), ft_dir / "dense_ft")
     out: dict[str, Any] = {
+        "model": model,
         "dense_accuracy": dense["test_accuracy"],
         "dense_ft_accuracy": ref["test_accuracy"],
         "finetune": recipe["finetune"],
@@ -138,7 +152,8 @@ def main() -> None:
         res = ablate(ds, args.seed, root, args.variants, args.finetune_epochs)
         res["command"] = " ".join(sys.argv)
         res["date"] = time.strftime("%Y-%m-%d")
-        new[f"{ds}, seed {args.seed}, fine-tune {res['finetune']['epochs']} epochs"] = res
+        ft = res["finetune"]["epochs"]
+        new[f"{ds} ({res['model']}), seed {args.seed}, fine-tune {ft} epochs"] = res
     results = read_json(path)["results"] if path.is_file() else {}  # other entries are kept
     for key, res in new.items():
         if key in results:  # variants of earlier invocations that were not re-run are kept

@@ -233,7 +233,8 @@ def table_decoupling(r: dict) -> str:
         recipe = res.get("recipe") or r.get("recipes", {}).get(ds) or {}
         ft = recipe.get("finetune", {})
         how = (
-            f" Recipe: dense {recipe['train']['epochs']} epochs, then {ft.get('epochs')} "
+            f" Recipe: {recipe['model'][0]}, dense {recipe['train']['epochs']} epochs, then "
+            f"{ft.get('epochs')} "
             f"fine-tuning epochs (dense+ft and decoupled), decoupling options "
             f"{recipe.get('options') or 'defaults'}; `{res.get('command', r['command'])}` "
             f"({res.get('date', r['machine']['date'])})."

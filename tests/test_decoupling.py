@@ -151,6 +151,22 @@ def test_sparse_execution_equals_masked_dense(name, shape):
         assert torch.allclose(SparseNet(model, x[:1])(x[:1]), model(x[:1]), atol=1e-4)
 
 
+def test_sparse_execution_leaves_its_input_alone_and_checks_it():
+    model = build_model("resnet8", 1, 3).eval()
+    Decoupling(model, 3)
+    _randomise(model)
+    x = torch.rand(1, 1, 12, 12, requires_grad=True)
+    keep = x.detach().clone()
+    net = SparseNet(model, x.detach())
+    with torch.no_grad():
+        want = model(keep)
+    for given in (x, x.detach().double(), x.detach()[..., ::1]):
+        assert torch.allclose(net(given), want, atol=1e-4)
+    assert torch.equal(x.detach(), keep)  # the identity shortcuts add in place, not into x
+    with pytest.raises(PellucidError, match="channels"):
+        net(torch.rand(1, 3, 12, 12))
+
+
 def test_flops_of_a_two_layer_net_match_a_hand_count():
     model = build_model("convnet", 1, 2, widths=[4, 6]).eval()
     Decoupling(model, 2)
