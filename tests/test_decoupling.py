@@ -149,6 +149,8 @@ def test_sparse_execution_equals_masked_dense(name, shape):
     with torch.no_grad():  # every gate closed in a layer: still well-defined
         next(iter(gated_layers(model).values())).controller.bias2.fill_(-100.0)
         assert torch.allclose(SparseNet(model, x[:1])(x[:1]), model(x[:1]), atol=1e-4)
+        list(gated_layers(model).values())[-1].controller.bias2.fill_(100.0)  # all open
+        assert torch.allclose(SparseNet(model, x[:1])(x[:1]), model(x[:1]), atol=1e-4)
 
 
 def test_sparse_execution_leaves_its_input_alone_and_checks_it():
