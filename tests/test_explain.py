@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -166,6 +168,25 @@ def test_neuromask_deletion_game_removes_the_class_under_the_inverse_mask() -> N
         nm = NeuroMask(model, iterations=30, l_delete=0.4, delete_objective=objective)
         nm.explain(x, target=0)
         assert torch.isfinite(nm.last_info["loss"]).all()
+
+
+def test_neuromask_above_chance_deletion_is_bounded_and_still_removes_the_class() -> None:
+    """``delete_objective="above-chance"`` minimises log(p_c + 1/K): it never rewards pushing
+    p_c below chance by more than log(1/K) per image, while log p_c does."""
+    model = HalvesNet()  # K = 3 classes
+    x = torch.ones(1, 1, 16, 16)
+    opts = {"iterations": 60, "patience": 0, "l_pred": 0.0, "l_delete": 0.4}
+    bounded = NeuroMask(model, delete_objective="above-chance", **opts)
+    gone = bounded.explain(x, target=0)
+    unbounded = NeuroMask(model, delete_objective="log-prob", **opts)
+    unbounded.explain(x, target=0)
+    floor = 0.4 * math.log(1 / 3)  # the other terms are >= 0 (l_pred = 0)
+    assert float(bounded.last_info["loss"].min()) >= floor - 1e-6
+    assert float(unbounded.last_info["loss"].max()) < floor - 1.0
+    # it still deletes the evidence (the left half) and kills class 0, with a smaller mask
+    assert _deleted_probability(model, x, gone, 0) < 0.05
+    assert gone[..., :8].mean() > 10 * gone[..., 8:].mean()
+    assert float(bounded.last_info["area"][0]) < float(unbounded.last_info["area"][0])
 
 
 def test_neuromask_deletion_game_is_batch_independent(tiny_model: nn.Module) -> None:
