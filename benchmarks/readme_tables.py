@@ -232,8 +232,11 @@ def table_decoupling(r: dict) -> str:
         met = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in s["targets_met"].items())
         recipe = res.get("recipe") or r.get("recipes", {}).get(ds) or {}
         ft = recipe.get("finetune", {})
+        data_opts = recipe.get("data", {}).get("options")
         how = (
-            f" Recipe: {recipe['model'][0]}, dense {recipe['train']['epochs']} epochs, then "
+            f" Recipe: {recipe['model'][0]}"
+            + (f", data {data_opts}" if data_opts else "")
+            + f", dense {recipe['train']['epochs']} epochs, then "
             f"{ft.get('epochs')} "
             f"fine-tuning epochs (dense+ft and decoupled), decoupling options "
             f"{recipe.get('options') or 'defaults'}; `{res.get('command', r['command'])}` "
