@@ -1,7 +1,8 @@
 """Dense vs decoupled networks (Li et al., ECCV 2020): accuracy, FLOPs, batch-1 latency and
 calculation-path similarity, on mnist and shapes, 3 seeds.
 
-    python benchmarks/decoupling.py              # full benchmark (<= 15 min on 2 CPU cores)
+    python benchmarks/decoupling.py              # full benchmark (about 40 min on 2 CPU cores;
+                                                 # shapes alone 25 min)
     python benchmarks/decoupling.py --smoke      # tiny pipeline check (< 1 min)
     python benchmarks/decoupling.py --datasets mnist   # one dataset; the others' entries
                                                        # in the JSON are kept as they were

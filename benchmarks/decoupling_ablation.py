@@ -45,7 +45,8 @@ Result (2026-12-01, seed 0; accuracy / FLOPs ratio / drop vs the better dense ar
   0.887 / 0.47 / 1.7; distill 3 0.905 / 0.57 / -0.1 (gap 0.16); distill 3 + lambda_sparse 2
   0.898 / 0.53 / 0.7 (gap 0.18); distill 3 + lambda_sparse 3 0.882 / 0.37 / 2.2; distill 5 +
   lambda_sparse 3 0.897 / 0.49 / 0.8 (gap 0.18) -- the recipe of benchmarks/decoupling.py,
-  the only run with both FLOPs <= 0.5 and a drop <= 1 point. Every run within a point of the
+  the only run with both FLOPs <= 0.5 and a drop <= 1 point (on 3 seeds
+  the benchmark's FLOPs were 0.49 / 0.51 / 0.76, drop 0.53 points). Every run within a point of the
   dense accuracy has a deep-layer gap below 0.2 (more open gates, more shared paths). At
   32x32 the batch-1 latency ratio is higher than at 64x64 for the same FLOPs
   (``sparse_latency.py RUN``, measured while another training job ran): 0.70 for base (FLOPs
