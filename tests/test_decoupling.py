@@ -1,5 +1,6 @@
 import copy
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -469,6 +470,30 @@ def test_sparsity_target_penalises_only_over_budget():
     assert float(under.abs().sum()) == 0.0
     _, over = sparsity_grad(sparsity_target=0.1)
     torch.testing.assert_close(over, plain)
+
+
+def test_a_budget_that_never_binds_is_reported_at_the_end_of_training():
+    """max(0, S - target) trains as the plain penalty while S stays above the target; the
+    method says so when training ends, and is silent when the budget was reached."""
+    data = load_dataset("shapes32", "train", seed=0, n=16)
+    batch = collate([data[i] for i in range(16)])
+    c = data.info.num_classes
+
+    def finish(target: float) -> list[warnings.WarningMessage]:
+        torch.manual_seed(0)
+        model = build_model("convnet", 3, c, widths=[8, 8, 8])
+        method = build_method("decoupling", model, c, sparsity_target=target, lambda_sparse=0.01)
+        method.train()
+        for _ in range(3):
+            method.step(batch)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            method.on_train_end([])
+        return [w for w in caught if "budget did not bind" in str(w.message)]
+
+    missed = finish(0.1)  # gates open at init_bias 3: S ~ 0.95, far above 0.1
+    assert len(missed) == 1 and "lambda_sparse (now 0.01)" in str(missed[0].message)
+    assert finish(1.0) == []  # S <= 1 always: within budget
 
 
 def test_distillation_teacher_is_the_dense_network_at_the_first_step():
