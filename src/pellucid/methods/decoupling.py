@@ -279,7 +279,7 @@ class Decoupling(Method):
         self.sparsity_target = _fraction_or_none("sparsity_target", sparsity_target)
         self.lambda_distill = _check("lambda_distill", lambda_distill)
         self.__dict__["_teacher"] = None  # not a submodule: not saved, not optimised
-        self._sparse_ema: float | None = None  # training batches' sparsity term (budget check)
+        self._sparse_ema: torch.Tensor | None = None  # batches' sparsity term (budget check)
         self.layers = insert_controllers(model, reduction, init_bias, tuple(exclude))
         convs = gated_layers(model)
         self._controllers = [convs[n].controller for n in self.layers]
@@ -349,9 +349,8 @@ class Decoupling(Method):
         costs = [c.filter_cost for c in self._controllers] if self.sparsity == "flops" else None
         sparse = self.sparsity_loss(gates, costs)
         over = sparse if self.sparsity_target is None else F.relu(sparse - self.sparsity_target)
-        if self.sparsity_target is not None and self.training:
-            value = float(sparse.detach())
-            ema = self._sparse_ema
+        if self.sparsity_target is not None and self.training:  # a tensor: no device sync
+            value, ema = sparse.detach(), self._sparse_ema
             self._sparse_ema = value if ema is None else 0.95 * ema + 0.05 * value
         loss = ce + self.lambda_mi * mi + self.lambda_align * align + self.lambda_sparse * over
         if self.lambda_distill > 0 and self.training:
@@ -396,7 +395,8 @@ class Decoupling(Method):
         average over the last ~20 steps) ended above the budget: the budget did not bind,
         and the run trained as with the plain penalty (see ``sparsity_target``).
         """
-        ema, target = self._sparse_ema, self.sparsity_target
+        target = self.sparsity_target
+        ema = None if self._sparse_ema is None else float(self._sparse_ema)
         if target is not None and ema is not None and ema > target + BUDGET_TOLERANCE:
             warnings.warn(
                 f"decoupling: the sparsity term ended at {ema:.3f}, above sparsity_target "
