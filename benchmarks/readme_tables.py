@@ -125,7 +125,8 @@ def table_explainers(r: dict) -> str:
     keys = [
         ("pointing_game", "pointing ↑"),
         ("energy_pointing_game", "energy ↑"),
-        ("deletion_auc", "deletion AUC ↓"),
+        ("deletion_auc", "deletion AUC, black ↓"),
+        ("deletion_auc_mean_fill", "deletion AUC, mean fill ↓"),
         ("insertion_auc", "insertion AUC ↑"),
         ("sanity_rank_correlation", "sanity ρ ↓"),
         ("seconds_per_image", "s/image ↓"),
@@ -142,6 +143,12 @@ def table_explainers(r: dict) -> str:
         ref = res["reference"]
         mem = res["memory"]
         hits = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in res["targets"].items())
+        controls = res.get("controls_worse_than_every_explainer", {})
+        ctrl = "; ".join(
+            f"controls (centre, random) worse than every explainer under {k}: "
+            f"{'yes' if v else 'NO'}"
+            for k, v in controls.items()
+        )
         notes.append(
             f"- **{ds}** (model test accuracy on these images "
             f"{res['model_accuracy_on_these_images']:.3f}): on {ref['n']} of these images, "
@@ -153,13 +160,20 @@ def table_explainers(r: dict) -> str:
             f"{ref['neuromask-reference']['deletion_auc']:.3f}: **{ref['speedup']}x faster**. "
             f"Peak memory of a fresh process explaining {mem['batch_shape']} with NeuroMask: "
             f"{mem['peak_rss_mib']:.0f} MiB ({mem['rss_before_explaining_mib']:.0f} MiB before "
-            f"explaining). Targets met: {hits}."
+            f"explaining). Targets met: {hits}." + (f" Metric check: {ctrl}." if ctrl else "")
         )
     rows += ["", *notes, ""]
+    runs = sorted(
+        {
+            (res.get("command", r["command"]), res.get("date", r["machine"]["date"]))
+            for res in r["results"].values()
+        }
+    )
     rows.append(
         f"{r['n']} test images per dataset, target = true class, sanity check on the first "
-        f"{r['sanity_n']}; `{r['command']}` ({r['machine']['date']}, "
-        f"{r['machine']['threads']} torch threads)."
+        f"{r['sanity_n']}; "
+        + "; ".join(f"`{cmd}` ({date})" for cmd, date in runs)
+        + f", {r['machine']['threads']} torch thread(s)."
     )
     return "\n".join(rows)
 

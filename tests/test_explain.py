@@ -31,6 +31,9 @@ class HalvesNet(nn.Module):
 
 
 FAST = {"neuromask": {"iterations": 30}, "neuromask-reference": {"iterations": 10}}
+# HalvesNet's images are uniform (their own border colour), so the NeuroMask tests on it
+# remove pixels into black, on a fine grid, without the default's deletion game
+PLAIN = {"fill": "zero", "mask_scale": 2, "lr": 0.2, "l_delete": 0.0}
 
 
 @pytest.fixture
@@ -62,7 +65,8 @@ def test_attribute_is_an_alias_and_results_are_deterministic(tiny_model: nn.Modu
 def test_neuromask_follows_the_target() -> None:
     model = HalvesNet()
     x = torch.ones(2, 1, 16, 16)
-    nm = NeuroMask(model, iterations=150)
+    # a uniform image is its own border colour, so removal must fill with black here
+    nm = NeuroMask(model, iterations=150, **PLAIN)
     masks = nm.explain(x, target=torch.tensor([0, 1]))
     left, right = masks[..., :8].mean((1, 2, 3)), masks[..., 8:].mean((1, 2, 3))
     assert left[0] > right[0] + 0.2, (left, right)
@@ -81,7 +85,7 @@ def test_a_scalar_target_is_broadcast_to_the_batch(name: str) -> None:
     model = HalvesNet()
     torch.manual_seed(3)
     x = torch.rand(3, 1, 16, 16)
-    opts = {"iterations": 20} if name == "neuromask" else {}
+    opts = {"iterations": 20, **PLAIN} if name == "neuromask" else {}
     ex = build_explainer(name, model, batch_size=2, **opts)
     per_image = ex.explain(x, torch.tensor([1, 1, 1]))
     for target in (torch.tensor(1), np.int64(1), 1):
@@ -124,6 +128,23 @@ def test_neuromask_early_stopping_and_info(tiny_model: nn.Module) -> None:
     assert ((info["area"] >= 0) & (info["area"] <= 1)).all()
 
 
+def test_border_fill_is_each_images_own_border_colour() -> None:
+    from pellucid.explain.neuromask import border_fill
+
+    x = torch.zeros(2, 3, 64, 64)
+    x[0] = torch.tensor([0.2, 0.4, 0.6]).view(3, 1, 1)  # image 0: plain tinted background
+    x[1] = 0.9  # image 1: light background ...
+    x[1, :, 0, 5] = 0.0  # ... with one dark pixel on its border (the median ignores it)
+    x[:, :, 20:40, 20:40] = 1.0  # an object in the middle of both
+    fill = border_fill(x)
+    assert fill.shape == x.shape
+    assert torch.allclose(fill[0], torch.tensor([0.2, 0.4, 0.6]).view(3, 1, 1).expand(3, 64, 64))
+    assert torch.allclose(fill[1], torch.full((3, 64, 64), 0.9))
+    digit = torch.zeros(1, 1, 32, 32)
+    digit[..., 8:24, 14:18] = 1.0
+    assert torch.equal(border_fill(digit), torch.zeros_like(digit))  # black background: zero
+
+
 def test_neuromask_options_and_presets(tiny_model: nn.Module) -> None:
     ref = build_explainer("neuromask-reference", tiny_model)
     assert ref.batch_size == 1
@@ -131,7 +152,11 @@ def test_neuromask_options_and_presets(tiny_model: nn.Module) -> None:
     assert (cfg["optimizer"], cfg["lr"], cfg["iterations"]) == ("rmsprop", 0.03, 2000)
     assert cfg["fill"] == "zero" and cfg["smoothness"] == "laplacian" and cfg["mask_scale"] == 1
     x = torch.rand(2, 1, 16, 16)
-    for opts in ({"fill": "blur", "smoothness": "tv"}, {"fill": "mean", "mask_size": 4}):
+    for opts in (
+        {"fill": "blur", "smoothness": "tv"},
+        {"fill": "mean", "mask_size": 4},
+        {"fill": "border", "delete_fill": "border", "l_delete": 0.1},
+    ):
         maps = NeuroMask(tiny_model, iterations=5, **opts).explain(x)
         assert maps.shape == (2, 1, 16, 16)
     with pytest.raises(ConfigError, match="no option 'iters'"):
@@ -155,9 +180,10 @@ def _deleted_probability(model: nn.Module, x: torch.Tensor, masks: torch.Tensor,
 def test_neuromask_deletion_game_removes_the_class_under_the_inverse_mask() -> None:
     model = HalvesNet()
     x = torch.ones(1, 1, 16, 16)
-    keep = NeuroMask(model, iterations=60, patience=0).explain(x, target=0)
-    both = NeuroMask(model, iterations=60, patience=0, l_delete=0.4).explain(x, target=0)
-    only = NeuroMask(model, iterations=60, patience=0, l_pred=0.0, l_delete=0.4)
+    opts = {**PLAIN, "iterations": 60, "patience": 0}
+    keep = NeuroMask(model, **opts).explain(x, target=0)
+    both = NeuroMask(model, **{**opts, "l_delete": 0.4}).explain(x, target=0)
+    only = NeuroMask(model, **{**opts, "l_pred": 0.0, "l_delete": 0.4})
     gone = only.explain(x, target=0)
     # deleting the mask's region kills class 0 (p ~ 1 on the intact image)
     assert _deleted_probability(model, x, both, 0) < _deleted_probability(model, x, keep, 0)
@@ -165,7 +191,9 @@ def test_neuromask_deletion_game_removes_the_class_under_the_inverse_mask() -> N
     # ... and the mask sits on the evidence (the left half), not on the right
     assert gone[..., :8].mean() > gone[..., 8:].mean() + 0.2
     for objective in ("not-class", "log-prob"):
-        nm = NeuroMask(model, iterations=30, l_delete=0.4, delete_objective=objective)
+        nm = NeuroMask(
+            model, **{**PLAIN, "iterations": 30, "l_delete": 0.4}, delete_objective=objective
+        )
         nm.explain(x, target=0)
         assert torch.isfinite(nm.last_info["loss"]).all()
 
@@ -175,7 +203,7 @@ def test_neuromask_above_chance_deletion_is_bounded_and_still_removes_the_class(
     p_c below chance by more than log(1/K) per image, while log p_c does."""
     model = HalvesNet()  # K = 3 classes
     x = torch.ones(1, 1, 16, 16)
-    opts = {"iterations": 60, "patience": 0, "l_pred": 0.0, "l_delete": 0.4}
+    opts = {**PLAIN, "iterations": 60, "patience": 0, "l_pred": 0.0, "l_delete": 0.4}
     bounded = NeuroMask(model, delete_objective="above-chance", **opts)
     gone = bounded.explain(x, target=0)
     unbounded = NeuroMask(model, delete_objective="log-prob", **opts)

@@ -262,6 +262,36 @@ def test_curve_endpoints_and_batching():
     assert torch.allclose(other_seed["curves"], dele["curves"], atol=1e-6)
 
 
+def test_deletion_fill_mean_deletes_into_the_normalisation_mean_as_rise_code_does():
+    from pellucid.models import Normalize
+
+    w = torch.tensor([1.0, 0.5, 0.25, 0.0])
+    model = nn.Sequential(Normalize([0.4], [1.0]), PixelLinear(w))
+    x = torch.ones(1, 1, 2, 2)
+    out = deletion_insertion(model, x, w.view(1, 1, 2, 2), torch.tensor([0]), steps=4, fill="mean")
+    # a deleted pixel is 0.4 in pixel space = 0 after normalisation: it adds nothing
+    logits = [0.6 * 1.75, 0.6 * 0.75, 0.6 * 0.25, 0.0, 0.0]
+    assert out["curves"][0].tolist() == pytest.approx([sigmoid(v) for v in logits], abs=1e-6)
+    zero = deletion_insertion(model, x, w.view(1, 1, 2, 2), torch.tensor([0]), steps=4)
+    assert float(zero["curves"][0, -1]) == pytest.approx(sigmoid(-0.4 * 1.75), abs=1e-6)
+    grey = deletion_insertion(model, x, w.view(1, 1, 2, 2), torch.tensor([0]), steps=4, fill=0.4)
+    assert torch.allclose(grey["curves"], out["curves"], atol=1e-6)
+    assert torch.allclose(
+        deletion_auc(model, x, w.view(1, 1, 2, 2), torch.tensor([0]), steps=4, fill="mean"),
+        out["auc"],
+    )
+
+
+def test_deletion_fill_errors_name_the_problem():
+    model, x, perfect, _, target = _important_pixel_setup()
+    with pytest.raises(DataError, match="Normalize"):  # PixelLinear has no normalisation
+        deletion_auc(model, x, perfect, target, steps=4, fill="mean")
+    with pytest.raises(DataError, match="fill"):
+        deletion_auc(model, x, perfect, target, steps=4, fill="grey")
+    with pytest.raises(DataError, match="finite"):
+        deletion_auc(model, x, perfect, target, steps=4, fill=float("nan"))
+
+
 def test_ties_broken_reproducibly_by_seed():
     model, x, _, _, target = _important_pixel_setup()
     flat = torch.zeros(3, 1, 8, 8)  # all tied: the order is the seeded permutation

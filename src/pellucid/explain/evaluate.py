@@ -19,6 +19,7 @@ from torch import nn
 
 from pellucid.errors import DataError
 from pellucid.explain.base import model_device
+from pellucid.models.base import normalisation_mean
 from pellucid.registry import EXPLAINERS
 
 # Every per-image score, with its direction (also declared in pellucid.metrics.SPECS).
@@ -27,6 +28,7 @@ SCORES = {
     "energy_pointing_game": True,
     "top_q_iou": True,
     "deletion_auc": False,
+    "deletion_auc_mean_fill": False,
     "insertion_auc": True,
 }
 
@@ -43,6 +45,10 @@ def score_maps(
     """Per-image scores of ``maps`` (each a tensor (N,)); localisation scores need ``masks``.
 
     ``pointing_game`` holds 0/1 hits; its class-averaged accuracy is :func:`summarise`'s job.
+    ``deletion_auc`` deletes into black (pixel value 0, evaluation.md); where the model has a
+    :class:`~pellucid.models.Normalize` layer, ``deletion_auc_mean_fill`` deletes into its
+    mean colour, which is zero of the normalised input -- what the RISE authors' code does
+    -- and is less confounded by the silhouette a black cut-out leaves on a textured image.
     """
     from pellucid.metrics import (
         deletion_auc,
@@ -58,6 +64,10 @@ def score_maps(
         out["energy_pointing_game"] = energy_pointing_game(maps, masks).float()
         out["top_q_iou"] = top_q_iou(maps, masks, q=0.3).float()
     out["deletion_auc"] = deletion_auc(model, images, maps, target, steps=steps).float()
+    if normalisation_mean(model, images.shape[1]) is not None:
+        out["deletion_auc_mean_fill"] = deletion_auc(
+            model, images, maps, target, steps=steps, fill="mean"
+        ).float()
     out["insertion_auc"] = insertion_auc(model, images, maps, target, steps=steps).float()
     return {k: v.cpu() for k, v in out.items()}
 

@@ -44,6 +44,12 @@ declare(
     "RISE deletion: normalised AUC of the class probability as top-attributed pixels are zeroed",
 )
 declare(
+    "deletion_auc_mean_fill",
+    False,
+    "RISE deletion as the RISE code runs it: top-attributed pixels take the model's "
+    "normalisation mean (zero of the normalised input)",
+)
+declare(
     "insertion_auc",
     True,
     "RISE insertion: normalised AUC of the class probability as top-attributed pixels are "
@@ -152,6 +158,7 @@ def deletion_insertion(
     blur_kernel: int = 11,
     blur_sigma: float = 5.0,
     seed: int = 0,
+    fill: str | float = "zero",
 ) -> dict[str, torch.Tensor]:
     """Deletion or insertion curve and its normalised AUC (RISE protocol).
 
@@ -159,7 +166,7 @@ def deletion_insertion(
     ``seed``). After step ``s`` of ``steps`` the first ``floor(s * H * W / steps)`` pixels
     of that order have been changed, in all channels:
 
-    * deletion: start from the image, set the pixels to 0;
+    * deletion: start from the image, set the pixels to ``fill`` (0 by default);
     * insertion: start from a Gaussian-blurred copy of the image (torchvision
       ``gaussian_blur``, kernel ``blur_kernel`` clamped to an odd number <= each image
       side, sigma ``blur_sigma``) and put the original pixels back.
@@ -190,6 +197,12 @@ def deletion_insertion(
         Insertion only: Gaussian sigma (5 in RISE).
     seed : int
         Seed of the tie-breaking permutation.
+    fill : {"zero", "mean"} or float
+        Deletion only: what a deleted pixel becomes. ``"zero"`` is black in pixel space;
+        ``"mean"`` is the mean colour of the model's :class:`~pellucid.models.Normalize`
+        layer, i.e. zero in the *normalised* input, which is what the RISE authors' code
+        deletes into (its images are normalised before ``torch.zeros_like`` substrates
+        them); a number is a constant grey level.
 
     Returns
     -------
@@ -241,7 +254,7 @@ def deletion_insertion(
         kernel = [_odd_at_most(int(blur_kernel), w), _odd_at_most(int(blur_kernel), h)]
         base = gaussian_blur(x, kernel, [float(blur_sigma), float(blur_sigma)])
     else:
-        base = torch.zeros((), dtype=x.dtype, device=device)
+        base = _deletion_fill(model, fill, c).to(device=device, dtype=x.dtype)
 
     total = n * (steps + 1)
     probs = torch.empty(total, dtype=torch.float32, device=device)
@@ -251,7 +264,7 @@ def deletion_insertion(
             i, s = j // (steps + 1), j % (steps + 1)
             changed = rank[i] < counts[s].view(-1, 1, 1, 1)  # (B, 1, H, W)
             if mode == "deletion":
-                batch = x[i].masked_fill(changed, 0.0)
+                batch = torch.where(changed, base, x[i])
             else:
                 batch = torch.where(changed, x[i], base[i])
             logits = model(batch)
@@ -273,6 +286,27 @@ def deletion_insertion(
     }
 
 
+def _deletion_fill(model: nn.Module, fill: str | float, channels: int) -> torch.Tensor:
+    """The value deleted pixels take: a 0-dim tensor, or (1, C, 1, 1) for ``"mean"``."""
+    if isinstance(fill, (int, float)) and not isinstance(fill, bool):
+        if not math.isfinite(float(fill)):
+            raise DataError(f"deletion fill must be finite, got {fill}")
+        return torch.tensor(float(fill))
+    if fill == "zero":
+        return torch.tensor(0.0)
+    if fill == "mean":
+        from pellucid.models.base import normalisation_mean
+
+        mean = normalisation_mean(model, channels)
+        if mean is None:
+            raise DataError(
+                f'deletion fill="mean" needs a Normalize layer with {channels} channel(s) in '
+                'the model; pass fill="zero" or a number instead'
+            )
+        return mean.detach().float().view(1, channels, 1, 1)
+    raise DataError(f"deletion fill must be 'zero', 'mean' or a number, got {fill!r}")
+
+
 def deletion_auc(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -281,10 +315,19 @@ def deletion_auc(
     steps: int = 64,
     batch_size: int = 256,
     seed: int = 0,
+    fill: str | float = "zero",
 ) -> torch.Tensor:
     """Deletion AUC per image (N,), lower is better: see :func:`deletion_insertion`."""
     return deletion_insertion(
-        model, inputs, maps, target, "deletion", steps=steps, batch_size=batch_size, seed=seed
+        model,
+        inputs,
+        maps,
+        target,
+        "deletion",
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        fill=fill,
     )["auc"]
 
 

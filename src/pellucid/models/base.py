@@ -40,6 +40,15 @@ class Normalize(nn.Module):
         return f"channels={self.mean.shape[1]}"
 
 
+def normalisation_mean(model: nn.Module, channels: int) -> torch.Tensor | None:
+    """The per-channel mean (C,) of the first :class:`Normalize` layer of ``model`` with
+    ``channels`` channels, or None when it has none (the colour a normalised zero is)."""
+    for m in model.modules():
+        if isinstance(m, Normalize) and m.mean.numel() == channels:
+            return m.mean.flatten()
+    return None
+
+
 class GlobalPool(nn.Module):
     """Global average pooling followed by flattening: (N, K, H, W) -> (N, K)."""
 
