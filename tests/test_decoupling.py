@@ -489,11 +489,18 @@ def test_a_budget_that_never_binds_is_reported_at_the_end_of_training():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             method.on_train_end([])
+        statuses.append(method.budget_status())
         return [w for w in caught if "budget did not bind" in str(w.message)]
 
+    statuses: list[dict] = []
     missed = finish(0.1)  # gates open at init_bias 3: S ~ 0.95, far above 0.1
     assert len(missed) == 1 and "lambda_sparse (now 0.01)" in str(missed[0].message)
     assert finish(1.0) == []  # S <= 1 always: within budget
+    # the same verdict goes to metrics.json (run_metrics) as budget_reached
+    assert [s["budget_reached"] for s in statuses] == [False, True]
+    assert 0.1 + 0.02 < statuses[0]["sparsity_term_end"] <= 1.0
+    fresh = build_method("decoupling", build_model("convnet", 3, c, widths=[8, 8, 8]), c)
+    assert fresh.budget_status() == {}  # no budget: nothing reported
 
 
 def test_distillation_teacher_is_the_dense_network_at_the_first_step():

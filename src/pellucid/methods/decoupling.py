@@ -156,7 +156,8 @@ class Decoupling(Method):
         budget only holds if ``lambda_sparse`` is strong enough to bring S down to it: with
         distillation on, lambda_sparse 3 never did on shapes (budgets 0.25-0.45 trained
         bit-identically), 30 did (see Notes); training ends with a warning when the budget
-        was missed. None (default): the paper's plain penalty.
+        was missed, and ``budget_reached`` goes to ``metrics.json`` (:meth:`budget_status`).
+        None (default): the paper's plain penalty.
     lambda_distill : float
         Weight of KL(softmax(f_dense(x)) || softmax(f(x))), the dense network's predictions
         as soft targets (ours, not the paper's; a common remedy when pruning). The dense
@@ -396,8 +397,9 @@ class Decoupling(Method):
         and the run trained as with the plain penalty (see ``sparsity_target``).
         """
         target = self.sparsity_target
-        ema = None if self._sparse_ema is None else float(self._sparse_ema)
-        if target is not None and ema is not None and ema > target + BUDGET_TOLERANCE:
+        status = self.budget_status()
+        ema = status.get("sparsity_term_end")
+        if target is not None and ema is not None and not status["budget_reached"]:
             warnings.warn(
                 f"decoupling: the sparsity term ended at {ema:.3f}, above sparsity_target "
                 f"{target:g}: the budget did not bind, so the run trained as with the plain "
@@ -408,6 +410,19 @@ class Decoupling(Method):
             return False
         recalibrate_batchnorm(self.model, batches, self.calibration_batches)
         return True
+
+    def budget_status(self) -> dict[str, Any]:
+        """With a ``sparsity_target`` and after training steps: ``sparsity_term_end``, the
+        moving average of the batches' sparsity term over the last ~20 steps, and
+        ``budget_reached``, whether it ended within ``BUDGET_TOLERANCE`` of the target.
+        Empty otherwise (no budget, or a run loaded for evaluation only)."""
+        if self.sparsity_target is None or self._sparse_ema is None:
+            return {}
+        ema = float(self._sparse_ema)
+        return {
+            "sparsity_term_end": round(ema, 4),
+            "budget_reached": ema <= self.sparsity_target + BUDGET_TOLERANCE,
+        }
 
     # -- evaluation -------------------------------------------------------------------
     def run_metrics(self, data: Any, device: torch.device) -> dict[str, Any]:
@@ -421,4 +436,5 @@ class Decoupling(Method):
         paths = calculation_paths(model, data, device, max_images=self.eval_images)
         out = path_summary(paths, self.num_classes)
         out.update(acceleration_metrics(model, paths, data, self.latency_images))
+        out.update(self.budget_status())  # budget_reached goes to metrics.json after training
         return out
