@@ -4,8 +4,9 @@
     python benchmarks/explainers.py --datasets shapes --n 64
     python benchmarks/explainers.py --sweep               # option sweep, 32 held-out images
 
-Per dataset: a convnet is trained once (kept in --runs and reused), then on the first --n
-test images (target = true class) every registered explainer is run and scored: pointing
+Per dataset: a convnet is trained once (kept in --runs and reused), then on --n evenly spaced
+test images (:func:`spread_images`; target = true class) every registered explainer is run
+and scored: pointing
 game (class-averaged, TorchRay tolerance scaled to the image), energy pointing game,
 deletion AUC (lower is better), insertion AUC, the model-randomisation sanity check (Spearman
 rank correlation of maps from the trained and a re-initialised model, on --sanity-n images;
@@ -14,8 +15,14 @@ the first --reference-n images only (2000 steps, one image at a time), and Neuro
 is re-scored on exactly those images for the speed/pointing comparison. Peak memory of
 explaining 64 images of 64x64 with NeuroMask is measured in a fresh process.
 
-Images are every ``len / n``-th test image (:func:`spread_images`); until 2026-11-23 the first
-``n`` were used, which on cluttered-mnist (test split ordered by class) meant digit 0 only.
+Images are every ``len / n``-th test image (:func:`spread_images`), skipping the sweep's
+held-out images; until 2026-11-23 the first ``n`` were used, which on cluttered-mnist (test
+split ordered by class) meant digit 0 only. Until 2026-12-01 n was 100; it is 300 since, and
+every target that compares NeuroMask with a peer also gets the difference with a paired
+bootstrap 95 % interval over the images (``target_intervals``; ``targets_resolved`` says
+whether the interval excludes 0 in NeuroMask's favour): on 100 images the gaps the targets
+judged were smaller than what changing the image set moved them by (shapes occlusion deletion
+0.171 on the 32 held-out images, 0.118 on the benchmark's 100).
 
 Evidence on the NeuroMask default, first session (2026-11-23, 32 evenly spaced test images,
 a model trained then; pointing / deletion AUC, deletion lower is better): on cluttered-mnist
@@ -134,23 +141,58 @@ import torch
 from _common import RESULTS, write_result
 from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
 from pellucid.explain import build_explainer, explainer_names
-from pellucid.explain.evaluate import compare, load_images, score_maps, summarise
+from pellucid.explain.evaluate import (
+    compare,
+    load_images,
+    paired_difference,
+    score_maps,
+    summarise,
+)
 from pellucid.training import train_run
 
 
-def spread_images(run: Path, n: int) -> tuple[torch.nn.Module, Any]:
-    """The model and ``n`` test images taken at evenly spaced indices of the test split.
+def spread_indices(size: int, n: int, exclude: set[int] = frozenset()) -> list[int]:
+    """``n`` evenly spaced indices of a split of ``size`` images (every ``size / n``-th),
+    each moved to the next index not in ``exclude`` (the sweep's held-out images)."""
+    out = []
+    for i in range(min(n, size)):
+        j = (i * size) // n
+        while j in exclude:
+            j += 1
+        out.append(j % size)
+    if len(set(out)) != len(out) or set(out) & set(exclude):
+        raise RuntimeError(f"cannot take {n} benchmark images apart from the held-out ones")
+    return out
+
+
+def held_out_indices(size: int, n: int = 32, bench_n: int = 100) -> list[int]:
+    """The sweep's images: ``n`` evenly spaced indices none of which is among the ``bench_n``
+    evenly spaced ones of 2026-12-01's benchmark (index ``i * size / n`` shifted by half a
+    benchmark step, and by one more where it still hits a benchmark image)."""
+    bench = {(i * size) // bench_n for i in range(bench_n)}
+    idx = [(i * size) // n + size // (2 * bench_n) for i in range(n)]
+    idx = [j + 1 if j in bench else j for j in idx]
+    if set(idx) & bench:
+        raise RuntimeError("held-out images overlap the benchmark images")
+    return idx
+
+
+def spread_images(run: Path, n: int, held_out_n: int = 32) -> tuple[torch.nn.Module, Any]:
+    """The model and ``n`` test images taken at evenly spaced indices of the test split,
+    none of them among the sweep's ``held_out_n`` images (:func:`held_out_images`), so that
+    options chosen on those are judged on others.
 
     The first ``n`` images are not a sample: cluttered-mnist's test split is ordered by class,
     so its first 100 images are all zeros (the figures before 2026-11-23 were on digit 0 only).
     Every ``len / n``-th image covers every class of a class-ordered split and is an unbiased
-    systematic sample of an unordered one.
+    systematic sample of an unordered one. For ``n = 100`` these are the images of every
+    benchmark run up to 2026-12-01 (the held-out images were chosen apart from them).
     """
     from pellucid.data.base import collate
 
     model, _, ds = load_images(run, 1)
-    n = min(n, len(ds))
-    return model, collate([ds[(i * len(ds)) // n] for i in range(n)])
+    idx = spread_indices(len(ds), n, set(held_out_indices(len(ds), held_out_n)))
+    return model, collate([ds[j] for j in idx])
 
 
 RECIPES: dict[str, RunConfig] = {
@@ -225,20 +267,12 @@ def reference_comparison(model: torch.nn.Module, batch: Any, k: int) -> dict[str
 
 
 def held_out_images(run: Path, n: int, bench_n: int = 100) -> tuple[torch.nn.Module, Any]:
-    """``n`` evenly spaced test images none of which is among the benchmark's ``bench_n``
-    (:func:`spread_images`): the sweep chooses options on these, the benchmark reports on
-    those. Index ``i * len / n`` shifted by half a benchmark step (and by one more where it
-    still hits a benchmark image)."""
+    """The sweep's images (:func:`held_out_indices`): the sweep chooses options on these,
+    the benchmark reports on others."""
     from pellucid.data.base import collate
 
     model, _, ds = load_images(run, 1)
-    size = len(ds)
-    bench = {(i * size) // bench_n for i in range(bench_n)}
-    idx = [(i * size) // n + size // (2 * bench_n) for i in range(n)]
-    idx = [j + 1 if j in bench else j for j in idx]
-    if set(idx) & bench:
-        raise RuntimeError("held-out images overlap the benchmark images")
-    return model, collate([ds[j] for j in idx])
+    return model, collate([ds[j] for j in held_out_indices(len(ds), n, bench_n)])
 
 
 # NeuroMask option sweep: how the defaults were chosen ("gradcam" and "occlusion" are the
@@ -357,6 +391,27 @@ SWEEP: list[tuple[str, str, dict[str, Any]]] = [
 
 
 CONTROLS = ("centre", "random")
+PEERS = ("gradcam", "occlusion")
+TARGET_SCORES = {
+    "pointing_game": "pointing",
+    "deletion_auc": "deletion",
+    "deletion_auc_mean_fill": "deletion_mean_fill",
+}
+
+
+def target_intervals(scores: dict[str, dict[str, Any]], labels: torch.Tensor) -> dict[str, Any]:
+    """NeuroMask minus each peer on every score a target judges, with a paired bootstrap 95 %
+    interval over the images (:func:`pellucid.explain.evaluate.paired_difference`): a target
+    met on the means but with an interval that contains 0 is a difference these images do
+    not resolve."""
+    out: dict[str, Any] = {}
+    for key in TARGET_SCORES:
+        if key in scores["neuromask"]:
+            out[key] = {
+                peer: paired_difference(scores["neuromask"], scores[peer], labels, key)
+                for peer in PEERS
+            }
+    return out
 
 
 def controls_check(rows: dict[str, dict[str, Any]]) -> dict[str, bool]:
@@ -405,10 +460,84 @@ def sweep(datasets: list[str], runs: Path, n: int, match: str | None = None) -> 
     write_result("explainers_sweep", {"images": "held_out_images", "n": n, "rows": out})
 
 
+def road_benchmark(
+    datasets: list[str], runs: Path, n: int, steps: int, names: list[str] | None = None
+) -> None:
+    """ROAD deletion (noisy linear imputation, Rong et al. 2022) of every explainer on the
+    benchmark's images, next to black deletion of the same maps, with NeuroMask's paired
+    intervals against the peers and the controls check; ``results/explainers_road.json``.
+    A protocol under which the controls (centre point, random map) beat real explainers is
+    not measuring faithfulness; ROAD's imputation hides the shape of what was removed."""
+    from pellucid.metrics import deletion_auc
+
+    path = RESULTS / "explainers_road.json"
+    names = names or [e for e in explainer_names() if e != "neuromask-reference"]
+    out: dict[str, Any] = {}
+    for ds in datasets:
+        run = ensure_run(ds, runs)
+        model, batch = spread_images(run, n)
+        images, labels = batch.image, batch.label
+        rows, scores = {}, {}
+        for name in names:
+            start = time.perf_counter()
+            maps = build_explainer(name, model).explain(images, labels)
+            seconds = (time.perf_counter() - start) / len(labels)
+            start = time.perf_counter()
+            s = {
+                "deletion_auc_road": deletion_auc(
+                    model, images, maps, labels, steps=steps, fill="road"
+                ).float(),
+                "deletion_auc": deletion_auc(model, images, maps, labels).float(),
+            }
+            road_seconds = (time.perf_counter() - start) / len(labels)
+            scores[name] = s
+            rows[name] = {
+                **summarise(s, labels),
+                "seconds_per_image": round(seconds, 4),
+                "scoring_seconds_per_image": round(road_seconds, 4),
+            }
+            print(ds, name, rows[name], flush=True)
+        keys = ("deletion_auc_road", "deletion_auc")
+        peers = [p for p in PEERS if p in rows]
+        iv = (
+            {
+                key: {
+                    p: paired_difference(scores["neuromask"], scores[p], labels, key) for p in peers
+                }
+                for key in keys
+            }
+            if "neuromask" in rows
+            else {}
+        )
+        ctrl = {}
+        real = [nm for nm in rows if nm not in CONTROLS]
+        ctrls = [c for c in CONTROLS if c in rows]
+        if real and ctrls:
+            for key in keys:
+                ctrl[key] = min(rows[c][key] for c in ctrls) > max(rows[r][key] for r in real)
+        out[ds] = {
+            "date": time.strftime("%Y-%m-%d"),
+            "command": " ".join(sys.argv),
+            "n_images": len(labels),
+            "road_steps": steps,
+            "rows": rows,
+            "intervals": iv,
+            "controls_worse_than_every_explainer": ctrl,
+        }
+        if "neuromask" in rows and peers:
+            out[ds]["beats_peers_road"] = all(
+                rows["neuromask"]["deletion_auc_road"] < rows[p]["deletion_auc_road"] for p in peers
+            )
+    if path.is_file():  # keep the other datasets' entries
+        for ds, entry in json.loads(path.read_text()).get("results", {}).items():
+            out.setdefault(ds, entry)
+    write_result("explainers_road", {"n": n, "results": out})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--datasets", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    ap.add_argument("--n", type=int, default=100, help="test images per dataset")
+    ap.add_argument("--n", type=int, default=300, help="test images per dataset")
     ap.add_argument("--sanity-n", type=int, default=16)
     ap.add_argument("--reference-n", type=int, default=16)
     ap.add_argument("--runs", type=Path, default=Path("runs/bench-explainers"))
@@ -417,8 +546,21 @@ def main() -> None:
     ap.add_argument(
         "--sweep-match", help="regex: run only the matching sweep rows (keeps the others' results)"
     )
+    ap.add_argument(
+        "--road",
+        action="store_true",
+        help="ROAD deletion (noisy linear imputation) of every explainer on the benchmark images",
+    )
+    ap.add_argument("--road-steps", type=int, default=10, help="ROAD reports 10 %% ... 90 %%")
+    ap.add_argument(
+        "--road-explainers", nargs="+", help="default: every explainer but neuromask-reference"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.road:
+        return road_benchmark(
+            args.datasets, args.runs, args.n, args.road_steps, args.road_explainers
+        )
     if args.sweep:
         return sweep(args.datasets, args.runs, args.sweep_n, args.sweep_match)
     names = [e for e in explainer_names() if e != "neuromask-reference"]
@@ -436,6 +578,7 @@ def main() -> None:
         mem = peak_memory(run)
         print(ds, "memory", mem, flush=True)
         nm = rows["neuromask"]
+        intervals = target_intervals(res["scores"], batch.label)
         results[ds] = {
             "date": time.strftime("%Y-%m-%d"),
             "command": " ".join(sys.argv),
@@ -464,6 +607,16 @@ def main() -> None:
                 >= ref["neuromask-reference"]["pointing_game"],
                 "sanity_at_most_0.5": nm["sanity_rank_correlation"] <= 0.5,
                 "memory_under_2gb": mem["peak_rss_mib"] < 2048,
+            },
+            "target_intervals": intervals,
+            "targets_resolved": {
+                f"beats_gradcam_and_occlusion_{short}": all(
+                    intervals[key][peer]["resolved"]
+                    and (intervals[key][peer]["difference"] > 0) == (key == "pointing_game")
+                    for peer in PEERS
+                )
+                for key, short in TARGET_SCORES.items()
+                if key in intervals
             },
         }
     previous = RESULTS / "explainers.json"

@@ -121,6 +121,55 @@ def _f(v, fmt: str = ".3f") -> str:
     return "-" if v is None else f"{v:{fmt}}"
 
 
+def _explainer_intervals(r: dict) -> list[str]:
+    """NeuroMask minus each peer with its paired bootstrap interval, one row per target."""
+    have = {
+        ds: res["target_intervals"] for ds, res in r["results"].items() if "target_intervals" in res
+    }
+    if not have:
+        return []
+    labels = {
+        "pointing_game": "pointing ↑",
+        "deletion_auc": "deletion AUC, black ↓",
+        "deletion_auc_mean_fill": "deletion AUC, mean fill ↓",
+    }
+    peers = {"gradcam": "Grad-CAM", "occlusion": "occlusion"}
+    head = "| NeuroMask − peer, 95 % paired bootstrap interval | " + " | ".join(
+        f"{ds}: vs {p}" for ds in have for p in peers.values()
+    )
+    out = [head + " |", "| --- |" + " ---: |" * (len(have) * len(peers))]
+    for key, label in labels.items():
+        cells = []
+        for iv in have.values():
+            for peer in peers:
+                d = iv.get(key, {}).get(peer)
+                if d is None:
+                    cells.append("-")
+                    continue
+                lo, hi = d["ci"]
+                cell = f"{d['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                cells.append(cell if d["resolved"] else f"{cell} (not resolved)")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    resolved = "; ".join(
+        f"{ds}: "
+        + ", ".join(
+            f"{k}: {'yes' if v else 'NO'}"
+            for k, v in r["results"][ds].get("targets_resolved", {}).items()
+        )
+        for ds in have
+    )
+    n = {ds: r["results"][ds]["n_images"] for ds in have}
+    out += [
+        "",
+        "Differences are NeuroMask's score minus the peer's on the same images (pointing: higher "
+        "is better for NeuroMask; deletion: lower); an interval that contains 0 means these "
+        f"{'/'.join(str(v) for v in n.values())} images do not tell the two apart. Targets met "
+        f"with an interval that excludes 0: {resolved}.",
+        "",
+    ]
+    return out
+
+
 def table_explainers(r: dict) -> str:
     keys = [
         ("pointing_game", "pointing ↑"),
@@ -163,6 +212,7 @@ def table_explainers(r: dict) -> str:
             f"explaining). Targets met: {hits}." + (f" Metric check: {ctrl}." if ctrl else "")
         )
     rows += ["", *notes, ""]
+    rows += _explainer_intervals(r)
     runs = sorted(
         {
             (res.get("command", r["command"]), res.get("date", r["machine"]["date"]))
@@ -176,6 +226,34 @@ def table_explainers(r: dict) -> str:
         + f", {r['machine']['threads']} torch thread(s)."
     )
     return "\n".join(rows)
+
+
+def table_explainers_road(r: dict) -> str:
+    rows = [
+        "| dataset | explainer | deletion AUC, ROAD ↓ | deletion AUC, black ↓ |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    notes = []
+    for ds, res in r["results"].items():
+        for name, row in res["rows"].items():
+            rows.append(
+                f"| {ds} | {name} | {row['deletion_auc_road']:.3f} | {row['deletion_auc']:.3f} |"
+            )
+        iv = res.get("intervals", {}).get("deletion_auc_road", {})
+        diffs = ", ".join(
+            f"vs {p} {d['difference']:+.4f} [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]"
+            + ("" if d["resolved"] else " (not resolved)")
+            for p, d in iv.items()
+        )
+        ctrl = res.get("controls_worse_than_every_explainer", {})
+        notes.append(
+            f"- **{ds}** ({res['n_images']} images, ROAD over {res['road_steps']} steps; "
+            f"`{res['command']}`, {res['date']}): NeuroMask minus peer, ROAD deletion, 95 % "
+            f"paired bootstrap: {diffs}. Controls worse than every explainer: ROAD "
+            f"{'yes' if ctrl.get('deletion_auc_road') else 'NO'}, black "
+            f"{'yes' if ctrl.get('deletion_auc') else 'NO'}."
+        )
+    return "\n".join([*rows, "", *notes])
 
 
 def table_icnn(r: dict) -> str:
@@ -274,6 +352,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "decoupling": table_decoupling,
     "icnn": table_icnn,
     "explainers": table_explainers,
+    "explainers_road": table_explainers_road,
     "train_speed": table_train_speed,
     "mnist_resnet8": table_mnist_resnet8,
     "shapes_difficulty": table_shapes,

@@ -186,6 +186,9 @@ def test_compare_explainers_one_table(capsys, tiny_run, tmp_path):
         "--n",
         "4",
         "--sanity",
+        "--road",
+        "--against",
+        "gradcam",
         "--quiet",
         "--out",
         str(out),
@@ -193,8 +196,37 @@ def test_compare_explainers_one_table(capsys, tiny_run, tmp_path):
     assert code == 0, err
     table = (out / "compare.md").read_text()
     assert "| neuromask |" in table and "deletion_auc ↓" in table and "pointing_game ↑" in table
-    rows = json.loads((out / "compare.json").read_text())["rows"]
+    saved = json.loads((out / "compare.json").read_text())
+    rows = saved["rows"]
     assert set(rows) == {"neuromask", "gradcam", "centre"}
+    # --against: every other explainer minus Grad-CAM, each score with its interval
+    assert saved["against"] == "gradcam" and set(saved["differences"]) == {"neuromask", "centre"}
+    d = saved["differences"]["centre"]["deletion_auc"]
+    assert d["difference"] == pytest.approx(
+        rows["centre"]["deletion_auc"] - rows["gradcam"]["deletion_auc"], abs=2e-4
+    )
+    assert d["ci"][0] <= d["difference"] <= d["ci"][1] and d["n_images"] == 4
+    assert "| centre |" in table.split("explainer − gradcam")[1]
+    assert all(0 <= r["deletion_auc_road"] <= 1 for r in rows.values())  # --road
+    assert "deletion_auc_road" in saved["differences"]["neuromask"]
+    assert saved["images"] == "spread" and len(saved["indices"]) == 4
+    assert saved["indices"][0] == 0 and saved["indices"][1] > 1  # evenly spaced, not the first 4
+    code, _, err = run(
+        capsys,
+        "compare-explainers",
+        str(tiny_run),
+        "--explainers",
+        "centre",
+        "--against",
+        "gradcam",
+        "--n",
+        "2",
+        "--quiet",
+        "--out",
+        str(tmp_path / "cmp2"),
+    )
+    assert code == 1 and "--against 'gradcam' is not among" in err
+    assert not (tmp_path / "cmp2").exists()
     assert rows["centre"]["sanity_rank_correlation"] == pytest.approx(1.0)  # ignores the model
     assert (out / "gallery.png").stat().st_size > 1000
     code, _, err = run(capsys, "compare-explainers", str(tiny_run), "--dataset", "mnist")

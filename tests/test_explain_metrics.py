@@ -462,3 +462,162 @@ def test_bad_input_raises_data_error_naming_the_problem():
         deletion_insertion(model, x, maps, t, mode="delete")
     with pytest.raises(DataError, match="empty batch"):
         deletion_insertion(model, x[:0], maps[:0], t[:0])
+
+
+def test_paired_difference_interval_shift_noise_and_no_difference():
+    from pellucid.explain.evaluate import paired_difference
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 4
+    base = torch.rand(200, generator=g)
+    # an exact shift has no spread: the interval is the point, and it is resolved
+    shift = paired_difference({"d": base - 0.02}, {"d": base}, labels, "d")
+    assert shift["difference"] == pytest.approx(-0.02, abs=1e-6)
+    assert shift["ci"] == pytest.approx([-0.02, -0.02], abs=1e-6) and shift["resolved"]
+    same = paired_difference({"d": base}, {"d": base}, labels, "d")
+    assert same["difference"] == 0 and same["ci"] == [0, 0] and not same["resolved"]
+    # a shift of -0.05 under noise of sd 0.05: the interval holds -0.05 and excludes 0
+    noisy = base - 0.05 + 0.05 * torch.randn(200, generator=g)
+    r = paired_difference({"d": noisy}, {"d": base}, labels, "d")
+    assert r["ci"][0] < -0.05 < r["ci"][1] < 0 and r["resolved"]
+    # pure noise (sd 0.2, mean 0): not resolved; paired, the spread both share (uniform,
+    # sd 0.29) cancels, so the interval is as wide as the noise alone makes it (about
+    # 2 * 1.96 * 0.2 / sqrt(200) = 0.055; unpaired it would be about 0.12)
+    pure = paired_difference(
+        {"d": base + 0.2 * torch.randn(200, generator=g)}, {"d": base}, labels, "d"
+    )
+    assert pure["ci"][0] < 0 < pure["ci"][1] and not pure["resolved"]
+    assert pure["ci"][1] - pure["ci"][0] < 0.08
+    assert pure["n_images"] == 200 and pure["confidence"] == 0.95
+
+
+def test_paired_difference_averages_the_pointing_game_per_class():
+    from pellucid.explain.evaluate import paired_difference, summarise
+
+    # 90 images of class 0, 10 of class 1; a hits every class-0 image and no class-1 one,
+    # b the opposite: per image a is far ahead (0.9 vs 0.1), per class they tie (0.5 each)
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    a = {"pointing_game": (labels == 0).float()}
+    b = {"pointing_game": (labels == 1).float()}
+    r = paired_difference(a, b, labels, "pointing_game")
+    expected = summarise(a, labels)["pointing_game"] - summarise(b, labels)["pointing_game"]
+    assert r["difference"] == pytest.approx(expected, abs=1e-9) == 0.0
+    assert not r["resolved"]
+
+
+def test_paired_difference_errors_name_the_problem():
+    from pellucid.explain.evaluate import paired_difference
+
+    x, lab = torch.rand(8), torch.zeros(8, dtype=torch.long)
+    with pytest.raises(DataError, match="no score 'deletion_auc'"):
+        paired_difference({"insertion_auc": x}, {"deletion_auc": x}, lab, "deletion_auc")
+    with pytest.raises(DataError, match="same images"):
+        paired_difference({"d": x}, {"d": x[:5]}, lab, "d")
+    with pytest.raises(DataError, match="NaN"):
+        paired_difference({"d": x}, {"d": torch.full((8,), math.nan)}, lab, "d")
+    with pytest.raises(DataError, match="at least 2"):
+        paired_difference({"d": x[:1]}, {"d": x[:1]}, lab[:1], "d")
+
+
+def test_image_indices_spread_covers_a_class_ordered_split():
+    from pellucid.explain.evaluate import image_indices
+
+    labels = torch.arange(10).repeat_interleave(100)  # class-ordered, like mnist's test split
+    spread = image_indices(1000, 10)
+    assert spread == list(range(0, 1000, 100))
+    assert sorted(labels[spread].tolist()) == list(range(10))  # every class once
+    assert labels[image_indices(1000, 10, "first")].tolist() == [0] * 10  # the pitfall
+    assert image_indices(5, 8) == list(range(5)) == image_indices(5, 8, "first")
+    with pytest.raises(DataError, match="unknown image choice 'random'"):
+        image_indices(10, 2, "random")
+
+
+def _laplace_reference(x: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+    """ROAD's imputation by a direct sparse solve (SciPy), pixel by pixel from its definition."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spl
+
+    weights = {(-1, 0): 1 / 6, (1, 0): 1 / 6, (0, -1): 1 / 6, (0, 1): 1 / 6}
+    weights |= {(-1, -1): 1 / 12, (-1, 1): 1 / 12, (1, -1): 1 / 12, (1, 1): 1 / 12}
+    n, c, h, w = x.shape
+    out = x.clone().double()
+    for i in range(n):
+        r = removed[i, 0].numpy()
+        pts = list(zip(*np.nonzero(r), strict=True))
+        index = {p: k for k, p in enumerate(pts)}
+        for ch in range(c):
+            v = x[i, ch].double().numpy()
+            a, b = sp.lil_matrix((len(pts), len(pts))), np.zeros(len(pts))
+            for k, (row, col) in enumerate(pts):
+                for (dr, dc), wt in weights.items():
+                    q = (row + dr, col + dc)
+                    if 0 <= q[0] < h and 0 <= q[1] < w:
+                        a[k, k] += wt
+                        if r[q]:
+                            a[k, index[q]] -= wt
+                        else:
+                            b[k] += wt * v[q]
+            out[i, ch][torch.from_numpy(r)] = torch.from_numpy(spl.spsolve(a.tocsr(), b))
+    return out
+
+
+def test_noisy_linear_imputation_solves_roads_system_and_hides_the_hole():
+    from pellucid.metrics import noisy_linear_imputation
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 2, 9, 11, generator=g)
+    removed = torch.rand(3, 1, 9, 11, generator=g) < 0.6
+    got = noisy_linear_imputation(x, removed, noise=0.0, tol=1e-7)
+    assert torch.allclose(got.double(), _laplace_reference(x, removed), atol=1e-4)
+    assert torch.equal(got[~removed.expand_as(x)], x[~removed.expand_as(x)])  # kept as they were
+    # a square hole in a flat grey background is filled with that grey: no cut-out remains
+    # (a constant fill would leave a square of another colour)
+    flat = torch.full((1, 3, 16, 16), 0.4)
+    hole = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    hole[..., 4:12, 5:13] = True
+    assert torch.allclose(noisy_linear_imputation(flat, hole, noise=0.0), flat, atol=1e-4)
+    # the noise: seeded, of the requested size, only on removed pixels
+    noisy = noisy_linear_imputation(flat, hole, noise=0.05, seed=3)
+    assert torch.equal(noisy, noisy_linear_imputation(flat, hole, noise=0.05, seed=3))
+    assert 0.03 < float((noisy - flat)[hole.expand_as(flat)].std()) < 0.07
+    # nothing kept: the image's mean colour
+    everything = torch.ones(1, 1, 9, 11, dtype=torch.bool)
+    mean = x[:1].mean((2, 3), keepdim=True).expand(1, 2, 9, 11)
+    assert torch.allclose(noisy_linear_imputation(x[:1], everything, noise=0.0), mean, atol=1e-6)
+
+
+def test_noisy_linear_imputation_per_image_seeds_make_it_batch_independent():
+    from pellucid.metrics import noisy_linear_imputation
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 1, 8, 8, generator=g)
+    removed = torch.rand(4, 1, 8, 8, generator=g) < 0.5
+    both = noisy_linear_imputation(x, removed, seed=[10, 11, 12, 13])
+    alone = noisy_linear_imputation(x[2:3], removed[2:3], seed=[12])
+    assert torch.allclose(both[2:3], alone, atol=1e-5)
+    with pytest.raises(DataError, match="one per image"):
+        noisy_linear_imputation(x, removed, seed=[1, 2])
+    with pytest.raises(DataError, match="removed must be"):
+        noisy_linear_imputation(x, removed[:, :, :4])
+    with pytest.raises(DataError, match="noise"):
+        noisy_linear_imputation(x, removed, noise=math.nan)
+
+
+def test_road_deletion_prefers_the_perfect_ordering_and_ignores_batching():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].weight[0, :8] = 4.0  # class 0 reads only the first row of the image
+        model[1].bias[0] = -16.0
+    x = torch.rand(3, 1, 8, 8) * 0.2
+    x[:, :, 0] = 1.0  # a bright first row: class 0
+    good = torch.zeros(3, 1, 8, 8)
+    good[:, :, 0] = 1.0
+    bad = 1.0 - good
+    target = torch.zeros(3, dtype=torch.long)
+    a_good = deletion_auc(model, x, good, target, steps=8, fill="road")
+    a_bad = deletion_auc(model, x, bad, target, steps=8, fill="road")
+    assert bool((a_good < a_bad).all())
+    again = deletion_auc(model, x, good, target, steps=8, fill="road", batch_size=5)
+    assert torch.allclose(a_good, again, atol=1e-5)

@@ -27,6 +27,18 @@ def _common_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
 
 
+def _image_choice(p: argparse.ArgumentParser, n: int) -> None:
+    """``--n`` and ``--images``: which images of the split to explain."""
+    p.add_argument("--n", type=int, default=n, help="number of images (see --images)")
+    p.add_argument(
+        "--images",
+        default="spread",
+        choices=["spread", "first"],
+        help="which n images: evenly spaced over the split (default; covers every class of a "
+        "class-ordered split) or the first n",
+    )
+
+
 def add_train(sub, datasets, models, methods) -> None:
     p = sub.add_parser("train", help="train a network and write a run directory")
     p.add_argument("--config", help="a YAML config to start from (flags override it)")
@@ -258,7 +270,7 @@ def add_explain(sub, explainers) -> None:
     p.add_argument("run", help="run directory")
     p.add_argument("--explainer", default="neuromask", choices=explainers.names())
     p.add_argument("--option", action="append", metavar="K=V", help="explainer option")
-    p.add_argument("--n", type=int, default=16, help="number of test images (the first n)")
+    _image_choice(p, 16)
     p.add_argument("--dataset", help="explain images of another dataset (default: the run's)")
     p.add_argument("--data-option", action="append", metavar="K=V")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -286,6 +298,7 @@ def cmd_explain(args: argparse.Namespace) -> dict[str, Any]:
         target=args.target,
         device=args.device,
         progress=not (args.quiet or args.json),
+        images=args.images,
     )
     if not args.quiet and not args.json:
         for key, value in result["summary"].items():
@@ -306,12 +319,23 @@ def add_compare_explainers(sub, explainers) -> None:
         help="default: all except neuromask-reference (slow; add it by name)",
     )
     p.add_argument("--option", action="append", metavar="NAME.K=V", help="e.g. neuromask.lr=0.05")
-    p.add_argument("--n", type=int, default=32, help="number of test images (the first n)")
+    _image_choice(p, 32)
     p.add_argument("--dataset", help="images of another dataset (default: the run's)")
     p.add_argument("--data-option", action="append", metavar="K=V")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--target", default="label", choices=["label", "predicted"])
     p.add_argument("--sanity", action="store_true", help="add the model-randomisation check")
+    p.add_argument(
+        "--road",
+        action="store_true",
+        help="add ROAD deletion (pixels imputed from their neighbours; the slowest score)",
+    )
+    p.add_argument(
+        "--against",
+        metavar="EXPLAINER",
+        help="add every other explainer's score minus this one's, with a paired bootstrap "
+        "95%% interval over the images",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--out",
@@ -341,6 +365,9 @@ def cmd_compare_explainers(args: argparse.Namespace) -> dict[str, Any]:
         split=args.split,
         target=args.target,
         sanity=args.sanity,
+        against=args.against,
+        images=args.images,
+        road=args.road,
         out=Path(args.out) if args.out else Path(args.run) / "explanations",
         device=args.device,
         progress=not (args.quiet or args.json),

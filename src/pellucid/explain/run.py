@@ -9,7 +9,16 @@ from typing import Any
 
 import torch
 
-from pellucid.explain.evaluate import compare, load_images, markdown_table, score_maps, summarise
+from pellucid.explain.evaluate import (
+    compare,
+    differences_table,
+    image_indices,
+    load_images,
+    markdown_table,
+    paired_difference,
+    score_maps,
+    summarise,
+)
 from pellucid.io import atomic_write_text, save_tensors, write_json
 
 DEFAULT_EXCLUDED = ("neuromask-reference",)
@@ -36,13 +45,17 @@ def explain_run(
     target: str = "predicted",
     device: str = "auto",
     progress: bool = True,
+    images: str = "spread",
 ) -> dict[str, Any]:
-    """Explain the first ``n`` images of a run's ``split`` and write to ``out``:
+    """Explain ``n`` images of a run's ``split`` (evenly spaced, or the first ``n`` with
+    ``images="first"``; :func:`~pellucid.explain.evaluate.image_indices`) and write to
+    ``out``:
 
     - ``overlays/NNN_<class>.png``: image | map | image x map;
     - ``maps.safetensors``: ``maps`` (N, 1, H, W), ``images``, ``labels``, ``targets``;
-    - ``metrics.json``: per-image scores (pointing game etc. where the dataset has masks,
-      deletion/insertion AUC always), their summary, the explainer's options and the command.
+    - ``metrics.json``: the images' ``indices`` in the split, per-image scores (pointing
+      game etc. where the dataset has masks, deletion/insertion AUC always), their summary,
+      the explainer's options and the command.
     """
     from tqdm.auto import tqdm
 
@@ -50,7 +63,10 @@ def explain_run(
     from pellucid.report.figures_explain import save_overlay
     from pellucid.training.setup import resolve_device
 
-    model, batch, ds = load_images(run, n, dataset, split, dataset_options, resolve_device(device))
+    model, batch, ds = load_images(
+        run, n, dataset, split, dataset_options, resolve_device(device), images
+    )
+    indices = image_indices(len(ds), n, images)
     targets = _targets(model, batch, target)
     exp = build_explainer(explainer, model, **(options or {}))
     dev = next(iter(model.parameters())).device
@@ -77,6 +93,8 @@ def explain_run(
         "target": target,
         "dataset": dataset or ds.info.name,
         "split": split,
+        "images": images,
+        "indices": indices,
         "summary": summary,
         "per_image": {k: [round(float(x), 5) for x in v] for k, v in scores.items()},
         "command": " ".join(["pellucid", *sys.argv[1:]]) if sys.argv else "",
@@ -98,29 +116,63 @@ def compare_run(
     out: Path | None = None,
     device: str = "auto",
     progress: bool = True,
+    against: str | None = None,
+    images: str = "spread",
+    road: bool = False,
 ) -> dict[str, Any]:
     """Every explainer (default: all registered but the slow ``neuromask-reference``) on the
-    same first ``n`` images; returns ``{"rows", "table"}`` and, with ``out``, writes
-    ``compare.json``, ``compare.md``, ``gallery.png`` and ``maps.safetensors``."""
+    same ``n`` images (evenly spaced, or the first ``n`` with ``images="first"``); returns
+    ``{"rows", "table"}`` and, with ``out``, writes ``compare.json``, ``compare.md``,
+    ``gallery.png`` and ``maps.safetensors``.
+
+    With ``against`` (one of the explainers), every other explainer's score minus that one's
+    is added with a paired bootstrap 95 % interval over the images
+    (:func:`~pellucid.explain.evaluate.paired_difference`): ``"differences"`` in the result
+    and ``compare.json``, and a second table in ``compare.md``. ``road`` adds ROAD deletion
+    (``deletion_auc_road``: deleted pixels imputed from their neighbours)."""
+    from pellucid.errors import ConfigError
     from pellucid.registry import EXPLAINERS
     from pellucid.report.figures_explain import save_gallery
     from pellucid.training.setup import resolve_device
 
     names = explainers or [e for e in EXPLAINERS.names() if e not in DEFAULT_EXCLUDED]
-    model, batch, ds = load_images(run, n, dataset, split, dataset_options, resolve_device(device))
+    if against is not None and against not in names:
+        raise ConfigError(
+            f"--against {against!r} is not among the explainers compared: {', '.join(names)}"
+        )
+    model, batch, ds = load_images(
+        run, n, dataset, split, dataset_options, resolve_device(device), images
+    )
     targets = _targets(model, batch, target)
     batch.label = targets if target == "predicted" else batch.label
-    res = compare(model, batch, names, options, sanity=sanity, progress=progress)
+    res = compare(model, batch, names, options, sanity=sanity, progress=progress, road=road)
     table = markdown_table(res["rows"])
+    differences = None
+    if against is not None:
+        differences = {
+            name: {
+                key: paired_difference(
+                    res["scores"][name], res["scores"][against], batch.label, key
+                )
+                for key in res["scores"][against]
+            }
+            for name in names
+            if name != against
+        }
+        table += "\n\n" + differences_table(differences, against)
     result = {
         "run": str(run),
         "dataset": dataset or ds.info.name,
         "split": split,
         "n": len(batch),
+        "images": images,
+        "indices": image_indices(len(ds), n, images),
         "target": target,
         "rows": res["rows"],
         "table": table,
     }
+    if differences is not None:
+        result["against"], result["differences"] = against, differences
     if out is not None:
         out = Path(out)
         write_json(out / "compare.json", {**result, "options": options or {}})

@@ -7,6 +7,7 @@ from pellucid.metrics.faithfulness import (
     deletion_insertion,
     insertion_auc,
     model_randomisation,
+    noisy_linear_imputation,
     randomised_copy,
     spearman_rank_correlation,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "mis_from_activations",
     "model_randomisation",
     "mutual_information_score",
+    "noisy_linear_imputation",
     "pointing_game",
     "pointing_tolerance",
     "pooled_activations",
