@@ -143,6 +143,7 @@ from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, Tr
 from pellucid.explain import build_explainer, explainer_names
 from pellucid.explain.evaluate import (
     compare,
+    image_indices,
     load_images,
     paired_difference,
     score_maps,
@@ -155,8 +156,7 @@ def spread_indices(size: int, n: int, exclude: set[int] = frozenset()) -> list[i
     """``n`` evenly spaced indices of a split of ``size`` images (every ``size / n``-th),
     each moved to the next index not in ``exclude`` (the sweep's held-out images)."""
     out = []
-    for i in range(min(n, size)):
-        j = (i * size) // n
+    for j in image_indices(size, n):
         while j in exclude:
             j += 1
         out.append(j % size)
@@ -414,12 +414,15 @@ def target_intervals(scores: dict[str, dict[str, Any]], labels: torch.Tensor) ->
     return out
 
 
-def controls_check(rows: dict[str, dict[str, Any]]) -> dict[str, bool]:
+def controls_check(
+    rows: dict[str, dict[str, Any]],
+    keys: tuple[str, ...] = ("deletion_auc", "deletion_auc_mean_fill"),
+) -> dict[str, bool]:
     """Per deletion protocol: is each control (centre point, random map) worse than every
     real explainer? A protocol where a control beats explainers measures something other
     than faithfulness (on shapes, black holes in a textured image)."""
     out = {}
-    for key in ("deletion_auc", "deletion_auc_mean_fill"):
+    for key in keys:
         real = [r[key] for n, r in rows.items() if n not in CONTROLS and key in r]
         ctrl = [r[key] for n, r in rows.items() if n in CONTROLS and key in r]
         if real and ctrl:
@@ -509,12 +512,7 @@ def road_benchmark(
             if "neuromask" in rows
             else {}
         )
-        ctrl = {}
-        real = [nm for nm in rows if nm not in CONTROLS]
-        ctrls = [c for c in CONTROLS if c in rows]
-        if real and ctrls:
-            for key in keys:
-                ctrl[key] = min(rows[c][key] for c in ctrls) > max(rows[r][key] for r in real)
+        ctrl = controls_check(rows, keys)
         out[ds] = {
             "date": time.strftime("%Y-%m-%d"),
             "command": " ".join(sys.argv),

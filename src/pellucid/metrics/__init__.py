@@ -7,11 +7,11 @@ from pellucid.metrics.faithfulness import (
     deletion_insertion,
     insertion_auc,
     model_randomisation,
-    noisy_linear_imputation,
     randomised_copy,
     spearman_rank_correlation,
 )
 from pellucid.metrics.gates import assigned_class, gate_density, gate_overlap
+from pellucid.metrics.imputation import noisy_linear_imputation
 from pellucid.metrics.localisation import (
     energy_pointing_game,
     pointing_game,
