@@ -29,11 +29,13 @@ def _common_output(p: argparse.ArgumentParser) -> None:
 
 def _image_choice(p: argparse.ArgumentParser, n: int) -> None:
     """``--n`` and ``--images``: which images of the split to explain."""
+    from pellucid.explain.evaluate import IMAGE_PICKS
+
     p.add_argument("--n", type=int, default=n, help="number of images (see --images)")
     p.add_argument(
         "--images",
         default="spread",
-        choices=["spread", "first"],
+        choices=list(IMAGE_PICKS),
         help="which n images: evenly spaced over the split (default; covers every class of a "
         "class-ordered split) or the first n",
     )
