@@ -3,6 +3,8 @@
     python benchmarks/explainers.py                       # cluttered-mnist + shapes
     python benchmarks/explainers.py --datasets shapes --n 64
     python benchmarks/explainers.py --sweep               # option sweep, 32 held-out images
+    python benchmarks/explainers.py --road --n 100        # ROAD deletion of every explainer
+    python benchmarks/explainers.py --seeds 0 1 2 --n 100 # NeuroMask and peers, 3 model seeds
 
 Per dataset: a convnet is trained once (kept in --runs and reused), then on --n evenly spaced
 test images (:func:`spread_images`; target = true class) every registered explainer is run
@@ -127,6 +129,7 @@ the benchmark was re-run with it (``results/explainers.json``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import resource
@@ -222,11 +225,20 @@ print(before / 1024, after / 1024, tuple(batch.image.shape))
 """
 
 
-def ensure_run(dataset: str, runs: Path) -> Path:
-    out = runs / dataset
+def recipe(dataset: str, seed: int = 0) -> RunConfig:
+    """The benchmark's training recipe for ``dataset`` with the training seed ``seed`` (the
+    data, and so the test images, do not depend on it)."""
+    base = RECIPES[dataset]
+    return base.replace(train=dataclasses.replace(base.train, seed=seed))
+
+
+def ensure_run(dataset: str, runs: Path, seed: int = 0) -> Path:
+    """The trained run of ``dataset`` (seed 0: ``runs/<dataset>``, else
+    ``runs/<dataset>-seed<seed>``), trained first if it is not there."""
+    out = runs / (dataset if seed == 0 else f"{dataset}-seed{seed}")
     if not (out / "metrics.json").is_file():
-        print(f"training {dataset} -> {out}", flush=True)
-        train_run(RECIPES[dataset], out, progress=False)
+        print(f"training {dataset} (seed {seed}) -> {out}", flush=True)
+        train_run(recipe(dataset, seed), out, progress=False)
     return out
 
 
@@ -414,6 +426,34 @@ def target_intervals(scores: dict[str, dict[str, Any]], labels: torch.Tensor) ->
     return out
 
 
+def peer_targets(rows: dict[str, dict[str, Any]]) -> dict[str, bool]:
+    """The issue's target on the means: does NeuroMask beat every peer on each score of
+    TARGET_SCORES (pointing higher, deletion lower)?"""
+    nm = rows["neuromask"]
+    return {
+        f"beats_gradcam_and_occlusion_{short}": all(
+            (nm[key] > rows[p][key]) if key == "pointing_game" else (nm[key] < rows[p][key])
+            for p in PEERS
+        )
+        for key, short in TARGET_SCORES.items()
+        if key in nm
+    }
+
+
+def resolved_targets(intervals: dict[str, Any]) -> dict[str, bool]:
+    """The same targets judged by the paired intervals: met only where every interval
+    excludes 0 on NeuroMask's side."""
+    return {
+        f"beats_gradcam_and_occlusion_{short}": all(
+            intervals[key][peer]["resolved"]
+            and (intervals[key][peer]["difference"] > 0) == (key == "pointing_game")
+            for peer in PEERS
+        )
+        for key, short in TARGET_SCORES.items()
+        if key in intervals
+    }
+
+
 def controls_check(
     rows: dict[str, dict[str, Any]],
     keys: tuple[str, ...] = ("deletion_auc", "deletion_auc_mean_fill"),
@@ -532,6 +572,99 @@ def road_benchmark(
     write_result("explainers_road", {"n": n, "results": out})
 
 
+SEED_EXPLAINERS = ("neuromask", *PEERS)
+
+
+def seeds_benchmark(
+    datasets: list[str], runs: Path, n: int, seeds: list[int], sanity_n: int
+) -> None:
+    """NeuroMask and the peers of the targets on the benchmark's images, for models trained
+    with each of ``seeds`` (evaluation.md: mean and spread over >= 3 seeds where a figure
+    drives a claim); ``results/explainers_seeds.json``.
+
+    Per seed: the scores of :func:`compare` with the sanity check on ``sanity_n`` images, the
+    targets on the means (:func:`peer_targets`) and by the paired intervals
+    (:func:`resolved_targets`). Over seeds: each score's mean, sample standard deviation and
+    values, NeuroMask minus each peer likewise, and in how many seeds each target holds.
+    The test images are the same for every seed (checked)."""
+    path = RESULTS / "explainers_seeds.json"
+    out: dict[str, Any] = {}
+    for ds in datasets:
+        per_seed: dict[str, Any] = {}
+        first: torch.Tensor | None = None
+        for seed in seeds:
+            run = ensure_run(ds, runs, seed)
+            model, batch = spread_images(run, n)
+            if first is None:
+                first = batch.image
+            elif not torch.equal(first, batch.image):
+                raise RuntimeError(f"{ds}: seed {seed}'s run has other test images than seed 0")
+            acc = float((model(batch.image).argmax(1) == batch.label).float().mean())
+            res = compare(
+                model, batch, list(SEED_EXPLAINERS), sanity=True, sanity_n=sanity_n, progress=False
+            )
+            rows = res["rows"]
+            intervals = target_intervals(res["scores"], batch.label)
+            per_seed[str(seed)] = {
+                "run": str(run),
+                "test_accuracy": json.loads((run / "metrics.json").read_text())["test_accuracy"],
+                "model_accuracy_on_these_images": round(acc, 4),
+                "rows": rows,
+                "targets": peer_targets(rows),
+                "target_intervals": intervals,
+                "targets_resolved": resolved_targets(intervals),
+            }
+            print(ds, seed, {k: per_seed[str(seed)][k] for k in ("targets", "targets_resolved")})
+            for name, row in rows.items():
+                print(ds, seed, name, row, flush=True)
+        out[ds] = {
+            "date": time.strftime("%Y-%m-%d"),
+            "command": " ".join(sys.argv),
+            "n_images": n,
+            "seeds": per_seed,
+            **over_seeds(per_seed),
+        }
+    if path.is_file():  # keep the other datasets' entries
+        for ds, entry in json.loads(path.read_text()).get("results", {}).items():
+            out.setdefault(ds, entry)
+    write_result(
+        "explainers_seeds",
+        {"n": n, "seeds": seeds, "sanity_n": sanity_n, "target": "true class", "results": out},
+    )
+
+
+def over_seeds(per_seed: dict[str, Any]) -> dict[str, Any]:
+    """Mean, sample standard deviation (ddof 1) and values over seeds of every explainer's
+    scores and of NeuroMask minus each peer; how many seeds meet each target."""
+    import statistics
+
+    def spread(values: list[float]) -> dict[str, Any]:
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return {"mean": round(statistics.fmean(values), 4), "sd": round(sd, 4), "values": values}
+
+    entries = list(per_seed.values())
+    names = entries[0]["rows"]
+    keys = [k for k in entries[0]["rows"]["neuromask"] if k != "seconds_per_image"]
+    scores = {
+        name: {k: spread([e["rows"][name][k] for e in entries]) for k in keys} for name in names
+    }
+    differences = {
+        k: {
+            peer: spread(
+                [round(e["rows"]["neuromask"][k] - e["rows"][peer][k], 4) for e in entries]
+            )
+            for peer in PEERS
+        }
+        for k in TARGET_SCORES
+        if k in keys
+    }
+    met = {
+        kind: {t: sum(e[kind][t] for e in entries) for t in entries[0][kind]}
+        for kind in ("targets", "targets_resolved")
+    }
+    return {"scores": scores, "differences": differences, "seeds_meeting": met}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--datasets", nargs="+", default=list(RECIPES), choices=list(RECIPES))
@@ -553,8 +686,17 @@ def main() -> None:
     ap.add_argument(
         "--road-explainers", nargs="+", help="default: every explainer but neuromask-reference"
     )
+    ap.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        help="NeuroMask and the peers for models trained with each seed "
+        "(results/explainers_seeds.json)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.seeds:
+        return seeds_benchmark(args.datasets, args.runs, args.n, args.seeds, args.sanity_n)
     if args.road:
         return road_benchmark(
             args.datasets, args.runs, args.n, args.road_steps, args.road_explainers
@@ -590,16 +732,7 @@ def main() -> None:
             "memory": mem,
             "controls_worse_than_every_explainer": controls_check(rows),
             "targets": {
-                "beats_gradcam_and_occlusion_pointing": all(
-                    nm["pointing_game"] > rows[b]["pointing_game"] for b in ("gradcam", "occlusion")
-                ),
-                "beats_gradcam_and_occlusion_deletion": all(
-                    nm["deletion_auc"] < rows[b]["deletion_auc"] for b in ("gradcam", "occlusion")
-                ),
-                "beats_gradcam_and_occlusion_deletion_mean_fill": all(
-                    nm["deletion_auc_mean_fill"] < rows[b]["deletion_auc_mean_fill"]
-                    for b in ("gradcam", "occlusion")
-                ),
+                **peer_targets(rows),
                 "speedup_vs_reference_at_least_20": ref["speedup"] >= 20,
                 "pointing_at_least_reference": ref["neuromask"]["pointing_game"]
                 >= ref["neuromask-reference"]["pointing_game"],
@@ -607,15 +740,7 @@ def main() -> None:
                 "memory_under_2gb": mem["peak_rss_mib"] < 2048,
             },
             "target_intervals": intervals,
-            "targets_resolved": {
-                f"beats_gradcam_and_occlusion_{short}": all(
-                    intervals[key][peer]["resolved"]
-                    and (intervals[key][peer]["difference"] > 0) == (key == "pointing_game")
-                    for peer in PEERS
-                )
-                for key, short in TARGET_SCORES.items()
-                if key in intervals
-            },
+            "targets_resolved": resolved_targets(intervals),
         }
     previous = RESULTS / "explainers.json"
     if previous.is_file():  # keep the other datasets' entries (each has its own date)

@@ -256,6 +256,63 @@ def table_explainers_road(r: dict) -> str:
     return "\n".join([*rows, "", *notes])
 
 
+def table_explainers_seeds(r: dict) -> str:
+    keys = {
+        "pointing_game": "pointing ↑",
+        "deletion_auc": "deletion AUC, black ↓",
+        "deletion_auc_mean_fill": "deletion AUC, mean fill ↓",
+        "insertion_auc": "insertion AUC ↑",
+        "sanity_rank_correlation": "sanity ρ ↓",
+    }
+    names = {"neuromask": "NeuroMask", "gradcam": "Grad-CAM", "occlusion": "occlusion"}
+    peers = [p for p in names if p != "neuromask"]
+    rows = [
+        "| dataset | score | "
+        + " | ".join(names.values())
+        + " | "
+        + " | ".join(f"NeuroMask − {names[p]}, per seed" for p in peers)
+        + " |",
+        "| --- | --- |" + " ---: |" * (len(names) + len(peers)),
+    ]
+    notes = []
+    for ds, res in r["results"].items():
+        sc, diff = res["scores"], res["differences"]
+        for key, label in keys.items():
+            if key not in sc["neuromask"]:
+                continue
+            cells = [f"{sc[n][key]['mean']:.3f} ± {sc[n][key]['sd']:.3f}" for n in names]
+            for p in peers:
+                d = diff.get(key, {}).get(p)
+                cells.append(
+                    "-"
+                    if d is None
+                    else f"{d['mean']:+.3f} ± {d['sd']:.3f} ("
+                    + ", ".join(f"{v:+.3f}" for v in d["values"])
+                    + ")"
+                )
+            rows.append(f"| {ds} | {label} | " + " | ".join(cells) + " |")
+        k = len(res["seeds"])
+        met = res["seeds_meeting"]
+        acc = ", ".join(f"{e['test_accuracy']:.3f}" for e in res["seeds"].values())
+        notes.append(
+            f"- **{ds}** (`{res['command']}`, {res['date']}; test accuracy of the {k} models "
+            f"{acc}): seeds in which NeuroMask beats both peers on the means / with every "
+            "paired interval excluding 0: "
+            + ", ".join(
+                f"{t.removeprefix('beats_gradcam_and_occlusion_')} {met['targets'][t]}/{k} / "
+                f"{met['targets_resolved'][t]}/{k}"
+                for t in met["targets"]
+            )
+            + "."
+        )
+    rows += ["", *notes, ""]
+    rows.append(
+        f"Mean ± sample standard deviation over model seeds {r['seeds']}, {r['n']} test images "
+        f"per dataset (the benchmark's), sanity check on the first {r['sanity_n']}."
+    )
+    return "\n".join(rows)
+
+
 def table_icnn(r: dict) -> str:
     s = r["summary"]
 
@@ -353,6 +410,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "icnn": table_icnn,
     "explainers": table_explainers,
     "explainers_road": table_explainers_road,
+    "explainers_seeds": table_explainers_seeds,
     "train_speed": table_train_speed,
     "mnist_resnet8": table_mnist_resnet8,
     "shapes_difficulty": table_shapes,

@@ -1,0 +1,70 @@
+"""The benchmark's own bookkeeping: how targets are judged and how seeds are aggregated."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+explainers = importlib.import_module("explainers")  # benchmarks/explainers.py
+
+
+def _rows(nm_point: float, nm_del: float) -> dict:
+    return {
+        "neuromask": {"pointing_game": nm_point, "deletion_auc": nm_del, "seconds_per_image": 1.0},
+        "gradcam": {"pointing_game": 0.90, "deletion_auc": 0.11, "seconds_per_image": 0.1},
+        "occlusion": {"pointing_game": 0.95, "deletion_auc": 0.09, "seconds_per_image": 1.0},
+    }
+
+
+def test_peer_targets_are_strict_and_directional():
+    """Pointing must be higher and deletion lower than EVERY peer; a tie is not a win."""
+    assert explainers.peer_targets(_rows(0.96, 0.08)) == {
+        "beats_gradcam_and_occlusion_pointing": True,
+        "beats_gradcam_and_occlusion_deletion": True,
+    }
+    t = explainers.peer_targets(_rows(0.95, 0.10))  # ties occlusion, loses on deletion
+    assert t == {
+        "beats_gradcam_and_occlusion_pointing": False,
+        "beats_gradcam_and_occlusion_deletion": False,
+    }
+
+
+def test_resolved_targets_need_every_interval_on_neuromasks_side():
+    def iv(diff: float, resolved: bool) -> dict:
+        return {"difference": diff, "resolved": resolved}
+
+    intervals = {
+        "pointing_game": {"gradcam": iv(0.05, True), "occlusion": iv(0.01, False)},
+        "deletion_auc": {"gradcam": iv(-0.02, True), "occlusion": iv(-0.01, True)},
+        "deletion_auc_mean_fill": {"gradcam": iv(0.02, True), "occlusion": iv(-0.01, True)},
+    }
+    assert explainers.resolved_targets(intervals) == {
+        "beats_gradcam_and_occlusion_pointing": False,  # one interval contains 0
+        "beats_gradcam_and_occlusion_deletion": True,
+        "beats_gradcam_and_occlusion_deletion_mean_fill": False,  # resolved the wrong way
+    }
+
+
+def test_over_seeds_mean_sd_and_counts():
+    per_seed = {}
+    for seed, (p, d) in enumerate([(0.96, 0.08), (0.94, 0.10), (0.98, 0.06)]):
+        rows = _rows(p, d)
+        per_seed[str(seed)] = {
+            "rows": rows,
+            "targets": explainers.peer_targets(rows),
+            "targets_resolved": {"beats_gradcam_and_occlusion_pointing": seed == 0},
+        }
+    out = explainers.over_seeds(per_seed)
+    nm = out["scores"]["neuromask"]["pointing_game"]
+    assert nm["mean"] == pytest.approx(0.96) and nm["sd"] == pytest.approx(0.02)
+    assert nm["values"] == [0.96, 0.94, 0.98]
+    assert "seconds_per_image" not in out["scores"]["neuromask"]
+    diff = out["differences"]["deletion_auc"]["occlusion"]
+    assert diff["values"] == pytest.approx([-0.01, 0.01, -0.03])
+    assert out["seeds_meeting"]["targets"]["beats_gradcam_and_occlusion_pointing"] == 2
+    assert out["seeds_meeting"]["targets"]["beats_gradcam_and_occlusion_deletion"] == 2
+    assert out["seeds_meeting"]["targets_resolved"]["beats_gradcam_and_occlusion_pointing"] == 1
