@@ -307,8 +307,10 @@ def table_explainers_seeds(r: dict) -> str:
         )
     rows += ["", *notes, ""]
     rows.append(
-        f"Mean ± sample standard deviation over model seeds {r['seeds']}, {r['n']} test images "
-        f"per dataset (the benchmark's), sanity check on the first {r['sanity_n']}."
+        f"Mean ± sample standard deviation over seeds {r['seeds']}; a seed sets both the "
+        f"model's training and the synthetic data, so each seed has its own model and its own "
+        f"{r['n']} evenly spaced test images (seed 0: the benchmark's images), shared by the "
+        f"three explainers; sanity check on the first {r['sanity_n']}."
     )
     return "\n".join(rows)
 
