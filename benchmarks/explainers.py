@@ -4,7 +4,7 @@
     python benchmarks/explainers.py --datasets shapes --n 64
     python benchmarks/explainers.py --sweep               # option sweep, 32 held-out images
     python benchmarks/explainers.py --road --n 100        # ROAD deletion of every explainer
-    python benchmarks/explainers.py --seeds 0 1 2 --n 100 # NeuroMask and peers, 3 model seeds
+    python benchmarks/explainers.py --seeds 0 1 2 --n 100 # NeuroMask and peers, 3 seeds
 
 Per dataset: a convnet is trained once (kept in --runs and reused), then on --n evenly spaced
 test images (:func:`spread_images`; target = true class) every registered explainer is run
@@ -578,8 +578,8 @@ SEED_EXPLAINERS = ("neuromask", *PEERS)
 def seeds_benchmark(
     datasets: list[str], runs: Path, n: int, seeds: list[int], sanity_n: int
 ) -> None:
-    """NeuroMask and the peers of the targets on the benchmark's images, for models trained
-    with each of ``seeds`` (evaluation.md: mean and spread over >= 3 seeds where a figure
+    """NeuroMask and the peers of the targets on ``n`` evenly spaced test images, for runs
+    trained with each of ``seeds`` (evaluation.md: mean and spread over >= 3 seeds where a figure
     drives a claim); ``results/explainers_seeds.json``.
 
     Per seed: the scores of :func:`compare` with the sanity check on ``sanity_n`` images, the
