@@ -503,6 +503,123 @@ def sweep(datasets: list[str], runs: Path, n: int, match: str | None = None) -> 
     write_result("explainers_sweep", {"images": "held_out_images", "n": n, "rows": out})
 
 
+def validation_indices(size: int, n: int = 128) -> list[int]:
+    """The validation images: ``n`` evenly spaced test indices (offset by a third of a step)
+    none of which any benchmark run of 2026-12-01/02 used (the 100 and the 300 benchmark
+    images) or that the 32-image sweeps used (such an index moves to the next free one)."""
+    used = set(spread_indices(size, 300, set(held_out_indices(size, 32))))
+    used |= {(i * size) // 100 for i in range(100)} | set(held_out_indices(size, 32))
+    step = size / n
+    idx: list[int] = []
+    for i in range(n):
+        j = int(i * step + step / 3) % size
+        while j in used or j in idx:
+            j = (j + 1) % size
+        idx.append(j)
+    return idx
+
+
+def validation_images(run: Path, n: int) -> tuple[torch.nn.Module, Any]:
+    """The model and the :func:`validation_indices` test images of ``run``."""
+    from pellucid.data.base import collate
+
+    model, _, ds = load_images(run, 1)
+    return model, collate([ds[j] for j in validation_indices(len(ds), n)])
+
+
+# Validation sweep (2026-12-02): the multi-resolution logit pyramid (``pyramid``) with and
+# without a stronger deletion game, on 128 images no benchmark or earlier sweep used.
+VALIDATION: list[tuple[str, str, dict[str, Any]]] = [
+    ("Grad-CAM (peer)", "gradcam", {}),
+    ("occlusion (peer)", "occlusion", {}),
+    ("default", "neuromask", {}),
+    ("pyramid 2", "neuromask", {"pyramid": 2}),
+    ("pyramid 3", "neuromask", {"pyramid": 3}),
+    ("pyramid 2, l_delete 0.2", "neuromask", {"pyramid": 2, "l_delete": 0.2}),
+    ("pyramid 3, l_delete 0.2", "neuromask", {"pyramid": 3, "l_delete": 0.2}),
+    (
+        "pyramid 3, l_delete 0.2, map smoothed 1",
+        "neuromask",
+        {"pyramid": 3, "l_delete": 0.2, "smooth_map": 1.0},
+    ),
+    (
+        "pyramid 3, deletion log(p_c + 1/K) 0.5",
+        "neuromask",
+        {"pyramid": 3, "l_delete": 0.5, "delete_objective": "above-chance"},
+    ),
+    # the deletion game on its own mask, combined with the preservation mask
+    ("own deletion mask, product", "neuromask", {"delete_mask": "product"}),
+    (
+        "pyramid 3, own deletion mask, product, l_delete 0.2",
+        "neuromask",
+        {"pyramid": 3, "l_delete": 0.2, "delete_mask": "product"},
+    ),
+    (
+        "pyramid 3, own deletion mask, mean, l_delete 0.2",
+        "neuromask",
+        {"pyramid": 3, "l_delete": 0.2, "delete_mask": "mean"},
+    ),
+    (
+        "pyramid 3, own deletion mask, product, l_delete 0.4",
+        "neuromask",
+        {"pyramid": 3, "l_delete": 0.4, "delete_mask": "product"},
+    ),
+]
+
+
+def validation_sweep(datasets: list[str], runs: Path, n: int, match: str | None = None) -> None:
+    """Every VALIDATION row (or those whose label matches ``match``, plus the peers) on the
+    ``n`` :func:`validation_images` per dataset, with each NeuroMask row's paired bootstrap
+    difference from both peers; ``results/explainers_validation.json`` (the rows of datasets
+    not run, and with ``match`` the rows not re-run, are kept, so that datasets and row
+    groups can run in parallel)."""
+    path = RESULTS / "explainers_validation.json"
+    out: dict[str, Any] = {}
+    for dataset in datasets:
+        run = ensure_run(dataset, runs)
+        model, batch = validation_images(run, n)
+        images, labels = batch.image, batch.label
+        rows, scores = [], {}
+        for label, name, opts in VALIDATION:
+            if name == "neuromask" and match is not None and not re.search(match, label):
+                continue
+            start = time.perf_counter()
+            maps = build_explainer(name, model, **opts).explain(images, labels)
+            seconds = (time.perf_counter() - start) / len(labels)
+            scores[label] = score_maps(model, images, maps, labels, batch.mask)
+            row = {"config": label, "explainer": name, "options": opts}
+            row |= summarise(scores[label], labels) | {"seconds_per_image": round(seconds, 4)}
+            if name == "neuromask":
+                row["minus_peers"] = {
+                    key: {
+                        peer: paired_difference(scores[label], scores[peer], labels, key)
+                        for peer in ("Grad-CAM (peer)", "occlusion (peer)")
+                    }
+                    for key in TARGET_SCORES
+                }
+            rows.append(row)
+            print(dataset, {k: v for k, v in row.items() if k != "minus_peers"}, flush=True)
+        acc = float((model(images).argmax(1) == labels).float().mean())
+        out[dataset] = {
+            "date": time.strftime("%Y-%m-%d"),
+            "command": " ".join(sys.argv),
+            "n_images": len(labels),
+            "model_accuracy": round(acc, 4),
+            "rows": rows,
+        }
+    # read only now, so that runs in parallel keep each other's rows
+    previous = json.loads(path.read_text())["datasets"] if path.is_file() else {}
+    order = [r[0] for r in VALIDATION]
+    for dataset, res in out.items():
+        new = {r["config"] for r in res["rows"]}
+        old = [r for r in previous.get(dataset, {}).get("rows", []) if r["config"] not in new]
+        if match is not None and old:
+            rows = [r for r in old + res["rows"] if r["config"] in order]
+            res["rows"] = sorted(rows, key=lambda r: order.index(r["config"]))
+            res["command"] = previous[dataset]["command"] + "; " + res["command"]
+    write_result("explainers_validation", {"datasets": {**previous, **out}})
+
+
 def road_benchmark(
     datasets: list[str], runs: Path, n: int, steps: int, names: list[str] | None = None
 ) -> None:
@@ -686,6 +803,12 @@ def main() -> None:
         "--road-explainers", nargs="+", help="default: every explainer but neuromask-reference"
     )
     ap.add_argument(
+        "--validation",
+        action="store_true",
+        help="VALIDATION sweep on images no benchmark used (results/explainers_validation.json)",
+    )
+    ap.add_argument("--validation-n", type=int, default=128)
+    ap.add_argument(
         "--seeds",
         nargs="+",
         type=int,
@@ -700,6 +823,8 @@ def main() -> None:
         return road_benchmark(
             args.datasets, args.runs, args.n, args.road_steps, args.road_explainers
         )
+    if args.validation:
+        return validation_sweep(args.datasets, args.runs, args.validation_n, args.sweep_match)
     if args.sweep:
         return sweep(args.datasets, args.runs, args.sweep_n, args.sweep_match)
     names = [e for e in explainer_names() if e != "neuromask-reference"]

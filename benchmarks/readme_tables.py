@@ -407,12 +407,66 @@ def table_decoupling(r: dict) -> str:
     return "\n".join(rows)
 
 
+def table_explainers_validation(r: dict) -> str:
+    """One row per setting: pointing / black deletion / mean-fill deletion per dataset, a
+    mark where NeuroMask beats both peers on the mean (+) and with both paired intervals
+    excluding 0 (++)."""
+    keys = ("pointing_game", "deletion_auc", "deletion_auc_mean_fill")
+    data = r["datasets"]
+    names = list(data)
+    configs: list[str] = []
+    for ds in names:
+        configs += [row["config"] for row in data[ds]["rows"] if row["config"] not in configs]
+    rows = [
+        "| setting | "
+        + " | ".join(f"{ds}: pointing ↑ / deletion black ↓ / deletion mean fill ↓" for ds in names)
+        + " |",
+        "| --- |" + " --- |" * len(names),
+    ]
+
+    def mark(row: dict, key: str) -> str:
+        d = row.get("minus_peers", {}).get(key)
+        if not d:
+            return ""
+        better = [(v["difference"] > 0) == (key == "pointing_game") for v in d.values()]
+        if all(better) and all(v["resolved"] for v in d.values()):
+            return " ++"
+        return " +" if all(better) else ""
+
+    for config in configs:
+        cells = []
+        for ds in names:
+            row = next((x for x in data[ds]["rows"] if x["config"] == config), None)
+            cells.append(
+                "-"
+                if row is None
+                else " / ".join(f"{row[k]:.3f}{mark(row, k)}" for k in keys if k in row)
+            )
+        rows.append(f"| {config} | " + " | ".join(cells) + " |")
+    notes = [
+        f"- **{ds}**: {res['n_images']} validation images (model accuracy on them "
+        f"{res['model_accuracy']:.3f}), `{res['command']}` ({res['date']})."
+        for ds, res in data.items()
+    ]
+    return "\n".join(
+        [
+            *rows,
+            "",
+            "+ : beats both peers on the mean; ++ : and both paired bootstrap 95 % intervals "
+            "exclude 0.",
+            "",
+            *notes,
+        ]
+    )
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
     "decoupling": table_decoupling,
     "icnn": table_icnn,
     "explainers": table_explainers,
     "explainers_road": table_explainers_road,
     "explainers_seeds": table_explainers_seeds,
+    "explainers_validation": table_explainers_validation,
     "train_speed": table_train_speed,
     "mnist_resnet8": table_mnist_resnet8,
     "shapes_difficulty": table_shapes,

@@ -229,6 +229,36 @@ def test_neuromask_deletion_game_is_batch_independent(tiny_model: nn.Module) -> 
     assert torch.allclose(together, alone, atol=1e-4)
 
 
+def test_neuromask_separate_deletion_mask_product_and_mean() -> None:
+    """``delete_mask`` product / mean: the deletion game optimises its own mask; both runs
+    optimise the same two masks (the loss does not depend on how they are combined), so
+    the product never exceeds the squared mean (AM-GM), and both sit on the evidence."""
+    model = HalvesNet()
+    x = torch.ones(2, 1, 16, 16)
+    x[1, ..., 8:] = 0.3  # image 1: a dimmer right half
+    opts = {**PLAIN, "iterations": 60, "patience": 0, "l_delete": 0.4}
+    product = NeuroMask(model, delete_mask="product", **opts).explain(x, target=0)
+    mean = NeuroMask(model, delete_mask="mean", **opts).explain(x, target=0)
+    assert product.shape == mean.shape == (2, 1, 16, 16)
+    assert 0 <= product.min() and mean.max() <= 1
+    assert (product <= mean.pow(2) + 1e-5).all()
+    assert not torch.allclose(product, mean, atol=1e-3)
+    for m in (product, mean):  # the evidence of class 0 is the left half
+        assert (m[..., :8].mean((1, 2, 3)) > 20 * m[..., 8:].mean((1, 2, 3))).all()
+    alone = torch.cat(
+        [NeuroMask(model, delete_mask="product", **opts).explain(x[i : i + 1], 0) for i in (0, 1)]
+    )
+    assert torch.allclose(product, alone, atol=1e-4)
+    # without the deletion game there is no second mask: the option changes nothing
+    plain = {**opts, "l_delete": 0.0}
+    assert torch.equal(
+        NeuroMask(model, delete_mask="product", **plain).explain(x, 0),
+        NeuroMask(model, **plain).explain(x, 0),
+    )
+    with pytest.raises(ConfigError, match="delete_mask"):
+        NeuroMask(model, delete_mask="sum")
+
+
 def test_neuromask_new_options_are_checked_and_reference_is_the_paper(
     tiny_model: nn.Module,
 ) -> None:
@@ -257,6 +287,26 @@ def test_neuromask_new_options_are_checked_and_reference_is_the_paper(
     ):
         with pytest.raises(ConfigError, match=match):
             NeuroMask(tiny_model, **bad)
+
+
+def test_neuromask_pyramid_grids_batch_independence_and_checks(tiny_model: nn.Module) -> None:
+    nm = NeuroMask(tiny_model, mask_scale=8, pyramid=3, iterations=20, patience=0)
+    assert nm._grids(64, 64) == [(8, 8), (16, 16), (32, 32)]
+    assert nm._grids(20, 20) == [(3, 3), (6, 6), (12, 12)]
+    assert NeuroMask(tiny_model, mask_scale=2, pyramid=4)._grids(8, 8) == [(4, 4), (8, 8)]
+    torch.manual_seed(2)
+    x = torch.rand(3, 1, 20, 20)
+    together = nm.explain(x, target=torch.tensor([0, 1, 2]))
+    assert together.shape == (3, 1, 20, 20) and 0 <= together.min() and together.max() <= 1
+    alone = torch.cat([nm.explain(x[i : i + 1], target=t) for i, t in enumerate([0, 1, 2])])
+    assert torch.allclose(together, alone, atol=1e-4)
+    # the finer grids add detail the single coarse grid cannot hold
+    single = NeuroMask(tiny_model, mask_scale=8, iterations=20, patience=0).explain(x, 0)
+    assert not torch.allclose(single, nm.explain(x, 0), atol=1e-3)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="pyramid"):
+            NeuroMask(tiny_model, pyramid=bad)
+    assert NeuroMask.reference(tiny_model).config()["pyramid"] == 1
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,10 @@ removing the mask's region must also remove the class; the ``border`` fill, each
 background colour (the median of its border pixels), so that a removed object leaves no
 black silhouette on a textured image; and an area sparsity ``mean(M)`` (their L1 on the
 mask) in place of the paper's L1 on the logits. The default preset uses the first two with
-Fong & Vedaldi's grid (28 x 28 at 224 px, i.e. a factor 8); ``reference`` uses none.
+Fong & Vedaldi's grid (28 x 28 at 224 px, i.e. a factor 8); ``reference`` uses none. Two
+more options of ours (2026-12-02, ``benchmarks/explainers.py --validation``): ``pyramid``,
+logits as the sum of the coarse grid and finer grids, and ``delete_mask``, a deletion game
+on a mask of its own whose product (or mean) with the preservation mask is returned.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ FILLS = ("zero", "mean", "blur", "border")
 SMOOTHNESS = ("laplacian", "tv")
 SPARSITY = ("logits", "mask")
 DELETE_OBJECTIVES = ("log-prob", "not-class", "above-chance")
+DELETE_MASKS = ("shared", "product", "mean")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
 
@@ -60,6 +64,7 @@ class NeuroMaskOptions:
 
     mask_size: int | None = None  # side of the logit grid; None = ceil(H / mask_scale)
     mask_scale: int = 8  # Fong & Vedaldi's 28 x 28 grid at 224 px
+    pyramid: int = 1  # grids summed: the mask grid and pyramid - 1 finer ones (each 2x)
     fill: str | float = "border"
     blur_sigma: float | None = None  # fill="blur": default 10 px at 224 px, scaled
     smoothness: str = "laplacian"
@@ -70,6 +75,7 @@ class NeuroMaskOptions:
     l_delete: float = 0.1  # deletion game (ours, after Fong & Vedaldi 2017); 0 = off
     delete_objective: str = "log-prob"  # log p_c; "not-class": -log(1 - p_c); "above-chance"
     delete_fill: str | float | None = None  # fill of the deletion game; None = ``fill``
+    delete_mask: str = "shared"  # one mask in both games, or its own: "product" / "mean"
     smooth_map: float = 0.0  # Gaussian sigma (px) applied to the returned map (ours); 0 = off
     temperature: float = 1.0
     logit_bound: float = 10.0
@@ -88,6 +94,7 @@ PRESETS: dict[str, NeuroMaskOptions] = {
     "reference": NeuroMaskOptions(
         mask_size=None,
         mask_scale=1,
+        pyramid=1,
         blur_sigma=None,
         fill="zero",
         smoothness="laplacian",
@@ -98,6 +105,7 @@ PRESETS: dict[str, NeuroMaskOptions] = {
         l_delete=0.0,
         delete_objective="log-prob",
         delete_fill=None,
+        delete_mask="shared",
         smooth_map=0.0,
         temperature=1.0,
         logit_bound=10.0,
@@ -132,6 +140,13 @@ class NeuroMask(Explainer):
         28 x 28 grid of Fong & Vedaldi 2017 at 224 px). On the held-out images a coarse
         grid removes the object with its surroundings as one blob, which is what lowers
         deletion AUC on textured images; a factor 2 or 4 keeps more detail.
+    pyramid : int
+        Number of logit grids (ours; default 1). With ``pyramid = k`` the logits are the
+        sum of the mask grid and ``k - 1`` grids each twice as fine (capped at the image
+        size), each upsampled bilinearly: the coarse grid carries the blob, the finer ones
+        its detail, so the mask can follow a thin stroke without the full-resolution
+        grid's speckle. The finer grids start at 0; the sparsity and smoothness terms act
+        on the summed logits. The cost per step is unchanged (the model's forward dominates).
     fill : {"border", "zero", "mean", "blur"} or float
         What removed pixels become: each image's own background colour, the per-channel
         median of its border pixels (default, ours: :func:`border_fill`; on a black
@@ -173,8 +188,17 @@ class NeuroMask(Explainer):
         0.081 vs 0.088 for ``above-chance`` on the same quarter grid), and on shapes the
         bounded form keeps the mask's peak on the object (pointing 1.000, where ``log p_c``
         falls to 0.389) but not its deletion AUC (0.200 vs Grad-CAM's 0.159).
-    delete_fill : {"zero", "mean", "blur"}, float or None
+    delete_fill : {"border", "zero", "mean", "blur"}, float or None
         What the deleted region becomes; ``None`` uses ``fill``.
+    delete_mask : {"shared", "product", "mean"}
+        Which mask the deletion game moves (ours). ``"shared"`` (default): the preservation
+        mask itself (Fong & Vedaldi's single mask). ``"product"`` / ``"mean"``: a second mask
+        of its own (same grids, initialisation and sparsity term), and the returned map is
+        the two masks' product (a pixel ranks high only if it is both enough to keep the
+        class and needed for it) or mean. On one shared mask the deletion game also marks
+        clutter whose removal lowers p_c, and the map's maximum can land there (pointing
+        game); the product keeps the maximum where the preservation mask is. The step costs
+        the same 2N forwards as the shared game.
     smooth_map : float
         Gaussian sigma in pixels applied to the returned mask (ours; 0 = off). Outside the
         mask every logit sits near -L, so the order of those pixels is noise; smoothing
@@ -278,6 +302,18 @@ class NeuroMask(Explainer):
         sigma = o.blur_sigma if o.blur_sigma is not None else 10 * max(x.shape[-2:]) / 224
         return blur(x, sigma)
 
+    def _grids(self, h: int, w: int) -> list[tuple[int, int]]:
+        """The logit grids, coarsest first: the mask grid and ``pyramid - 1`` grids each
+        twice as fine (capped at the image size)."""
+        gh, gw = self._grid(h, w)
+        out = [(gh, gw)]
+        for _ in range(self.options.pyramid - 1):
+            gh, gw = min(2 * gh, h), min(2 * gw, w)
+            if (gh, gw) == out[-1]:
+                break
+            out.append((gh, gw))
+        return out
+
     def _init_logits(self, n: int, gh: int, gw: int, device: torch.device) -> torch.Tensor:
         o = self.options
         if o.init == "uniform":
@@ -287,6 +323,17 @@ class NeuroMask(Explainer):
             w0 = torch.full((1, 1, gh, gw), float(o.init))
         return w0.to(device).expand(n, 1, gh, gw).clone()
 
+    def _logit_map(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """W: the single grid's logits, or (pyramid) the sum of every grid's logits
+        upsampled bilinearly to the finest grid."""
+        if len(logits) == 1:
+            return logits[0]
+        size = tuple(logits[-1].shape[-2:])
+        out = logits[-1]
+        for g in logits[:-1]:
+            out = out + F.interpolate(g, size=size, mode="bilinear", align_corners=False)
+        return out
+
     def masks_from_logits(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """M = sigmoid(W / T), upsampled bilinearly to ``size`` when the grid is coarser."""
         m = torch.sigmoid(logits / self.options.temperature)
@@ -294,23 +341,47 @@ class NeuroMask(Explainer):
             m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
         return m
 
+    @property
+    def _separate(self) -> bool:
+        """Whether the deletion game has its own mask (``delete_mask`` product or mean)."""
+        return self.options.l_delete > 0 and self.options.delete_mask != "shared"
+
+    def _map(self, grids: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """The returned map: the mask, or with its own deletion mask the two masks combined
+        (product: a pixel ranks high only if it is both kept and deleted; or mean)."""
+        if not self._separate:
+            return self.masks_from_logits(self._logit_map(grids), size)
+        k = len(grids) // 2
+        keep = self.masks_from_logits(self._logit_map(grids[:k]), size)
+        delete = self.masks_from_logits(self._logit_map(grids[k:]), size)
+        return keep * delete if self.options.delete_mask == "product" else (keep + delete) / 2
+
     def _explain(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         o = self.options
         n, _, h, w = inputs.shape
-        gh, gw = self._grid(h, w)
+        grids = self._grids(h, w)
         fill = self._fill(inputs, o.fill)  # (N, C, H, W)
         dfill = fill if o.delete_fill is None else self._fill(inputs, o.delete_fill)
-        logits = self._init_logits(n, gh, gw, inputs.device).requires_grad_(True)
+        # the coarsest grid holds the initial logits; finer grids start at 0 (a correction)
+        logits = []
+        for _ in range(2 if self._separate else 1):  # the deletion game's own mask second
+            logits.append(self._init_logits(n, *grids[0], inputs.device).requires_grad_(True))
+            logits += [
+                torch.zeros(n, 1, gh, gw, device=inputs.device, requires_grad=True)
+                for gh, gw in grids[1:]
+            ]
         opt = _optimizer(o.optimizer, logits, o.lr)
         best = torch.full((n,), math.inf, device=inputs.device)
         since = torch.zeros(n, dtype=torch.long, device=inputs.device)
         active = torch.ones(n, dtype=torch.bool, device=inputs.device)
         steps = torch.zeros(n, dtype=torch.long, device=inputs.device)
-        final = logits.detach().clone()
+        final = [g.detach().clone() for g in logits]
         for _ in range(o.iterations):
             idx = active.nonzero().squeeze(1)
             with torch.enable_grad():
-                per_image = self._loss(logits[idx], inputs[idx], fill[idx], dfill[idx], target[idx])
+                per_image = self._loss(
+                    [g[idx] for g in logits], inputs[idx], fill[idx], dfill[idx], target[idx]
+                )
                 opt.zero_grad(set_to_none=True)
                 per_image.sum().backward()
             opt.step()
@@ -324,14 +395,15 @@ class NeuroMask(Explainer):
                 since[idx] = torch.where(improved, 0, since[idx] + 1)
                 # frozen images keep their logits (the optimiser's momentum would move them)
                 frozen = ~active
-                logits.data[frozen] = final[frozen]
-                final[idx] = logits.data[idx]
+                for g, f in zip(logits, final, strict=True):
+                    g.data[frozen] = f[frozen]
+                    f[idx] = g.data[idx]
                 if o.patience > 0:
                     active &= since < o.patience
                 if not active.any():
                     break
         with torch.no_grad():
-            masks = self.masks_from_logits(final, (h, w))
+            masks = self._map(final, (h, w))
             probs = F.softmax(self.model(inputs * masks + fill * (1 - masks)), 1)
             self._info.append(
                 {
@@ -350,7 +422,7 @@ class NeuroMask(Explainer):
 
     def _loss(
         self,
-        logits: torch.Tensor,
+        grids: list[torch.Tensor],
         x: torch.Tensor,
         fill: torch.Tensor,
         dfill: torch.Tensor,
@@ -360,11 +432,17 @@ class NeuroMask(Explainer):
         [+ l_delete * D(p_c(x * (1 - M) + dfill * M)), the deletion game, D = log p,
         -log(1 - p) or log(p + 1/K)]."""
         o = self.options
+        k = len(grids) // 2 if self._separate else len(grids)
+        logits = self._logit_map(grids[:k])  # W on the finest grid
         masks = self.masks_from_logits(logits, x.shape[-2:])  # (N, 1, H, W)
         n = x.shape[0]
         kept = x * masks + fill * (1 - masks)  # (N, C, H, W): paper's x~
+        dmasks = masks
+        if self._separate:  # the deletion game's own mask, with its own sparsity term
+            dlogits = self._logit_map(grids[k:])
+            dmasks = self.masks_from_logits(dlogits, x.shape[-2:])
         if o.l_delete > 0:
-            deleted = x * (1 - masks) + dfill * masks  # the mask's region removed
+            deleted = x * (1 - dmasks) + dfill * dmasks  # the mask's region removed
             out = self.model(torch.cat([kept, deleted]))  # (2N, K); eval mode: per image
             out, out_del = out[:n], out[n:]
         else:
@@ -376,6 +454,12 @@ class NeuroMask(Explainer):
             sparse = (logits + o.logit_bound).abs().flatten(1).mean(1)
         smooth = _smoothness(logits, o.smoothness)
         loss = o.l_pred * ce + o.l_sparse * sparse + o.l_smooth * smooth
+        if self._separate:
+            if o.sparsity == "mask":
+                sparse = dmasks.flatten(1).mean(1)
+            else:
+                sparse = (dlogits + o.logit_bound).abs().flatten(1).mean(1)
+            loss = loss + o.l_sparse * sparse + o.l_smooth * _smoothness(dlogits, o.smoothness)
         if o.l_delete > 0:
             if o.delete_objective == "log-prob":
                 d = -F.cross_entropy(out_del, target, reduction="none")  # log p_c, minimised
@@ -424,12 +508,12 @@ def _smoothness(logits: torch.Tensor, kind: str) -> torch.Tensor:
     return lap.pow(2).flatten(1).mean(1)
 
 
-def _optimizer(name: str, param: torch.Tensor, lr: float) -> torch.optim.Optimizer:
+def _optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
     if name == "adam":
-        return torch.optim.Adam([param], lr=lr)
+        return torch.optim.Adam(params, lr=lr)
     if name == "rmsprop":
-        return torch.optim.RMSprop([param], lr=lr)
-    return torch.optim.SGD([param], lr=lr)
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr)
 
 
 def _is_fill(v: Any) -> bool:
@@ -457,6 +541,10 @@ def _validate(o: NeuroMaskOptions) -> None:
             f"delete_objective must be one of {', '.join(DELETE_OBJECTIVES)}, "
             f"got {o.delete_objective!r}"
         )
+    if o.delete_mask not in DELETE_MASKS:
+        raise ConfigError(
+            f"delete_mask must be one of {', '.join(DELETE_MASKS)}, got {o.delete_mask!r}"
+        )
     if o.optimizer not in OPTIMIZERS:
         raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {o.optimizer!r}")
     if o.init != "uniform" and not isinstance(o.init, (int, float)):
@@ -468,6 +556,9 @@ def _validate(o: NeuroMaskOptions) -> None:
         "patience": o.patience >= 0,
         "logit_bound": o.logit_bound > 0,
         "mask_scale": o.mask_scale >= 1,
+        "pyramid": isinstance(o.pyramid, int)
+        and not isinstance(o.pyramid, bool)
+        and o.pyramid >= 1,
         "mask_size": o.mask_size is None or o.mask_size >= 1,
         "l_pred": o.l_pred >= 0,
         "l_sparse": o.l_sparse >= 0,
