@@ -420,6 +420,21 @@ class NeuroMask(Explainer):
             masks = blur(masks, o.smooth_map)  # (N, 1, H, W)
         return masks
 
+    def _add_prior(
+        self, loss: torch.Tensor, logits: torch.Tensor, masks: torch.Tensor
+    ) -> torch.Tensor:
+        """``loss`` (N,) + l_sparse * sparsity + l_smooth * S(W) of one mask: the sparsity is
+        mean|W + L| (paper) or the area mean(M); S is skipped when its weight is 0."""
+        o = self.options
+        if o.sparsity == "mask":
+            sparse = masks.flatten(1).mean(1)  # the area of the mask
+        else:
+            sparse = (logits + o.logit_bound).abs().flatten(1).mean(1)
+        loss = loss + o.l_sparse * sparse
+        if o.l_smooth > 0:
+            loss = loss + o.l_smooth * _smoothness(logits, o.smoothness)
+        return loss
+
     def _loss(
         self,
         grids: list[torch.Tensor],
@@ -448,18 +463,9 @@ class NeuroMask(Explainer):
         else:
             out = self.model(kept)
         ce = F.cross_entropy(out, target, reduction="none")
-        if o.sparsity == "mask":
-            sparse = masks.flatten(1).mean(1)  # the area of the mask
-        else:
-            sparse = (logits + o.logit_bound).abs().flatten(1).mean(1)
-        smooth = _smoothness(logits, o.smoothness)
-        loss = o.l_pred * ce + o.l_sparse * sparse + o.l_smooth * smooth
+        loss = self._add_prior(o.l_pred * ce, logits, masks)
         if self._separate:
-            if o.sparsity == "mask":
-                sparse = dmasks.flatten(1).mean(1)
-            else:
-                sparse = (dlogits + o.logit_bound).abs().flatten(1).mean(1)
-            loss = loss + o.l_sparse * sparse + o.l_smooth * _smoothness(dlogits, o.smoothness)
+            loss = self._add_prior(loss, dlogits, dmasks)
         if o.l_delete > 0:
             if o.delete_objective == "log-prob":
                 d = -F.cross_entropy(out_del, target, reduction="none")  # log p_c, minimised
