@@ -9,7 +9,7 @@ targets are resolved; the base class does the rest:
 - batching: inputs are processed in chunks of ``batch_size``;
 - model state: the model is put in eval mode with ``requires_grad=False`` on its parameters
   while explaining, and every module's mode and every parameter's flag are restored
-  afterwards, also when explaining raises (:func:`model_state`).
+  afterwards, also when explaining raises (:func:`pellucid.state.model_state`).
 
 ``attribute`` is an alias of ``explain`` so that an explainer drops in where a Captum
 attribution method is used (``attribute(inputs, target=...)``).
@@ -17,39 +17,13 @@ attribution method is used (``attribute(inputs, target=...)``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
 from pellucid.errors import DataError
-
-
-@contextmanager
-def model_state(model: nn.Module, train: bool = False) -> Iterator[nn.Module]:
-    """Put ``model`` in eval (or train) mode with frozen parameters inside the block; restore
-    every module's mode and every parameter's ``requires_grad`` on exit, also on error."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.train(train)
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a parameter-free model)."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
+from pellucid.state import model_device, model_state
 
 
 def input_channels(model: nn.Module) -> int | None:

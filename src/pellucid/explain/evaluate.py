@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from pellucid.errors import DataError
-from pellucid.explain.base import model_device
 from pellucid.models.base import normalisation_mean
 from pellucid.registry import EXPLAINERS
+from pellucid.state import model_device
 
 # Every per-image score, with its direction (also declared in pellucid.metrics.SPECS).
 SCORES = {

@@ -25,7 +25,7 @@ DEFAULT_EXCLUDED = ("neuromask-reference",)
 
 
 def _targets(model: torch.nn.Module, batch: Any, target: str) -> torch.Tensor:
-    from pellucid.explain.base import model_device, model_state
+    from pellucid.state import model_device, model_state
 
     if target == "label":
         return batch.label

@@ -2,14 +2,7 @@
 
 from pellucid.metrics.activations import pooled_activations
 from pellucid.metrics.base import SPECS, MetricSpec
-from pellucid.metrics.faithfulness import (
-    deletion_auc,
-    deletion_insertion,
-    insertion_auc,
-    model_randomisation,
-    randomised_copy,
-    spearman_rank_correlation,
-)
+from pellucid.metrics.faithfulness import deletion_auc, deletion_insertion, insertion_auc
 from pellucid.metrics.gates import assigned_class, gate_density, gate_overlap
 from pellucid.metrics.imputation import noisy_linear_imputation
 from pellucid.metrics.localisation import (
@@ -34,6 +27,11 @@ from pellucid.metrics.paths import (  # noqa: F401  (public API)
     jaccard_matrix,
     layer_similarity,
     path_summary,
+)
+from pellucid.metrics.sanity import (
+    model_randomisation,
+    randomised_copy,
+    spearman_rank_correlation,
 )
 
 __all__ = [

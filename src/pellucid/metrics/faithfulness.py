@@ -1,5 +1,6 @@
-"""Faithfulness of attribution maps (evaluation.md, "Faithfulness" and "Sanity checks"):
-deletion / insertion curves (RISE) and the model-parameter randomisation check.
+"""Faithfulness of attribution maps (evaluation.md, "Faithfulness"): deletion / insertion
+curves and their AUC (RISE), with black, mean-colour or ROAD fill. The model-parameter
+randomisation check is in :mod:`pellucid.metrics.sanity`.
 
 Conventions
 -----------
@@ -15,29 +16,19 @@ model
 
 from __future__ import annotations
 
-import copy
 import math
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from pellucid.errors import DataError
 from pellucid.metrics.base import declare
+from pellucid.metrics.checks import as_images, as_maps, as_target
 from pellucid.metrics.imputation import noisy_linear_imputation
-from pellucid.metrics.localisation import _as_maps
+from pellucid.state import model_device, model_state
 
-__all__ = [
-    "deletion_auc",
-    "deletion_insertion",
-    "insertion_auc",
-    "model_randomisation",
-    "randomised_copy",
-    "spearman_rank_correlation",
-]
+__all__ = ["deletion_auc", "deletion_insertion", "insertion_auc"]
 
 declare(
     "deletion_auc",
@@ -62,72 +53,9 @@ declare(
     "RISE insertion: normalised AUC of the class probability as top-attributed pixels are "
     "restored into a blurred image",
 )
-declare(
-    "sanity_rank_correlation",
-    False,
-    "Spearman correlation of maps from the trained vs a re-initialised model (Adebayo et "
-    "al. 2018); high = the method ignores the model",
-)
-
-_RANGE_SLACK = 1e-4
-_SEED_SALT = 0x5EED_F00D  # randomised_copy: seed s must not replay torch.manual_seed(s)
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return fallback
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every sub-module in eval mode; restore each one's own flag afterwards."""
-    modes = [(mod, mod.training) for mod in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for mod, was in modes:
-            mod.training = was
-
-
-def _as_images(inputs: Any) -> torch.Tensor:
-    x = torch.as_tensor(inputs).detach()
-    if x.ndim != 4:
-        raise DataError(f"inputs must be images (N, C, H, W); got shape {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise DataError("inputs is an empty batch (N = 0)")
-    if x.shape[2] == 0 or x.shape[3] == 0:
-        raise DataError(f"inputs have an empty spatial size {tuple(x.shape[2:])}")
-    if not torch.is_floating_point(x):
-        x = x.float()
-    if not torch.isfinite(x).all():
-        raise DataError("inputs contain NaN or infinite values")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
-        raise DataError(
-            f"inputs must be images in pixel space [0, 1], got values in [{lo:.4g}, {hi:.4g}] "
-            "(normalisation belongs inside the model)"
-        )
-    return x
-
-
-def _as_target(target: Any, n: int, device: torch.device) -> torch.Tensor:
-    t = torch.as_tensor(target).detach()
-    if torch.is_floating_point(t) or t.dtype == torch.bool:
-        raise DataError(f"target must be integer class indices, got dtype {t.dtype}")
-    if t.ndim == 0:
-        t = t.expand(n)
-    if t.ndim != 1 or t.shape[0] != n:
-        raise DataError(f"target must be (N,) = ({n},), got shape {tuple(t.shape)}")
-    if bool((t < 0).any()):
-        raise DataError(f"target has negative class indices (min {int(t.min())})")
-    return t.to(device=device, dtype=torch.long)
 
 
 def _odd_at_most(k: int, size: int) -> int:
@@ -225,39 +153,29 @@ def deletion_insertion(
     Petsiuk, Das & Saenko, "RISE: Randomized Input Sampling for Explanation of Black-box
     Models", BMVC 2018 (Sec. 4.1, causal metrics).
     """
-    if mode not in ("deletion", "insertion"):
-        raise DataError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
-    if int(steps) < 1:
-        raise DataError(f"steps must be >= 1, got {steps}")
-    if int(batch_size) < 1:
-        raise DataError(f"batch_size must be >= 1, got {batch_size}")
-    steps, batch_size = int(steps), int(batch_size)
-    x = _as_images(inputs)
+    steps, batch_size = _check_curve_options(mode, steps, batch_size, blur_kernel, blur_sigma)
+    x = as_images(inputs)
     out_device = x.device
     n, c, h, w = x.shape
-    m = _as_maps(maps)
+    m = as_maps(maps)
     if tuple(m.shape) != (n, h, w):
         raise DataError(
             f"maps and inputs have mismatched N/H/W: maps {tuple(m.shape)} (N, H, W) vs "
             f"inputs {tuple(x.shape)} (N, C, H, W)"
         )
-    device = _model_device(model, x.device)
-    t = _as_target(target, n, device)
+    device = model_device(model, fallback=x.device)
+    t = as_target(target, n, device)
     x = x.to(device)
 
     hw = h * w
     small = torch.int32 if hw < 2**31 else torch.long  # the rank table is N x H x W
     rank = _removal_rank(m.reshape(n, hw).cpu().double(), seed).to(small)
-    rank = rank.to(device).view(n, 1, h, w)
-    counts = (torch.arange(steps + 1, dtype=torch.long) * hw) // steps
+    rank = rank.to(device).view(n, 1, h, w)  # (N, 1, H, W)
+    counts = (torch.arange(steps + 1, dtype=torch.long) * hw) // steps  # pixels changed
     fractions = counts.double() / hw  # CPU, float64 (not every device has it)
     counts = counts.to(device=device, dtype=small)
 
     if mode == "insertion":
-        if int(blur_kernel) < 1:
-            raise DataError(f"blur_kernel must be >= 1, got {blur_kernel}")
-        if not (float(blur_sigma) > 0 and math.isfinite(float(blur_sigma))):
-            raise DataError(f"blur_sigma must be a finite number > 0, got {blur_sigma}")
         from torchvision.transforms.functional import gaussian_blur
 
         kernel = [_odd_at_most(int(blur_kernel), w), _odd_at_most(int(blur_kernel), h)]
@@ -267,36 +185,71 @@ def deletion_insertion(
     else:
         base = _deletion_fill(model, fill, c).to(device=device, dtype=x.dtype)
 
-    total = n * (steps + 1)
-    probs = torch.empty(total, dtype=torch.float32, device=device)
-    with _eval_mode(model), torch.no_grad():
-        for start in range(0, total, batch_size):
-            j = torch.arange(start, min(start + batch_size, total), device=device)
-            i, s = j // (steps + 1), j % (steps + 1)
-            changed = rank[i] < counts[s].view(-1, 1, 1, 1)  # (B, 1, H, W)
-            if mode == "deletion" and base is None:  # ROAD: seeded per (image, step)
-                batch = noisy_linear_imputation(x[i], changed, seed=(seed * 1_000_003 + j).tolist())
-            elif mode == "deletion":
-                batch = torch.where(changed, base, x[i])
-            else:
-                batch = torch.where(changed, x[i], base[i])
-            logits = model(batch)
-            if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else logits
-                raise DataError(f"model must return logits (N, num_classes), got {shape}")
-            if start == 0 and int(t.max()) >= logits.shape[1]:
-                raise DataError(
-                    f"target has class {int(t.max())} but the model has {logits.shape[1]} classes"
-                )
-            p = torch.softmax(logits.float(), dim=1)
-            probs[start : start + len(j)] = p.gather(1, t[i].view(-1, 1)).squeeze(1)
-    curves = probs.view(n, steps + 1).cpu()
+    def perturbed(j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The perturbed images (B, C, H, W) number ``j = image * (steps + 1) + step``,
+        and the index of the image each one was made from (B,)."""
+        i, s = j // (steps + 1), j % (steps + 1)
+        changed = rank[i] < counts[s].view(-1, 1, 1, 1)  # (B, 1, H, W)
+        if mode == "deletion" and base is None:  # ROAD: seeded per (image, step)
+            return noisy_linear_imputation(x[i], changed, seed=(seed * 1_000_003 + j).tolist()), i
+        if mode == "deletion":
+            return torch.where(changed, base, x[i]), i
+        return torch.where(changed, x[i], base[i]), i
+
+    probs = _target_probabilities(model, perturbed, t, n * (steps + 1), batch_size, device)
+    curves = probs.view(n, steps + 1).cpu()  # (N, steps + 1)
     auc = torch.trapezoid(curves.double(), x=fractions, dim=1)
     return {
         "auc": auc.float().to(out_device),
         "curves": curves.to(out_device),
         "fractions": fractions.float().to(out_device),
     }
+
+
+def _check_curve_options(
+    mode: str, steps: int, batch_size: int, blur_kernel: int, blur_sigma: float
+) -> tuple[int, int]:
+    if mode not in ("deletion", "insertion"):
+        raise DataError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
+    if int(steps) < 1:
+        raise DataError(f"steps must be >= 1, got {steps}")
+    if int(batch_size) < 1:
+        raise DataError(f"batch_size must be >= 1, got {batch_size}")
+    if mode == "insertion":
+        if int(blur_kernel) < 1:
+            raise DataError(f"blur_kernel must be >= 1, got {blur_kernel}")
+        if not (float(blur_sigma) > 0 and math.isfinite(float(blur_sigma))):
+            raise DataError(f"blur_sigma must be a finite number > 0, got {blur_sigma}")
+    return int(steps), int(batch_size)
+
+
+def _target_probabilities(
+    model: nn.Module,
+    perturbed: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    target: torch.Tensor,
+    total: int,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """p(target | image) (total,) of the ``total`` images ``perturbed(j)`` builds (with the
+    index of the image each one was made from), ``batch_size`` at a time, in eval mode."""
+    probs = torch.empty(total, dtype=torch.float32, device=device)
+    with model_state(model), torch.no_grad():
+        for start in range(0, total, batch_size):
+            j = torch.arange(start, min(start + batch_size, total), device=device)
+            batch, i = perturbed(j)
+            logits = model(batch)
+            if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else logits
+                raise DataError(f"model must return logits (N, num_classes), got {shape}")
+            if start == 0 and int(target.max()) >= logits.shape[1]:
+                raise DataError(
+                    f"target has class {int(target.max())} but the model has "
+                    f"{logits.shape[1]} classes"
+                )
+            p = torch.softmax(logits.float(), dim=1)  # (B, K)
+            probs[start : start + len(j)] = p.gather(1, target[i].view(-1, 1)).squeeze(1)
+    return probs
 
 
 def _deletion_fill(model: nn.Module, fill: str | float, channels: int) -> torch.Tensor:
@@ -368,148 +321,3 @@ def insertion_auc(
         blur_sigma=blur_sigma,
         seed=seed,
     )["auc"]
-
-
-# ------------------------------------------------------------------------- rank correlation
-
-
-def _average_ranks(v: torch.Tensor) -> torch.Tensor:
-    """Row-wise ranks 1..D of (N, D) values, ties given their average rank (like
-    ``scipy.stats.rankdata(method="average")``)."""
-    n, d = v.shape
-    sorted_v, idx = v.sort(dim=1, stable=True)
-    new = torch.ones(n, d, dtype=torch.long, device=v.device)
-    new[:, 1:] = (sorted_v[:, 1:] != sorted_v[:, :-1]).long()
-    group = new.flatten().cumsum(0) - 1  # tie groups never span rows: new[:, 0] = 1
-    pos = torch.arange(1, d + 1, dtype=torch.float64, device=v.device).repeat(n)
-    size = int(group[-1]) + 1
-    sums = torch.zeros(size, dtype=torch.float64, device=v.device).index_add_(0, group, pos)
-    cnt = torch.bincount(group, minlength=size).double()
-    ranks_sorted = (sums / cnt)[group].view(n, d)
-    return torch.empty_like(ranks_sorted).scatter_(1, idx, ranks_sorted)
-
-
-def spearman_rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image Spearman rank correlation of two sets of maps.
-
-    Pearson correlation of the average ranks (ties share their mean rank) of the flattened
-    maps, as ``scipy.stats.spearmanr``.
-
-    Parameters
-    ----------
-    a, b : Tensor (N, 1, H, W) or (N, H, W)
-        Same N, H, W.
-
-    Returns
-    -------
-    Tensor (N,)
-        In [-1, 1]; NaN where either map is constant.
-    """
-    x = _as_maps(a, "a")
-    y = _as_maps(b, "b")
-    if tuple(x.shape) != tuple(y.shape):
-        raise DataError(f"a and b have mismatched N/H/W: {tuple(x.shape)} vs {tuple(y.shape)}")
-    n, device = x.shape[0], x.device
-    rx = _average_ranks(x.reshape(n, -1).cpu().double())  # CPU: float64 everywhere
-    ry = _average_ranks(y.reshape(n, -1).cpu().double())
-    rx = rx - rx.mean(dim=1, keepdim=True)
-    ry = ry - ry.mean(dim=1, keepdim=True)
-    denom = (rx.square().sum(dim=1) * ry.square().sum(dim=1)).sqrt()
-    num = (rx * ry).sum(dim=1)
-    corr = torch.where(denom > 0, num / denom.clamp_min(1e-300), torch.full_like(num, math.nan))
-    return corr.clamp(-1.0, 1.0).float().to(device)
-
-
-# ------------------------------------------------------------------ randomisation check
-
-
-def randomised_copy(model: nn.Module, seed: int = 0) -> nn.Module:
-    """A deep copy of ``model`` with all learnable weights re-initialised.
-
-    Every sub-module with a ``reset_parameters()`` method (convolutions, linear and
-    normalisation layers, ...) is reset to its default initialisation, and normalisation
-    running statistics are reset (``reset_running_stats()``). Buffers that are not learnable
-    statistics (e.g. the mean/std of :class:`pellucid.models.Normalize`) are kept. The
-    re-initialisation draws from the CPU generator seeded with ``seed`` (mixed with a fixed
-    salt, so that a model built right after ``torch.manual_seed(seed)`` is not re-drawn
-    with its own initial weights) inside ``torch.random.fork_rng``, so it is reproducible,
-    independent of the model's device, and leaves the global RNG state untouched. The
-    original model is not modified; the copy keeps its train/eval flags, requires_grad
-    flags and device.
-
-    A warning names any learnable parameter that no ``reset_parameters()`` covers (for
-    example a method's own ``nn.Parameter`` such as CSG gates): those keep their trained
-    values.
-
-    References
-    ----------
-    Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim, "Sanity Checks for Saliency Maps",
-    NeurIPS 2018 (model parameter randomisation test, full re-initialisation).
-    """
-    out = copy.deepcopy(model)
-    on_cpu = all(t.device.type == "cpu" for t in [*out.parameters(), *out.buffers()])
-    work = out if on_cpu else copy.deepcopy(out).cpu()
-    covered: set[int] = set()
-    with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed((int(seed) ^ _SEED_SALT) % (1 << 63))
-        with torch.no_grad():
-            for mod in work.modules():
-                reset = getattr(mod, "reset_parameters", None)
-                if callable(reset):
-                    reset()
-                    covered.update(id(p) for p in mod.parameters(recurse=False))
-                stats = getattr(mod, "reset_running_stats", None)
-                if callable(stats):
-                    stats()
-    left = [name for name, p in work.named_parameters() if id(p) not in covered]
-    if left:
-        warnings.warn(
-            f"randomised_copy: {len(left)} parameter(s) have no reset_parameters() and keep "
-            f"their trained values: {', '.join(left[:8])}{' ...' if len(left) > 8 else ''}",
-            stacklevel=2,
-        )
-    if work is not out:
-        out.load_state_dict(work.state_dict())
-    return out
-
-
-def model_randomisation(
-    make_maps: Callable[[nn.Module], torch.Tensor], model: nn.Module, seed: int = 0
-) -> dict[str, Any]:
-    """Model-parameter randomisation sanity check (Adebayo et al. 2018), full re-init.
-
-    Parameters
-    ----------
-    make_maps : callable
-        ``make_maps(m) -> Tensor (N, 1, H, W)`` explains the same images with model ``m``.
-        Called with ``model`` and with ``randomised_copy(model, seed)``.
-    model : nn.Module
-        The trained model; its train/eval and requires_grad flags are restored afterwards.
-    seed : int
-        Seed of the re-initialisation.
-
-    Returns
-    -------
-    dict
-        ``"rank_correlation"``: Tensor (N,), Spearman correlation of each image's maps
-        (NaN where a map is constant); ``"mean"``: float, the NaN-ignoring mean. Lower is
-        better: a faithful method's maps change when the weights are randomised.
-
-    References
-    ----------
-    Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim, "Sanity Checks for Saliency Maps",
-    NeurIPS 2018.
-    """
-    modes = [(mod, mod.training) for mod in model.modules()]
-    grads = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        trained = make_maps(model)
-    finally:
-        for mod, was in modes:
-            mod.training = was
-        for p, rg in grads:
-            p.requires_grad_(rg)
-    rnd = randomised_copy(model, seed)
-    randomised = make_maps(rnd)
-    corr = spearman_rank_correlation(trained, randomised)
-    return {"rank_correlation": corr, "mean": float(torch.nanmean(corr))}

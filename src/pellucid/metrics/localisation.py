@@ -21,6 +21,7 @@ import torch
 
 from pellucid.errors import DataError
 from pellucid.metrics.base import declare
+from pellucid.metrics.checks import as_maps, as_masks
 
 __all__ = [
     "energy_pointing_game",
@@ -40,58 +41,6 @@ declare(
     "share of the positive attribution mass that falls inside the object mask",
 )
 declare("top_q_iou", True, "IoU of the top-q (30 %) pixels of the map with the object mask")
-
-
-# ---------------------------------------------------------------------------------- checks
-
-
-def _as_maps(maps: Any, name: str = "maps") -> torch.Tensor:
-    """Validate attribution maps and return them detached as (N, H, W) floating point."""
-    m = torch.as_tensor(maps).detach()
-    if m.ndim == 4:
-        if m.shape[1] != 1:
-            raise DataError(
-                f"{name} must have one channel, (N, 1, H, W) or (N, H, W); got {tuple(m.shape)}"
-            )
-        m = m[:, 0]
-    elif m.ndim != 3:
-        raise DataError(
-            f"{name} must be (N, 1, H, W) or (N, H, W) with a batch dimension; "
-            f"got shape {tuple(m.shape)}"
-        )
-    if m.shape[0] == 0:
-        raise DataError(f"{name} is an empty batch (N = 0)")
-    if m.shape[1] == 0 or m.shape[2] == 0:
-        raise DataError(f"{name} has an empty spatial size {tuple(m.shape[1:])}")
-    if m.dtype == torch.bool or not torch.is_floating_point(m):
-        m = m.float()
-    if not torch.isfinite(m).all():
-        raise DataError(f"{name} contain NaN or infinite values")
-    return m
-
-
-def _as_masks(masks: Any, like: torch.Tensor, name: str = "masks") -> torch.Tensor:
-    """Validate binary masks against (N, H, W) maps ``like``; return them as bool (N, H, W)."""
-    k = torch.as_tensor(masks).detach()
-    if k.ndim == 4:
-        if k.shape[1] != 1:
-            raise DataError(
-                f"{name} must have one channel, (N, 1, H, W) or (N, H, W); got {tuple(k.shape)}"
-            )
-        k = k[:, 0]
-    elif k.ndim != 3:
-        raise DataError(f"{name} must be (N, 1, H, W) or (N, H, W); got shape {tuple(k.shape)}")
-    if tuple(k.shape) != tuple(like.shape):
-        raise DataError(
-            f"{name} and maps have mismatched N/H/W: {name} {tuple(k.shape)} (N, H, W) vs "
-            f"maps {tuple(like.shape)}"
-        )
-    k = k.to(like.device)
-    if k.dtype != torch.bool:
-        if not ((k == 0) | (k == 1)).all():
-            raise DataError(f"{name} must be binary (values in {{0, 1}}, or bool)")
-        k = k != 0
-    return k
 
 
 # ------------------------------------------------------------------------------ pointing game
@@ -162,8 +111,8 @@ def pointing_game(
     Zhang, Bargal, Lin, Brandt, Shen & Sclaroff, "Top-down Neural Attention by Excitation
     Backprop", ECCV 2016 (IJCV 2018). Fong, Patrick & Vedaldi, ICCV 2019 (TorchRay).
     """
-    m = _as_maps(maps)
-    k = _as_masks(masks, m)
+    m = as_maps(maps)
+    k = as_masks(masks, m)
     n, h, w = m.shape
     if tolerance is None:
         tolerance = pointing_tolerance(max(h, w))
@@ -224,8 +173,8 @@ def energy_pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tenso
     Wang, Wang, Du, Yang, Zhang, Ding, Mardziel & Hu, "Score-CAM: Score-Weighted Visual
     Explanations for Convolutional Neural Networks", CVPR Workshops 2020 (Sec. 4.2).
     """
-    m = _as_maps(maps)
-    k = _as_masks(masks, m)
+    m = as_maps(maps)
+    k = as_masks(masks, m)
     pos = m.clamp_min(0).flatten(1)
     total = pos.sum(dim=1)
     inside = (pos * k.flatten(1)).sum(dim=1)
@@ -263,8 +212,8 @@ def top_q_iou(maps: torch.Tensor, masks: torch.Tensor, q: float = 0.3) -> torch.
     q = float(q)
     if not (0.0 < q <= 1.0):
         raise DataError(f"top_q_iou: q must be in (0, 1], got {q}")
-    m = _as_maps(maps)
-    k = _as_masks(masks, m)
+    m = as_maps(maps)
+    k = as_masks(masks, m)
     n, h, w = m.shape
     count = round(q * h * w)
     if count < 1:

@@ -1,0 +1,294 @@
+"""The NeuroMask explainer: per image, optimise mask logits W so that the masked image keeps
+the class while the mask stays small (Alzantot et al. 2019; ``shared/methods/neuromask.md``).
+The options and their evidence are documented in :class:`NeuroMaskOptions`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pellucid.errors import ConfigError
+from pellucid.explain.base import Explainer
+from pellucid.explain.neuromask.objective import (
+    EarlyStopping,
+    border_fill,
+    deletion_term,
+    make_optimizer,
+    smoothness,
+)
+from pellucid.explain.neuromask.options import PRESETS, NeuroMaskOptions, validate
+from pellucid.models.base import normalisation_mean
+from pellucid.registry import EXPLAINERS
+
+
+@EXPLAINERS.register("neuromask", help="NeuroMask: learn the smallest smooth mask (ours)")
+class NeuroMask(Explainer):
+    """NeuroMask explainer (Alzantot et al. 2019).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier on pixel-space images in [0, 1].
+    preset : {"default", "reference"}
+        Starting values of the options; explicit options override them. ``reference`` is
+        the paper's setting and also explains one image at a time (``batch_size=1``).
+    batch_size : int, optional
+        Images optimised together (default 64; 1 for ``reference``). An image's mask does
+        not depend on its batch: the per-image losses are summed, never averaged, and the
+        optimisers are element-wise.
+    **options
+        Any field of :class:`NeuroMaskOptions` (mask grid, fill, smoothness, loss weights,
+        deletion game, temperature, optimiser, iterations, early stopping, seed), where each
+        is documented with the measurements behind its default.
+
+    Attributes
+    ----------
+    options : NeuroMaskOptions
+        The resolved options.
+    last_info : dict
+        After :meth:`explain`: ``iterations`` (per image), ``probability`` of the target class
+        on the masked image, ``area`` (mean mask value) and ``loss``.
+    """
+
+    name = "neuromask"
+    normalise = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        preset: str = "default",
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown NeuroMask preset {preset!r}; choose from {list(PRESETS)}")
+        valid = {f.name for f in fields(NeuroMaskOptions)}
+        unknown = sorted(set(options) - valid)
+        if unknown:
+            raise ConfigError(
+                f"NeuroMask has no option {unknown[0]!r}; options: preset, batch_size, "
+                + ", ".join(sorted(valid))
+            )
+        self.preset = preset
+        self.options = replace(PRESETS[preset], **options)
+        validate(self.options)
+        if batch_size is None:
+            batch_size = 1 if preset == "reference" else 64
+        super().__init__(model, batch_size)
+        self.last_info: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def reference(cls, model: nn.Module, **options: Any) -> NeuroMask:
+        """The paper's setting (see ``PRESETS["reference"]``)."""
+        return cls(model, preset="reference", **options)
+
+    def config(self) -> dict[str, Any]:
+        """Resolved options (for saving next to results)."""
+        return {"preset": self.preset, "batch_size": self.batch_size, **asdict(self.options)}
+
+    def explain(self, inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
+        self._info: list[dict[str, torch.Tensor]] = []
+        masks = super().explain(inputs, target)
+        self.last_info = {k: torch.cat([d[k] for d in self._info]) for k in self._info[0]}
+        return masks
+
+    attribute = explain
+
+    # ---------------------------------------------------------------- masks from logits
+    def _grid(self, h: int, w: int) -> tuple[int, int]:
+        o = self.options
+        if o.mask_size is not None:
+            return min(o.mask_size, h), min(o.mask_size, w)
+        return math.ceil(h / o.mask_scale), math.ceil(w / o.mask_scale)
+
+    def _grids(self, h: int, w: int) -> list[tuple[int, int]]:
+        """The logit grids, coarsest first: the mask grid and ``pyramid - 1`` grids each
+        twice as fine (capped at the image size)."""
+        gh, gw = self._grid(h, w)
+        out = [(gh, gw)]
+        for _ in range(self.options.pyramid - 1):
+            gh, gw = min(2 * gh, h), min(2 * gw, w)
+            if (gh, gw) == out[-1]:
+                break
+            out.append((gh, gw))
+        return out
+
+    def _fill(self, x: torch.Tensor, kind: str | float) -> torch.Tensor:
+        """What removed pixels become (N, C, H, W) (``fill`` in :class:`NeuroMaskOptions`)."""
+        if isinstance(kind, (int, float)) and not isinstance(kind, bool):
+            return torch.full_like(x, float(kind))
+        if kind == "zero":
+            return torch.zeros_like(x)
+        if kind == "border":
+            return border_fill(x)
+        if kind == "mean":
+            mean = normalisation_mean(self.model, x.shape[1])
+            if mean is None:
+                return x.mean((2, 3), keepdim=True).expand_as(x)
+            return mean.to(x).view(1, -1, 1, 1).expand_as(x)
+        from pellucid.explain.baselines import blur
+
+        o = self.options
+        sigma = o.blur_sigma if o.blur_sigma is not None else 10 * max(x.shape[-2:]) / 224
+        return blur(x, sigma)
+
+    def _init_logits(self, n: int, gh: int, gw: int, device: torch.device) -> torch.Tensor:
+        o = self.options
+        if o.init == "uniform":
+            g = torch.Generator().manual_seed(o.seed)
+            w0 = (torch.rand(1, 1, gh, gw, generator=g) * 2 - 1) * o.logit_bound
+        else:
+            w0 = torch.full((1, 1, gh, gw), float(o.init))
+        return w0.to(device).expand(n, 1, gh, gw).clone()
+
+    def _parameters(
+        self, n: int, grids: list[tuple[int, int]], device: torch.device
+    ) -> list[torch.Tensor]:
+        """The free logits: per mask, the coarsest grid holding the initial logits and the
+        finer grids (a correction) starting at 0; the deletion game's own mask second."""
+        logits = []
+        for _ in range(2 if self._separate else 1):
+            logits.append(self._init_logits(n, *grids[0], device).requires_grad_(True))
+            logits += [
+                torch.zeros(n, 1, gh, gw, device=device, requires_grad=True) for gh, gw in grids[1:]
+            ]
+        return logits
+
+    def _logit_map(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """W: the single grid's logits, or (pyramid) the sum of every grid's logits
+        upsampled bilinearly to the finest grid."""
+        if len(logits) == 1:
+            return logits[0]
+        size = tuple(logits[-1].shape[-2:])
+        out = logits[-1]
+        for g in logits[:-1]:
+            out = out + F.interpolate(g, size=size, mode="bilinear", align_corners=False)
+        return out
+
+    def masks_from_logits(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """M = sigmoid(W / T), upsampled bilinearly to ``size`` when the grid is coarser."""
+        m = torch.sigmoid(logits / self.options.temperature)
+        if tuple(m.shape[-2:]) != tuple(size):
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+        return m
+
+    @property
+    def _separate(self) -> bool:
+        """Whether the deletion game has its own mask (``delete_mask`` product or mean)."""
+        return self.options.l_delete > 0 and self.options.delete_mask != "shared"
+
+    def _map(self, grids: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """The returned map: the mask, or with its own deletion mask the two masks combined
+        (product: a pixel ranks high only if it is both kept and deleted; or mean)."""
+        if not self._separate:
+            return self.masks_from_logits(self._logit_map(grids), size)
+        k = len(grids) // 2
+        keep = self.masks_from_logits(self._logit_map(grids[:k]), size)
+        delete = self.masks_from_logits(self._logit_map(grids[k:]), size)
+        return keep * delete if self.options.delete_mask == "product" else (keep + delete) / 2
+
+    # ------------------------------------------------------------------ the optimisation
+    def _explain(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        o = self.options
+        n, _, h, w = inputs.shape
+        fill = self._fill(inputs, o.fill)  # (N, C, H, W)
+        dfill = fill if o.delete_fill is None else self._fill(inputs, o.delete_fill)
+        logits = self._parameters(n, self._grids(h, w), inputs.device)
+        opt = make_optimizer(o.optimizer, logits, o.lr)
+        stop = EarlyStopping(n, o.patience, o.tol, inputs.device)
+        final = [g.detach().clone() for g in logits]  # each image's logits when it stopped
+        for _ in range(o.iterations):
+            idx = stop.active.nonzero().squeeze(1)
+            with torch.enable_grad():
+                per_image = self._loss(
+                    [g[idx] for g in logits], inputs[idx], fill[idx], dfill[idx], target[idx]
+                )
+                opt.zero_grad(set_to_none=True)
+                per_image.sum().backward()
+            opt.step()
+            with torch.no_grad():
+                # frozen images keep their logits (the optimiser's momentum would move them)
+                frozen = ~stop.active
+                for g, f in zip(logits, final, strict=True):
+                    g.data[frozen] = f[frozen]
+                    f[idx] = g.data[idx]
+                if not stop.update(idx, per_image.detach()):
+                    break
+        with torch.no_grad():
+            masks = self._map(final, (h, w))  # (N, 1, H, W)
+            probs = F.softmax(self.model(inputs * masks + fill * (1 - masks)), 1)  # (N, K)
+            self._info.append(
+                {
+                    "iterations": stop.steps.cpu(),
+                    "probability": probs.gather(1, target[:, None])[:, 0].cpu(),
+                    "area": masks.flatten(1).mean(1).cpu(),
+                    "loss": self._loss(final, inputs, fill, dfill, target).cpu(),
+                }
+            )
+        if o.smooth_map > 0:
+            from pellucid.explain.baselines import blur
+
+            # ranks the pixels outside the mask (logits all near -L) by their nearness to it
+            masks = blur(masks, o.smooth_map)  # (N, 1, H, W)
+        return masks
+
+    def _add_prior(
+        self, loss: torch.Tensor, logits: torch.Tensor, masks: torch.Tensor
+    ) -> torch.Tensor:
+        """``loss`` (N,) + l_sparse * sparsity + l_smooth * S(W) of one mask: the sparsity is
+        mean|W + L| (paper) or the area mean(M); S is skipped when its weight is 0."""
+        o = self.options
+        if o.sparsity == "mask":
+            sparse = masks.flatten(1).mean(1)  # the area of the mask
+        else:
+            sparse = (logits + o.logit_bound).abs().flatten(1).mean(1)
+        loss = loss + o.l_sparse * sparse
+        if o.l_smooth > 0:
+            loss = loss + o.l_smooth * smoothness(logits, o.smoothness)
+        return loss
+
+    def _loss(
+        self,
+        grids: list[torch.Tensor],
+        x: torch.Tensor,
+        fill: torch.Tensor,
+        dfill: torch.Tensor,
+        target: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-image loss (N,): l_pred CE(f(x~), c) + l_sparse mean|W + L| + l_smooth S(W)
+        [+ l_delete * D(p_c(x * (1 - M) + dfill * M)), the deletion game, D = log p,
+        -log(1 - p) or log(p + 1/K)]."""
+        o = self.options
+        k = len(grids) // 2 if self._separate else len(grids)
+        logits = self._logit_map(grids[:k])  # W on the finest grid
+        masks = self.masks_from_logits(logits, x.shape[-2:])  # (N, 1, H, W)
+        n = x.shape[0]
+        kept = x * masks + fill * (1 - masks)  # (N, C, H, W): paper's x~
+        dmasks = masks
+        if self._separate:  # the deletion game's own mask, with its own sparsity term
+            dlogits = self._logit_map(grids[k:])
+            dmasks = self.masks_from_logits(dlogits, x.shape[-2:])
+        if o.l_delete > 0:
+            deleted = x * (1 - dmasks) + dfill * dmasks  # the mask's region removed
+            out = self.model(torch.cat([kept, deleted]))  # (2N, K); eval mode: per image
+            out, out_del = out[:n], out[n:]
+        else:
+            out = self.model(kept)
+        ce = F.cross_entropy(out, target, reduction="none")
+        loss = self._add_prior(o.l_pred * ce, logits, masks)
+        if self._separate:
+            loss = self._add_prior(loss, dlogits, dmasks)
+        if o.l_delete > 0:
+            loss = loss + o.l_delete * deletion_term(out_del, target, o.delete_objective)
+        return loss
+
+
+@EXPLAINERS.register("neuromask-reference", help="NeuroMask with the paper's settings (slow)")
+def neuromask_reference(model: nn.Module, **options: Any) -> NeuroMask:
+    """NeuroMask with ``preset="reference"`` (2000 RMSprop steps, one image at a time)."""
+    return NeuroMask(model, preset="reference", **options)

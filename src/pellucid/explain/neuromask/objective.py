@@ -1,0 +1,100 @@
+"""The terms of NeuroMask's loss and what they are computed on: the fill of removed pixels,
+the smoothness prior, the deletion game's objective, the optimiser and per-image early
+stopping.
+
+Alzantot et al. 2019 (``shared/methods/neuromask.md``): loss = l_pred CE(f(x~), c)
++ l_sparse mean|W + L| + l_smooth mean((Lap * W)^2); the deletion game is ours, after Fong &
+Vedaldi 2017 (``l_delete`` in :class:`NeuroMaskOptions`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def border_fill(x: torch.Tensor) -> torch.Tensor:
+    """Each image's own background estimate: the per-channel median of its border pixels
+    (a frame ``max(1, min(H, W) // 32)`` pixels wide), broadcast to the image (N, C, H, W).
+
+    Removing evidence by painting it with the background colour leaves no silhouette on a
+    plain background (there it equals the zero fill of black-background digits) and a
+    low-contrast one on a textured background, where a black fill leaves a dark cut-out
+    that still shows the object's shape.
+    """
+    n, c, h, w = x.shape
+    k = max(1, min(h, w) // 32)
+    frame = torch.ones(h, w, dtype=torch.bool, device=x.device)
+    frame[k : h - k, k : w - k] = False
+    values = x.flatten(2)[:, :, frame.flatten()]  # (N, C, border pixels)
+    return values.median(dim=2).values[:, :, None, None].expand_as(x)
+
+
+def neg_log_not(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-log(1 - softmax(logits)_c) per row, computed stably as
+    logsumexp(all) - logsumexp(all but c)."""
+    others = logits.scatter(1, target[:, None], -math.inf)  # (N, K)
+    return torch.logsumexp(logits, 1) - torch.logsumexp(others, 1)
+
+
+def deletion_term(logits: torch.Tensor, target: torch.Tensor, objective: str) -> torch.Tensor:
+    """The deletion game's term (N,), minimised, of the logits (N, K) of the images with the
+    mask's region removed: ``log p_c`` ("log-prob"), ``log(p_c + 1/K)`` ("above-chance":
+    like log p_c above chance, flat once p_c is well below it) or ``-log(1 - p_c)``
+    ("not-class": saturates once p_c ~ 0)."""
+    if objective == "not-class":
+        return neg_log_not(logits, target)
+    log_p = -F.cross_entropy(logits, target, reduction="none")  # log p_c
+    if objective == "above-chance":
+        return torch.logaddexp(log_p, torch.full_like(log_p, -math.log(logits.shape[1])))
+    return log_p
+
+
+def smoothness(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-image smoothness penalty (N,) of logits (N, 1, h, w): the mean squared response of
+    the paper's 3x3 Laplacian (centre 8, neighbours -1; replicate padding), or ("tv") the
+    mean absolute difference of neighbouring logits."""
+    if kind == "tv":
+        dx = (logits[..., :, 1:] - logits[..., :, :-1]).abs().flatten(1)
+        dy = (logits[..., 1:, :] - logits[..., :-1, :]).abs().flatten(1)
+        return (dx.sum(1) + dy.sum(1)) / max(1, dx.shape[1] + dy.shape[1])
+    kernel = torch.full((1, 1, 3, 3), -1.0, device=logits.device, dtype=logits.dtype)
+    kernel[0, 0, 1, 1] = 8.0
+    lap = F.conv2d(F.pad(logits, (1, 1, 1, 1), mode="replicate"), kernel)  # (N, 1, h, w)
+    return lap.pow(2).flatten(1).mean(1)
+
+
+def make_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    """Adam, RMSprop (the paper's, lr 0.03) or plain SGD over the mask logits."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr)
+
+
+class EarlyStopping:
+    """Per-image early stopping: an image stops once its loss has not improved by a relative
+    ``tol`` (relative to |best|: the deletion game's loss can be negative) for ``patience``
+    steps (0 = never)."""
+
+    def __init__(self, n: int, patience: int, tol: float, device: torch.device) -> None:
+        self.patience, self.tol = patience, tol
+        self.best = torch.full((n,), math.inf, device=device)
+        self.since = torch.zeros(n, dtype=torch.long, device=device)
+        self.active = torch.ones(n, dtype=torch.bool, device=device)
+        self.steps = torch.zeros(n, dtype=torch.long, device=device)
+
+    def update(self, idx: torch.Tensor, loss: torch.Tensor) -> bool:
+        """Record the losses (len(idx),) of the active images ``idx``; whether any image is
+        still active."""
+        self.steps[idx] += 1
+        best = self.best[idx]
+        improved = torch.isinf(best) | (loss < best - self.tol * best.abs() - 1e-12)
+        self.best[idx] = torch.where(improved, loss, best)
+        self.since[idx] = torch.where(improved, 0, self.since[idx] + 1)
+        if self.patience > 0:
+            self.active &= self.since < self.patience
+        return bool(self.active.any())

@@ -1,0 +1,233 @@
+"""NeuroMask's options, their presets and their validation (``shared/methods/neuromask.md``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pellucid.errors import ConfigError, DataError
+
+FILLS = ("zero", "mean", "blur", "border")
+SMOOTHNESS = ("laplacian", "tv")
+SPARSITY = ("logits", "mask")
+DELETE_OBJECTIVES = ("log-prob", "not-class", "above-chance")
+DELETE_MASKS = ("shared", "product", "mean")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+@dataclass(frozen=True)
+class NeuroMaskOptions:
+    """Every NeuroMask option; the values here are the default preset, chosen by the held-out
+    sweep on both benchmark datasets (2026-12-01, see ``benchmarks/explainers.py`` and the
+    README).
+
+    Attributes
+    ----------
+    mask_size : int, optional
+        Side of the mask-logit grid, upsampled bilinearly to the image; ``None`` uses
+        ``ceil(H / mask_scale)`` (full resolution when ``mask_scale`` is 1).
+    mask_scale : int
+        Default downsampling factor of the grid (8: an 8x8 grid for 64x64 images, the
+        28 x 28 grid of Fong & Vedaldi 2017 at 224 px). On the held-out images a coarse
+        grid removes the object with its surroundings as one blob, which is what lowers
+        deletion AUC on textured images; a factor 2 or 4 keeps more detail.
+    pyramid : int
+        Number of logit grids (ours; default 1). With ``pyramid = k`` the logits are the
+        sum of the mask grid and ``k - 1`` grids each twice as fine (capped at the image
+        size), each upsampled bilinearly: the coarse grid carries the blob, the finer ones
+        its detail, so the mask can follow a thin stroke without the full-resolution
+        grid's speckle. The finer grids start at 0; the sparsity and smoothness terms act
+        on the summed logits. The cost per step is unchanged (the model's forward dominates).
+    fill : {"border", "zero", "mean", "blur"} or float
+        What removed pixels become: each image's own background colour, the per-channel
+        median of its border pixels (default, ours: :func:`border_fill`; on a black
+        background it is 0, the paper's fill), 0 (paper), the dataset mean (read from the
+        model's normalisation layer; the image's mean if it has none), a blurred copy of the
+        image (Fong & Vedaldi 2017), or a constant. A blurred digit stays readable, so the
+        blur fill lets the mask leave the object on strokes-on-black images (pointing 0.84 on
+        held-out cluttered-mnist); ``border`` does not, and it keeps the deletion game's
+        mask on the object of textured images (see ``l_delete``).
+    blur_sigma : float, optional
+        Blur for ``fill="blur"``; default 10 px at 224 px, scaled with the image.
+    smoothness : {"laplacian", "tv"}
+        Mean squared 3x3 Laplacian response of W (paper), or mean absolute difference of
+        neighbouring logits (total variation).
+    l_pred, l_sparse, l_smooth : float
+        Loss weights (paper: 0.4, 0.35, 0.15 for 32x32 images; default 0.4, 0.2, 0: on a
+        coarse grid the bilinear upsampling already smooths, and the Laplacian of logits that
+        sit at +-L dominated the loss in our measurements).
+    sparsity : {"logits", "mask"}
+        What ``l_sparse`` weighs: ``mean|W + L|`` (paper) or the mask's area ``mean(M)``
+        (ours, the L1 area term of Fong & Vedaldi 2017). With ``"mask"`` a pixel's pull to 0
+        fades as its logit falls, so the order of the pixels outside the mask follows the
+        model rather than a common march to -L; it did not help deletion in our sweep.
+    l_delete : float
+        Weight of the deletion game (ours, after Fong & Vedaldi 2017): the image with the
+        mask's region removed, ``x * (1 - M) + delete_fill * M``, should lose class c.
+        Default 0.1; 0 = off (as in ``reference``); when on, each step runs the model on 2N
+        images. With a zero fill on textured images the deletion game spreads the mask over
+        the background (held-out pointing on shapes 0.389 at ``l_delete=0.2``, quarter
+        grid): zeroing the object leaves its black silhouette, which still reads as the
+        class. With the ``border`` fill the same setting points at 0.908 (held-out sweep).
+    delete_objective : {"log-prob", "not-class", "above-chance"}
+        The deletion term: ``log p_c`` (minimised; unbounded below, held by the sparsity term),
+        ``-log(1 - p_c)``, which saturates once p_c is near 0, or ``log(p_c + 1/K)`` (K
+        classes), which behaves like ``log p_c`` above chance and is bounded below by
+        ``log(1/K)``, so that the mask is not rewarded for pushing the class far below chance
+        by removing more of the image. Neither bounded form helped in our sweep: on
+        cluttered-mnist the unbounded push is what orders the supporting clutter (deletion
+        0.081 vs 0.088 for ``above-chance`` on the same quarter grid), and on shapes the
+        bounded form keeps the mask's peak on the object (pointing 1.000, where ``log p_c``
+        falls to 0.389) but not its deletion AUC (0.200 vs Grad-CAM's 0.159).
+    delete_fill : {"border", "zero", "mean", "blur"}, float or None
+        What the deleted region becomes; ``None`` uses ``fill``.
+    delete_mask : {"shared", "product", "mean"}
+        Which mask the deletion game moves (ours). ``"shared"`` (default): the preservation
+        mask itself (Fong & Vedaldi's single mask). ``"product"`` / ``"mean"``: a second mask
+        of its own (same grids, initialisation and sparsity term), and the returned map is
+        the two masks' product (a pixel ranks high only if it is both enough to keep the
+        class and needed for it) or mean. On one shared mask the deletion game also marks
+        clutter whose removal lowers p_c, and the map's maximum can land there (pointing
+        game); the product keeps the maximum where the preservation mask is. The step costs
+        the same 2N forwards as the shared game.
+    smooth_map : float
+        Gaussian sigma in pixels applied to the returned mask (ours; 0 = off). Outside the
+        mask every logit sits near -L, so the order of those pixels is noise; smoothing
+        orders them by nearness to the evidence. It helped deletion on textured images and
+        hurt it on thin strokes on black in our sweep. ``last_info`` describes the unsmoothed
+        mask.
+    temperature : float
+        T in ``M = sigmoid(W / T)``.
+    logit_bound : float
+        L: initial logits are uniform in [-L, L]; the sparsity term pulls them to -L.
+    init : "uniform" or float
+        Uniform in [-L, L] (paper; the same draw for every image, so that results do not
+        depend on batch composition) or a constant logit (default 0: M = 0.5, where the
+        sigmoid's gradient is largest; uniform logits start mostly saturated).
+    optimizer : {"adam", "rmsprop", "sgd"}
+    lr : float
+        Learning rate (default 0.3 with Adam).
+    iterations : int
+        Maximum optimisation steps (default 50).
+    patience, tol : int, float
+        Stop an image once its loss has not improved by a relative ``tol`` for ``patience``
+        steps (0 = never stop early).
+    seed : int
+        Seed of the initial logits.
+    """
+
+    mask_size: int | None = None
+    mask_scale: int = 8
+    pyramid: int = 1
+    fill: str | float = "border"
+    blur_sigma: float | None = None
+    smoothness: str = "laplacian"
+    l_pred: float = 0.4
+    l_sparse: float = 0.2
+    l_smooth: float = 0.0
+    sparsity: str = "logits"
+    l_delete: float = 0.1
+    delete_objective: str = "log-prob"
+    delete_fill: str | float | None = None
+    delete_mask: str = "shared"
+    smooth_map: float = 0.0
+    temperature: float = 1.0
+    logit_bound: float = 10.0
+    init: str | float = 0.0
+    optimizer: str = "adam"
+    lr: float = 0.3
+    iterations: int = 50
+    patience: int = 20
+    tol: float = 1e-3
+    seed: int = 0
+
+
+PRESETS: dict[str, NeuroMaskOptions] = {
+    # Paper setting (authors' small-image demo: T = 1, weights 0.4/0.35/0.15), one image at a
+    # time, full-resolution logits, no early stopping.
+    "reference": NeuroMaskOptions(
+        mask_size=None,
+        mask_scale=1,
+        pyramid=1,
+        blur_sigma=None,
+        fill="zero",
+        smoothness="laplacian",
+        l_pred=0.4,
+        l_sparse=0.35,
+        l_smooth=0.15,
+        sparsity="logits",
+        l_delete=0.0,
+        delete_objective="log-prob",
+        delete_fill=None,
+        delete_mask="shared",
+        smooth_map=0.0,
+        temperature=1.0,
+        logit_bound=10.0,
+        init="uniform",
+        optimizer="rmsprop",
+        lr=0.03,
+        iterations=2000,
+        patience=0,
+        tol=1e-3,
+        seed=0,
+    ),
+    "default": NeuroMaskOptions(),
+}
+
+
+def is_fill(v: Any) -> bool:
+    """A fill: one of :data:`FILLS` or a number (not a bool)."""
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) or v in FILLS
+
+
+def _choices(o: NeuroMaskOptions) -> None:
+    """The options that name one of a fixed set of choices."""
+    if not is_fill(o.fill):
+        raise ConfigError(f"fill must be one of {', '.join(FILLS)} or a number, got {o.fill!r}")
+    if o.delete_fill is not None and not is_fill(o.delete_fill):
+        raise ConfigError(
+            f"delete_fill must be None, one of {', '.join(FILLS)} or a number, "
+            f"got {o.delete_fill!r}"
+        )
+    for key, allowed in (
+        ("smoothness", SMOOTHNESS),
+        ("sparsity", SPARSITY),
+        ("delete_objective", DELETE_OBJECTIVES),
+        ("delete_mask", DELETE_MASKS),
+        ("optimizer", OPTIMIZERS),
+    ):
+        value = getattr(o, key)
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    if o.init != "uniform" and not isinstance(o.init, (int, float)):
+        raise ConfigError(f"init must be 'uniform' or a number, got {o.init!r}")
+
+
+def validate(o: NeuroMaskOptions) -> None:
+    """Raise :class:`ConfigError` naming the first option out of range (a
+    :class:`DataError` for a non-finite weight)."""
+    _choices(o)
+    checks = {
+        "temperature": o.temperature > 0,
+        "lr": o.lr > 0,
+        "iterations": o.iterations >= 1,
+        "patience": o.patience >= 0,
+        "logit_bound": o.logit_bound > 0,
+        "mask_scale": o.mask_scale >= 1,
+        "pyramid": isinstance(o.pyramid, int)
+        and not isinstance(o.pyramid, bool)
+        and o.pyramid >= 1,
+        "mask_size": o.mask_size is None or o.mask_size >= 1,
+        "l_pred": o.l_pred >= 0,
+        "l_sparse": o.l_sparse >= 0,
+        "l_smooth": o.l_smooth >= 0,
+        "l_delete": o.l_delete >= 0,
+        "smooth_map": o.smooth_map >= 0,
+    }
+    for key, ok in checks.items():
+        if not ok:
+            raise ConfigError(f"NeuroMask option {key}={getattr(o, key)!r} is out of range")
+    for key in ("l_pred", "l_sparse", "l_smooth", "l_delete", "lr", "temperature"):
+        if not math.isfinite(float(getattr(o, key))):
+            raise DataError(f"NeuroMask option {key} must be finite")

@@ -1,0 +1,51 @@
+"""A model's train/eval modes, ``requires_grad`` flags and device, handled in one place.
+
+Explainers and metrics run a user's model without leaving a trace on it: every module's mode
+and every parameter's ``requires_grad`` flag are put back on exit, also when the body raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+__all__ = ["model_device", "model_state", "restoring"]
+
+
+@contextmanager
+def restoring(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block the model may be changed at will; on exit (also on error) every
+    module's train/eval mode and every parameter's ``requires_grad`` are as they were."""
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@contextmanager
+def model_state(model: nn.Module, train: bool = False) -> Iterator[nn.Module]:
+    """Put ``model`` in eval (or train) mode with frozen parameters inside the block; restore
+    every module's mode and every parameter's ``requires_grad`` on exit, also on error."""
+    with restoring(model):
+        model.train(train)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        yield model
+
+
+def model_device(model: nn.Module, fallback: torch.device | str = "cpu") -> torch.device:
+    """The device of the model's first parameter or buffer; ``fallback`` for a model that
+    has neither."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device(fallback)
