@@ -564,6 +564,13 @@ VALIDATION: list[tuple[str, str, dict[str, Any]]] = [
         "neuromask",
         {"pyramid": 3, "l_delete": 0.4, "delete_mask": "product"},
     ),
+    # the area fixed by Extremal Perturbations' ranking constraint instead of the L1 weight
+    ("area 0.1, l_sparse 10", "neuromask", {"sparsity": "area", "area": 0.1, "l_sparse": 10.0}),
+    (
+        "areas 0.05, 0.1, 0.2, l_sparse 10",
+        "neuromask",
+        {"sparsity": "area", "area": (0.05, 0.1, 0.2), "l_sparse": 10.0},
+    ),
 ]
 
 

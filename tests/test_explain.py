@@ -309,6 +309,50 @@ def test_neuromask_pyramid_grids_batch_independence_and_checks(tiny_model: nn.Mo
     assert NeuroMask.reference(tiny_model).config()["pyramid"] == 1
 
 
+def test_neuromask_area_constraint_binds_and_several_areas_are_averaged() -> None:
+    from pellucid.explain.neuromask.objective import area_penalty
+
+    # the ranking constraint is 0 for a binary mask of exactly its area, whatever its shape
+    m = torch.zeros(2, 1, 10, 10)
+    m[0, :, :2] = 1  # 20 % as two rows
+    m[1, :, :, ::5] = 1  # 20 % as two scattered columns
+    assert torch.equal(area_penalty(m, torch.tensor([0.2, 0.2])), torch.zeros(2))
+    assert area_penalty(m, torch.tensor([0.5, 0.1]))[0] == pytest.approx(0.3)
+    model = HalvesNet()
+    x = torch.ones(2, 1, 16, 16)
+    opts = {**PLAIN, "sparsity": "area", "l_sparse": 5.0, "iterations": 100, "patience": 0}
+    each, areas = [], []
+    for a in (0.1, 0.3):
+        nm = NeuroMask(model, area=a, **opts)
+        masks = nm.explain(x, target=torch.tensor([0, 1]))
+        each.append(masks)
+        # a soft constraint: the upsampled coarse grid smears the mask's edge by a pixel or two
+        assert nm.last_info["area"] == pytest.approx([a, a], abs=0.1), nm.last_info
+        areas.append(nm.last_info["area"])
+        # the area sits on the evidence: the left half for class 0, the right for class 1
+        assert masks[0, :, :, :8].sum() > 3 * masks[0, :, :, 8:].sum()
+        assert masks[1, :, :, 8:].sum() > 3 * masks[1, :, :, :8].sum()
+    assert (areas[1] > areas[0] + 0.1).all()
+    # several areas: one optimisation per (image, area), the map is their mean
+    both = NeuroMask(model, area=(0.1, 0.3), **opts)
+    mean = both.explain(x, target=torch.tensor([0, 1]))
+    assert torch.allclose(mean, (each[0] + each[1]) / 2, atol=1e-5)
+    assert torch.allclose(both.last_info["area"], (areas[0] + areas[1]) / 2, atol=1e-5)
+    assert both.last_info["iterations"].tolist() == [200, 200]
+    # a list, as ``--option area=[0.1,0.3]`` reads it, is the same as the tuple
+    assert NeuroMask(model, sparsity="area", area=[0.1, 0.3]).config()["area"] == [0.1, 0.3]
+    for bad, match in (
+        ({"sparsity": "area"}, "go together"),
+        ({"area": 0.1}, "go together"),
+        ({"sparsity": "area", "area": 1.0}, "area must be"),
+        ({"sparsity": "area", "area": (0.1, 0.0)}, "area must be"),
+        ({"sparsity": "area", "area": ()}, "area must be"),
+        ({"sparsity": "area", "area": True}, "area must be"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            NeuroMask(model, **bad)
+
+
 @pytest.mark.parametrize(
     ("x", "target", "message"),
     [

@@ -30,7 +30,13 @@ mask) in place of the paper's L1 on the logits. The default preset uses the firs
 Fong & Vedaldi's grid (28 x 28 at 224 px, i.e. a factor 8); ``reference`` uses none. Two
 more options of ours (2026-12-02, ``benchmarks/explainers.py --validation``): ``pyramid``,
 logits as the sum of the coarse grid and finer grids, and ``delete_mask``, a deletion game
-on a mask of its own whose product (or mean) with the preservation mask is returned.
+on a mask of its own whose product (or mean) with the preservation mask is returned; and
+``sparsity="area"``, the mask's area fixed by the ranking constraint of Extremal
+Perturbations (Fong, Patrick & Vedaldi 2019) at one or several areas.
+
+Modules: :mod:`~pellucid.explain.neuromask.options` (every option, documented, with the
+presets and their checks), :mod:`~pellucid.explain.neuromask.objective` (the loss terms,
+fills and early stopping) and :mod:`~pellucid.explain.neuromask.explainer` (the optimisation).
 """
 
 from pellucid.explain.neuromask.explainer import NeuroMask, neuromask_reference

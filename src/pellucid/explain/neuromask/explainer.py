@@ -16,12 +16,13 @@ from pellucid.errors import ConfigError
 from pellucid.explain.base import Explainer
 from pellucid.explain.neuromask.objective import (
     EarlyStopping,
+    area_penalty,
     border_fill,
     deletion_term,
     make_optimizer,
     smoothness,
 )
-from pellucid.explain.neuromask.options import PRESETS, NeuroMaskOptions, validate
+from pellucid.explain.neuromask.options import PRESETS, NeuroMaskOptions, areas, validate
 from pellucid.models.base import normalisation_mean
 from pellucid.registry import EXPLAINERS
 
@@ -52,7 +53,9 @@ class NeuroMask(Explainer):
         The resolved options.
     last_info : dict
         After :meth:`explain`: ``iterations`` (per image), ``probability`` of the target class
-        on the masked image, ``area`` (mean mask value) and ``loss``.
+        on the masked image, ``area`` (mean mask value) and ``loss``; with several areas
+        (``sparsity="area"``) the steps are summed over an image's areas and the rest
+        averaged.
     """
 
     name = "neuromask"
@@ -194,6 +197,27 @@ class NeuroMask(Explainer):
 
     # ------------------------------------------------------------------ the optimisation
     def _explain(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        a = areas(self.options)
+        if len(a) < 2:
+            area = None if not a else torch.full((len(inputs),), a[0], device=inputs.device)
+            return self._optimise(inputs, target, area)
+        # one row per (image, area); an image's map is the mean of its masks
+        k = len(a)
+        rows = torch.tensor(a, device=inputs.device).repeat(len(inputs))  # (N * k,)
+        maps = self._optimise(
+            inputs.repeat_interleave(k, 0), target.repeat_interleave(k, 0), rows
+        )  # (N * k, 1, H, W)
+        info = self._info[-1]
+        for key, v in info.items():  # per image: the sum of steps, the mean of the rest
+            v = v.view(-1, k).to(torch.float64)
+            info[key] = v.sum(1).long() if key == "iterations" else v.mean(1).float()
+        return maps.view(len(inputs), k, *maps.shape[1:]).mean(1)
+
+    def _optimise(
+        self, inputs: torch.Tensor, target: torch.Tensor, area: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The masks (N, 1, H, W) of one row each; ``area`` (N,): each row's area of the
+        ranking constraint (``sparsity="area"``), else None."""
         o = self.options
         n, _, h, w = inputs.shape
         fill = self._fill(inputs, o.fill)  # (N, C, H, W)
@@ -206,7 +230,12 @@ class NeuroMask(Explainer):
             idx = stop.active.nonzero().squeeze(1)
             with torch.enable_grad():
                 per_image = self._loss(
-                    [g[idx] for g in logits], inputs[idx], fill[idx], dfill[idx], target[idx]
+                    [g[idx] for g in logits],
+                    inputs[idx],
+                    fill[idx],
+                    dfill[idx],
+                    target[idx],
+                    None if area is None else area[idx],
                 )
                 opt.zero_grad(set_to_none=True)
                 per_image.sum().backward()
@@ -227,7 +256,7 @@ class NeuroMask(Explainer):
                     "iterations": stop.steps.cpu(),
                     "probability": probs.gather(1, target[:, None])[:, 0].cpu(),
                     "area": masks.flatten(1).mean(1).cpu(),
-                    "loss": self._loss(final, inputs, fill, dfill, target).cpu(),
+                    "loss": self._loss(final, inputs, fill, dfill, target, area).cpu(),
                 }
             )
         if o.smooth_map > 0:
@@ -238,12 +267,19 @@ class NeuroMask(Explainer):
         return masks
 
     def _add_prior(
-        self, loss: torch.Tensor, logits: torch.Tensor, masks: torch.Tensor
+        self,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        masks: torch.Tensor,
+        area: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``loss`` (N,) + l_sparse * sparsity + l_smooth * S(W) of one mask: the sparsity is
-        mean|W + L| (paper) or the area mean(M); S is skipped when its weight is 0."""
+        mean|W + L| (paper), the area mean(M), or the ranking constraint at ``area`` (N,);
+        S is skipped when its weight is 0."""
         o = self.options
-        if o.sparsity == "mask":
+        if area is not None:
+            sparse = area_penalty(masks, area)
+        elif o.sparsity == "mask":
             sparse = masks.flatten(1).mean(1)  # the area of the mask
         else:
             sparse = (logits + o.logit_bound).abs().flatten(1).mean(1)
@@ -259,10 +295,12 @@ class NeuroMask(Explainer):
         fill: torch.Tensor,
         dfill: torch.Tensor,
         target: torch.Tensor,
+        area: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Per-image loss (N,): l_pred CE(f(x~), c) + l_sparse mean|W + L| + l_smooth S(W)
         [+ l_delete * D(p_c(x * (1 - M) + dfill * M)), the deletion game, D = log p,
-        -log(1 - p) or log(p + 1/K)]."""
+        -log(1 - p) or log(p + 1/K)]; with ``area`` (N,) the sparsity term is the ranking
+        constraint at each row's area."""
         o = self.options
         k = len(grids) // 2 if self._separate else len(grids)
         logits = self._logit_map(grids[:k])  # W on the finest grid
@@ -280,9 +318,9 @@ class NeuroMask(Explainer):
         else:
             out = self.model(kept)
         ce = F.cross_entropy(out, target, reduction="none")
-        loss = self._add_prior(o.l_pred * ce, logits, masks)
+        loss = self._add_prior(o.l_pred * ce, logits, masks, area)
         if self._separate:
-            loss = self._add_prior(loss, dlogits, dmasks)
+            loss = self._add_prior(loss, dlogits, dmasks, area)
         if o.l_delete > 0:
             loss = loss + o.l_delete * deletion_term(out_del, target, o.delete_objective)
         return loss

@@ -32,6 +32,18 @@ def border_fill(x: torch.Tensor) -> torch.Tensor:
     return values.median(dim=2).values[:, :, None, None].expand_as(x)
 
 
+def area_penalty(masks: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
+    """Ranking constraint of Extremal Perturbations (Fong, Patrick & Vedaldi 2019, eq. 6) per
+    image (N,): the mean squared difference between the sorted values of the masks
+    (N, 1, H, W) and a template with a share ``1 - area`` (N,) of zeros, then ones. It is
+    0 only for a binary mask of exactly that area, whatever its shape."""
+    values = masks.flatten(1).sort(dim=1).values  # (N, H * W), ascending
+    d = values.shape[1]
+    position = (torch.arange(d, device=masks.device, dtype=masks.dtype) + 0.5) / d  # (H * W,)
+    template = (position[None, :] >= 1 - area[:, None]).to(masks.dtype)  # (N, H * W)
+    return (values - template).pow(2).mean(1)
+
+
 def neg_log_not(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """-log(1 - softmax(logits)_c) per row, computed stably as
     logsumexp(all) - logsumexp(all but c)."""
