@@ -144,14 +144,8 @@ import torch
 from _common import RESULTS, write_result
 from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
 from pellucid.explain import build_explainer, explainer_names
-from pellucid.explain.evaluate import (
-    compare,
-    image_indices,
-    load_images,
-    paired_difference,
-    score_maps,
-    summarise,
-)
+from pellucid.explain.evaluate import compare, image_indices, load_images
+from pellucid.explain.scoring import paired_difference, score_maps, summarise
 from pellucid.training import train_run
 
 
@@ -413,7 +407,7 @@ TARGET_SCORES = {
 
 def target_intervals(scores: dict[str, dict[str, Any]], labels: torch.Tensor) -> dict[str, Any]:
     """NeuroMask minus each peer on every score a target judges, with a paired bootstrap 95 %
-    interval over the images (:func:`pellucid.explain.evaluate.paired_difference`): a target
+    interval over the images (:func:`pellucid.explain.scoring.paired_difference`): a target
     met on the means but with an interval that contains 0 is a difference these images do
     not resolve."""
     out: dict[str, Any] = {}

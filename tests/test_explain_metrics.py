@@ -465,7 +465,7 @@ def test_bad_input_raises_data_error_naming_the_problem():
 
 
 def test_paired_difference_interval_shift_noise_and_no_difference():
-    from pellucid.explain.evaluate import paired_difference
+    from pellucid.explain.scoring import paired_difference
 
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(200) % 4
@@ -492,7 +492,7 @@ def test_paired_difference_interval_shift_noise_and_no_difference():
 
 
 def test_paired_difference_averages_the_pointing_game_per_class():
-    from pellucid.explain.evaluate import paired_difference, summarise
+    from pellucid.explain.scoring import paired_difference, summarise
 
     # 90 images of class 0, 10 of class 1; a hits every class-0 image and no class-1 one,
     # b the opposite: per image a is far ahead (0.9 vs 0.1), per class they tie (0.5 each)
@@ -506,7 +506,7 @@ def test_paired_difference_averages_the_pointing_game_per_class():
 
 
 def test_paired_difference_errors_name_the_problem():
-    from pellucid.explain.evaluate import paired_difference
+    from pellucid.explain.scoring import paired_difference
 
     x, lab = torch.rand(8), torch.zeros(8, dtype=torch.long)
     with pytest.raises(DataError, match="no score 'deletion_auc'"):

@@ -11,14 +11,11 @@ import torch
 
 from pellucid.explain.evaluate import (
     compare,
-    differences_table,
     image_indices,
     load_images,
     markdown_table,
-    paired_difference,
-    score_maps,
-    summarise,
 )
+from pellucid.explain.scoring import differences_table, paired_difference, score_maps, summarise
 from pellucid.io import atomic_write_text, save_tensors, write_json
 
 DEFAULT_EXCLUDED = ("neuromask-reference",)
@@ -127,7 +124,7 @@ def compare_run(
 
     With ``against`` (one of the explainers), every other explainer's score minus that one's
     is added with a paired bootstrap 95 % interval over the images
-    (:func:`~pellucid.explain.evaluate.paired_difference`): ``"differences"`` in the result
+    (:func:`~pellucid.explain.scoring.paired_difference`): ``"differences"`` in the result
     and ``compare.json``, and a second table in ``compare.md``. ``road`` adds ROAD deletion
     (``deletion_auc_road``: deleted pixels imputed from their neighbours)."""
     from pellucid.errors import ConfigError

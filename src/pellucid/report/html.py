@@ -186,7 +186,7 @@ def _title(path: Path) -> str:
 
 def explanation_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
     """Per run with saved ``compare-explainers`` results: its table and gallery."""
-    from pellucid.explain.evaluate import SCORES
+    from pellucid.explain.scoring import SCORES
 
     out = []
     for r in runs:
