@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 explainers = importlib.import_module("explainers")  # benchmarks/explainers.py
+studies = importlib.import_module("explainers_studies")  # benchmarks/explainers_studies.py
 
 
 def _rows(nm_point: float, nm_del: float) -> dict:
@@ -58,7 +59,7 @@ def test_over_seeds_mean_sd_and_counts():
             "targets": explainers.peer_targets(rows),
             "targets_resolved": {"beats_gradcam_and_occlusion_pointing": seed == 0},
         }
-    out = explainers.over_seeds(per_seed)
+    out = studies.over_seeds(per_seed)
     nm = out["scores"]["neuromask"]["pointing_game"]
     assert nm["mean"] == pytest.approx(0.96) and nm["sd"] == pytest.approx(0.02)
     assert nm["values"] == [0.96, 0.94, 0.98]
