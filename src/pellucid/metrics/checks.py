@@ -12,20 +12,26 @@ from pellucid.errors import DataError
 _RANGE_SLACK = 1e-4  # images: tolerated excursion outside [0, 1] (resampling round-off)
 
 
-def as_maps(maps: Any, name: str = "maps") -> torch.Tensor:
-    """Validate attribution maps and return them detached as (N, H, W) floating point."""
-    m = torch.as_tensor(maps).detach()
-    if m.ndim == 4:
-        if m.shape[1] != 1:
+def _single_channel(x: Any, name: str) -> torch.Tensor:
+    """``x`` detached as (N, H, W): from (N, 1, H, W) or (N, H, W)."""
+    t = torch.as_tensor(x).detach()
+    if t.ndim == 4:
+        if t.shape[1] != 1:
             raise DataError(
-                f"{name} must have one channel, (N, 1, H, W) or (N, H, W); got {tuple(m.shape)}"
+                f"{name} must have one channel, (N, 1, H, W) or (N, H, W); got {tuple(t.shape)}"
             )
-        m = m[:, 0]
-    elif m.ndim != 3:
+        return t[:, 0]
+    if t.ndim != 3:
         raise DataError(
             f"{name} must be (N, 1, H, W) or (N, H, W) with a batch dimension; "
-            f"got shape {tuple(m.shape)}"
+            f"got shape {tuple(t.shape)}"
         )
+    return t
+
+
+def as_maps(maps: Any, name: str = "maps") -> torch.Tensor:
+    """Validate attribution maps and return them detached as (N, H, W) floating point."""
+    m = _single_channel(maps, name)
     if m.shape[0] == 0:
         raise DataError(f"{name} is an empty batch (N = 0)")
     if m.shape[1] == 0 or m.shape[2] == 0:
@@ -39,15 +45,7 @@ def as_maps(maps: Any, name: str = "maps") -> torch.Tensor:
 
 def as_masks(masks: Any, like: torch.Tensor, name: str = "masks") -> torch.Tensor:
     """Validate binary masks against (N, H, W) maps ``like``; return them as bool (N, H, W)."""
-    k = torch.as_tensor(masks).detach()
-    if k.ndim == 4:
-        if k.shape[1] != 1:
-            raise DataError(
-                f"{name} must have one channel, (N, 1, H, W) or (N, H, W); got {tuple(k.shape)}"
-            )
-        k = k[:, 0]
-    elif k.ndim != 3:
-        raise DataError(f"{name} must be (N, 1, H, W) or (N, H, W); got shape {tuple(k.shape)}")
+    k = _single_channel(masks, name)
     if tuple(k.shape) != tuple(like.shape):
         raise DataError(
             f"{name} and maps have mismatched N/H/W: {name} {tuple(k.shape)} (N, H, W) vs "
@@ -62,6 +60,7 @@ def as_masks(masks: Any, like: torch.Tensor, name: str = "masks") -> torch.Tenso
 
 
 def as_images(inputs: Any) -> torch.Tensor:
+    """Validate images (N, C, H, W) in pixel space [0, 1]; return them detached, floating."""
     x = torch.as_tensor(inputs).detach()
     if x.ndim != 4:
         raise DataError(f"inputs must be images (N, C, H, W); got shape {tuple(x.shape)}")
@@ -83,6 +82,7 @@ def as_images(inputs: Any) -> torch.Tensor:
 
 
 def as_target(target: Any, n: int, device: torch.device) -> torch.Tensor:
+    """Validate class indices (an int or (N,)); return a LongTensor (N,) on ``device``."""
     t = torch.as_tensor(target).detach()
     if torch.is_floating_point(t) or t.dtype == torch.bool:
         raise DataError(f"target must be integer class indices, got dtype {t.dtype}")
