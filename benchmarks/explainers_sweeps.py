@@ -213,7 +213,7 @@ _OLD_ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ),
 ]
 # 2026-12-01, third session: the border fill (each image's background colour) in both games.
-SWEEP: list[tuple[str, str, dict[str, Any]]] = [
+_SWEEP_UNREFINED: list[tuple[str, str, dict[str, Any]]] = [
     ("Grad-CAM (peer)", "gradcam", {}),
     ("occlusion (peer)", "occlusion", {}),
     *[(label, name, {**OLD_DEFAULT, **opts}) for label, name, opts in _OLD_ROWS],
@@ -245,6 +245,11 @@ SWEEP: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("default, zero fill", "neuromask", {"fill": "zero"}),
     ("default, deletion fill mean", "neuromask", {"delete_fill": "mean"}),
+]
+# every sweep row ran before the map refinement (``refine``, 2026-12-02) and keeps it off
+SWEEP: list[tuple[str, str, dict[str, Any]]] = [
+    (label, name, {**opts, "refine": 0.0} if name == "neuromask" else opts)
+    for label, name, opts in _SWEEP_UNREFINED
 ]
 
 
@@ -307,10 +312,10 @@ def validation_images(run: Path, n: int) -> tuple[torch.nn.Module, Any]:
 
 # Validation sweep (2026-12-02): the multi-resolution logit pyramid (``pyramid``) with and
 # without a stronger deletion game, on 128 images no benchmark or earlier sweep used.
-VALIDATION: list[tuple[str, str, dict[str, Any]]] = [
+_UNREFINED: list[tuple[str, str, dict[str, Any]]] = [
     ("Grad-CAM (peer)", "gradcam", {}),
     ("occlusion (peer)", "occlusion", {}),
-    ("default", "neuromask", {}),
+    ("default until 2026-12-02 (refine 0)", "neuromask", {}),
     ("pyramid 2", "neuromask", {"pyramid": 2}),
     ("pyramid 3", "neuromask", {"pyramid": 3}),
     ("pyramid 2, l_delete 0.2", "neuromask", {"pyramid": 2, "l_delete": 0.2}),
@@ -349,6 +354,20 @@ VALIDATION: list[tuple[str, str, dict[str, Any]]] = [
         "neuromask",
         {"sparsity": "area", "area": (0.05, 0.1, 0.2), "l_sparse": 10.0},
     ),
+]
+
+# Every row above ran before the map refinement existed (2026-12-02); they keep ``refine=0``
+# so that re-running one reproduces its figures. Then the refinement (``refine``): the
+# default's mask with its plateau ordered by the full-resolution gradient, at several
+# weights, and the gradient's ranks alone (a weight so large the mask only breaks ties).
+VALIDATION: list[tuple[str, str, dict[str, Any]]] = [
+    (label, name, {**opts, "refine": 0.0} if name == "neuromask" else opts)
+    for label, name, opts in _UNREFINED
+] + [
+    ("default", "neuromask", {}),
+    ("refine 0.02", "neuromask", {"refine": 0.02}),
+    ("refine 0.3", "neuromask", {"refine": 0.3}),
+    ("refine 1e6 (the gradient's ranks alone)", "neuromask", {"refine": 1e6}),
 ]
 
 

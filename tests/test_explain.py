@@ -32,8 +32,9 @@ class HalvesNet(nn.Module):
 
 FAST = {"neuromask": {"iterations": 30}, "neuromask-reference": {"iterations": 10}}
 # HalvesNet's images are uniform (their own border colour), so the NeuroMask tests on it
-# remove pixels into black, on a fine grid, without the default's deletion game
-PLAIN = {"fill": "zero", "mask_scale": 2, "lr": 0.2, "l_delete": 0.0}
+# remove pixels into black, on a fine grid, without the default's deletion game; they test
+# the optimised mask itself, so without the refinement of the returned map (its own test)
+PLAIN = {"fill": "zero", "mask_scale": 2, "lr": 0.2, "l_delete": 0.0, "refine": 0.0}
 
 
 @pytest.fixture
@@ -351,6 +352,40 @@ def test_neuromask_area_constraint_binds_and_several_areas_are_averaged() -> Non
     ):
         with pytest.raises(ConfigError, match=match):
             NeuroMask(model, **bad)
+
+
+def test_neuromask_refinement_orders_the_masks_plateau_by_the_full_resolution_gradient() -> None:
+    from pellucid.explain.neuromask.objective import average_ranks
+
+    # tied values share their mean rank (no raster-order bias), and ranks span [0, 1]
+    r = average_ranks(torch.tensor([[3.0, 1.0, 1.0, 2.0, 5.0]]))
+    assert torch.allclose(r, torch.tensor([[0.75, 0.125, 0.125, 0.5, 1.0]]))
+    model = HalvesNet()
+    # class 0 reads the left half; inside it only the bright pixels carry evidence
+    x = torch.zeros(1, 1, 16, 16)
+    x[..., 4:12, 2:5] = 1.0
+    opts = {**PLAIN, "mask_scale": 8, "iterations": 60, "patience": 0}
+    mask = NeuroMask(model, **opts).explain(x, 0)
+    refined_nm = NeuroMask(model, **{**opts, "refine": 0.1})
+    refined = refined_nm.explain(x, 0)
+    assert refined.shape == mask.shape and 0 <= refined.min() and refined.max() <= 1
+    bright = x[0, 0] > 0
+    # the coarse mask's argmax misses the bright pixels; the refined map's lands on them
+    assert not bright.flatten()[mask.flatten().argmax()]
+    assert bright.flatten()[refined.flatten().argmax()]
+    # a pixel's order changes only against pixels within `refine` of its mask value
+    i, j = torch.triu_indices(256, 256, 1)
+    m, f = mask.flatten(), refined.flatten()
+    far = (m[i] - m[j]).abs() > 0.1
+    assert torch.equal((m[i] > m[j])[far], (f[i] > f[j])[far])
+    # one refined image does not depend on its batch
+    xs = torch.cat([x, torch.rand(2, 1, 16, 16)])
+    together = refined_nm.explain(xs, torch.tensor([0, 1, 0]))
+    assert torch.allclose(together[:1], refined, atol=1e-5)
+    assert NeuroMask.reference(model).config()["refine"] == 0.0
+    for bad, error in ((-0.1, ConfigError), (math.inf, DataError)):
+        with pytest.raises(error, match="refine"):
+            NeuroMask(model, refine=bad)
 
 
 @pytest.mark.parametrize(

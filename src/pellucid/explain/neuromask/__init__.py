@@ -32,7 +32,10 @@ more options of ours (2026-12-02, ``benchmarks/explainers.py --validation``): ``
 logits as the sum of the coarse grid and finer grids, and ``delete_mask``, a deletion game
 on a mask of its own whose product (or mean) with the preservation mask is returned; and
 ``sparsity="area"``, the mask's area fixed by the ranking constraint of Extremal
-Perturbations (Fong, Patrick & Vedaldi 2019) at one or several areas.
+Perturbations (Fong, Patrick & Vedaldi 2019) at one or several areas. Since 2026-12-02 the
+default also refines the returned map (``refine``, ours): the coarse mask's near-equal values
+inside its kept region are ordered by the full-resolution gradient of the loss with respect
+to the mask, ``(M + refine * rank(-dL/dM)) / (1 + refine)``.
 
 Modules: :mod:`~pellucid.explain.neuromask.options` (every option, documented, with the
 presets and their checks), :mod:`~pellucid.explain.neuromask.objective` (the loss terms,
@@ -40,7 +43,7 @@ fills and early stopping) and :mod:`~pellucid.explain.neuromask.explainer` (the 
 """
 
 from pellucid.explain.neuromask.explainer import NeuroMask, neuromask_reference
-from pellucid.explain.neuromask.objective import border_fill
+from pellucid.explain.neuromask.objective import average_ranks, border_fill, refine_masks
 from pellucid.explain.neuromask.options import (
     DELETE_MASKS,
     DELETE_OBJECTIVES,
@@ -62,6 +65,8 @@ __all__ = [
     "SPARSITY",
     "NeuroMask",
     "NeuroMaskOptions",
+    "average_ranks",
     "border_fill",
     "neuromask_reference",
+    "refine_masks",
 ]

@@ -20,6 +20,7 @@ from pellucid.explain.neuromask.objective import (
     border_fill,
     deletion_term,
     make_optimizer,
+    refine_masks,
     smoothness,
 )
 from pellucid.explain.neuromask.options import PRESETS, NeuroMaskOptions, areas, validate
@@ -197,6 +198,21 @@ class NeuroMask(Explainer):
 
     # ------------------------------------------------------------------ the optimisation
     def _explain(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        maps = self._masks(inputs, target)
+        if self.options.refine > 0:
+            maps = self._refine(inputs, target, maps)
+        return maps
+
+    def _refine(self, x: torch.Tensor, target: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The masks refined at full resolution (``refine`` in :class:`NeuroMaskOptions`)."""
+        o = self.options
+        fill = self._fill(x, o.fill)
+        dfill = fill if o.delete_fill is None else self._fill(x, o.delete_fill)
+        return refine_masks(self.model, x, masks, target, fill, dfill, o)
+
+    def _masks(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The optimised masks (N, 1, H, W), before the refinement: one optimisation, or
+        with several areas the mean of one per area."""
         a = areas(self.options)
         if len(a) < 2:
             area = None if not a else torch.full((len(inputs),), a[0], device=inputs.device)

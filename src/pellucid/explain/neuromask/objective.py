@@ -13,6 +13,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from pellucid.explain.neuromask.options import NeuroMaskOptions
 
 
 def border_fill(x: torch.Tensor) -> torch.Tensor:
@@ -110,3 +113,44 @@ class EarlyStopping:
         if self.patience > 0:
             self.active &= self.since < self.patience
         return bool(self.active.any())
+
+
+def average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Per row of ``values`` (N, D), each value's rank scaled to [0, 1] (0 the smallest, 1
+    the largest); tied values share the mean of their ranks, so a tie never falls back to
+    raster order."""
+    d = values.shape[1]
+    ordered = values.sort(dim=1).values
+    below = torch.searchsorted(ordered, values, right=False)  # values strictly smaller
+    upto = torch.searchsorted(ordered, values, right=True)  # values smaller or equal
+    return (below + upto - 1).to(values.dtype) / (2 * max(d - 1, 1))
+
+
+def refine_masks(
+    model: nn.Module,
+    x: torch.Tensor,
+    masks: torch.Tensor,
+    target: torch.Tensor,
+    fill: torch.Tensor,
+    dfill: torch.Tensor,
+    o: NeuroMaskOptions,
+) -> torch.Tensor:
+    """The full-resolution refinement (``refine`` in :class:`NeuroMaskOptions`):
+    ``(M + refine * rank(g)) / (1 + refine)`` per image, g = -dL/dM at each pixel of the
+    final masks M (N, 1, H, W) of images ``x`` (N, C, H, W), L the loss's prediction term
+    ``l_pred CE(f(x * M + fill * (1 - M)), c)`` plus its deletion term ``l_delete
+    D(f(x * (1 - M) + dfill * M))``. The losses are per image and summed, so an image's
+    map does not depend on its batch."""
+    m = masks.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        kept = x * m + fill * (1 - m)
+        if o.l_delete > 0:
+            out = model(torch.cat([kept, x * (1 - m) + dfill * m]))  # (2N, K)
+            n = len(x)
+            loss = o.l_pred * F.cross_entropy(out[:n], target, reduction="none")
+            loss = loss + o.l_delete * deletion_term(out[n:], target, o.delete_objective)
+        else:
+            loss = o.l_pred * F.cross_entropy(model(kept), target, reduction="none")
+        (grad,) = torch.autograd.grad(loss.sum(), m)
+    rank = average_ranks(-grad.flatten(1)).view_as(masks)  # (N, 1, H, W) in [0, 1]
+    return (masks.detach() + o.refine * rank) / (1 + o.refine)

@@ -106,6 +106,21 @@ class NeuroMaskOptions:
         orders them by nearness to the evidence. It helped deletion on textured images and
         hurt it on thin strokes on black in our sweep. ``last_info`` describes the unsmoothed
         mask.
+    refine : float
+        Weight of the full-resolution refinement of the returned map (ours; 0 = off, as in
+        ``reference``; default 0.1). The optimised mask lives on a coarse grid, and within
+        its kept region its values are nearly equal (Adam moves every logit whose gradient
+        keeps its sign by about ``lr`` per step, whatever the gradient's size), so the order
+        of those pixels, which the deletion curve and the pointing game's argmax read, says
+        little. After the optimisation, the prediction and deletion terms of the loss are
+        differentiated once with respect to the final mask M at each pixel, g = -dL/dM
+        (the first-order gain of keeping that pixel: (x - fill) times the gradient at the
+        masked image), and the map becomes ``(M + refine * rank(g)) / (1 + refine)`` with
+        rank(g) in [0, 1] within the image. A pixel thus ranks above one whose mask value is
+        more than ``refine`` higher only through M, and pixels of nearly equal mask value are
+        ordered by g. One extra forward and backward per image. On the 128 validation images
+        it lowered black deletion AUC from 0.090 to 0.069 (cluttered-mnist) and 0.148 to
+        0.113 (shapes), and raised pointing (README, "validation").
     temperature : float
         T in ``M = sigmoid(W / T)``.
     logit_bound : float
@@ -142,6 +157,7 @@ class NeuroMaskOptions:
     delete_fill: str | float | None = None
     delete_mask: str = "shared"
     smooth_map: float = 0.0
+    refine: float = 0.1
     temperature: float = 1.0
     logit_bound: float = 10.0
     init: str | float = 0.0
@@ -173,6 +189,7 @@ PRESETS: dict[str, NeuroMaskOptions] = {
         delete_fill=None,
         delete_mask="shared",
         smooth_map=0.0,
+        refine=0.0,
         temperature=1.0,
         logit_bound=10.0,
         init="uniform",
@@ -262,10 +279,11 @@ def validate(o: NeuroMaskOptions) -> None:
         "l_smooth": o.l_smooth >= 0,
         "l_delete": o.l_delete >= 0,
         "smooth_map": o.smooth_map >= 0,
+        "refine": o.refine >= 0,
     }
     for key, ok in checks.items():
         if not ok:
             raise ConfigError(f"NeuroMask option {key}={getattr(o, key)!r} is out of range")
-    for key in ("l_pred", "l_sparse", "l_smooth", "l_delete", "lr", "temperature"):
+    for key in ("l_pred", "l_sparse", "l_smooth", "l_delete", "lr", "temperature", "refine"):
         if not math.isfinite(float(getattr(o, key))):
             raise DataError(f"NeuroMask option {key} must be finite")
