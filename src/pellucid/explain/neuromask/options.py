@@ -116,11 +116,11 @@ class NeuroMaskOptions:
         differentiated once with respect to the final mask M at each pixel, g = -dL/dM
         (the first-order gain of keeping that pixel: (x - fill) times the gradient at the
         masked image), and the map becomes ``(M + refine * rank(g)) / (1 + refine)`` with
-        rank(g) in [0, 1] within the image. A pixel thus ranks above one whose mask value is
-        more than ``refine`` higher only through M, and pixels of nearly equal mask value are
-        ordered by g. One extra forward and backward per image. On the 128 validation images
-        it lowered black deletion AUC from 0.090 to 0.069 (cluttered-mnist) and 0.148 to
-        0.113 (shapes), and raised pointing (README, "validation").
+        rank(g) in [0, 1] within the image. Two pixels whose mask values differ by more than
+        ``refine`` keep their order; pixels of nearly equal mask value are ordered by g. One
+        extra forward and backward per image. On the 128 validation images it lowered black
+        deletion AUC from 0.090 to 0.069 (cluttered-mnist) and 0.148 to 0.113 (shapes), and
+        raised pointing (README, "validation").
     temperature : float
         T in ``M = sigmoid(W / T)``.
     logit_bound : float
