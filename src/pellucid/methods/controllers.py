@@ -21,6 +21,7 @@ from torch import nn
 
 from pellucid.data.base import Batch
 from pellucid.errors import ConfigError
+from pellucid.state import model_device
 
 SHORTCUT_NAMES = ("shortcut", "downsample")
 
@@ -241,7 +242,7 @@ def recalibrate_batchnorm(
         return 0
     modes = {m: m.training for m in model.modules()}
     momenta = {m: m.momentum for m in norms}
-    device = next(model.parameters()).device
+    device = model_device(model)
     seen = 0
     try:
         model.eval()

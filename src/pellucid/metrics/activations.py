@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from pellucid.hooks import capture
+from pellucid.state import model_device
 
 
 @torch.no_grad()
@@ -28,7 +29,7 @@ def pooled_activations(
     from pellucid.data import make_loader
 
     loader = make_loader(data, batch_size) if hasattr(data, "__getitem__") else data
-    device = torch.device(device) if device else next(model.parameters()).device
+    device = torch.device(device) if device else model_device(model)
     was_training = model.training
     model.eval()
     feats, labels, n = [], [], 0

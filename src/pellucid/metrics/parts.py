@@ -23,6 +23,7 @@ from torch import nn
 from pellucid.errors import DataError
 from pellucid.hooks import capture
 from pellucid.metrics.base import declare
+from pellucid.state import model_device
 
 declare(
     "location_instability",
@@ -205,7 +206,7 @@ def collect_maps(
     from pellucid.data import make_loader
 
     loader = make_loader(data, batch_size) if hasattr(data, "__getitem__") else data
-    device = torch.device(device) if device else next(model.parameters()).device
+    device = torch.device(device) if device else model_device(model)
     was_training = model.training
     model.eval()
     maps, labels, marks, parts, n, shape = [], [], [], [], 0, None

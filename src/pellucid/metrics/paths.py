@@ -19,6 +19,7 @@ from torch import nn
 
 from pellucid.errors import ConfigError, DataError
 from pellucid.metrics.base import declare
+from pellucid.state import model_device
 
 declare("active_fraction", False, "mean fraction of active (gated-on) filters of a decoupled net")
 declare(
@@ -79,7 +80,7 @@ def calculation_paths(
             idx = np.linspace(0, len(data) - 1, max_images).round().astype(int)
             data = torch.utils.data.Subset(data, sorted(set(idx.tolist())))
         data = make_loader(data, batch_size=batch_size)
-    device = torch.device(device) if device else next(model.parameters()).device
+    device = torch.device(device) if device else model_device(model)
     rows, labels, layers = [], [], []
     was_training = model.training
     model.eval()

@@ -14,6 +14,7 @@ from pellucid.models import resnet, small  # noqa: F401  (fill the registry)
 from pellucid.models.base import Normalize, StagedNet
 from pellucid.models.tv import TorchvisionNet, load_state_file, torchvision_model
 from pellucid.registry import MODELS
+from pellucid.state import model_device
 
 __all__ = [
     "Normalize",
@@ -120,7 +121,7 @@ def layer_table(
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
+        device = model_device(model)
         x = torch.zeros(1, *input_shape, device=device)
         with capture(model, names, allow_missing_output=True) as acts:
             model(x)

@@ -9,6 +9,7 @@ from typing import Any
 from pellucid.errors import PellucidError
 from pellucid.io import load_state, load_tensors, save_state, save_tensors
 from pellucid.methods.base import Method
+from pellucid.state import model_device
 from pellucid.training.setup import OptimizerSet
 
 CKPT = "checkpoint"
@@ -45,7 +46,7 @@ def load_checkpoint(
     if not (d / "state.pt").is_file():
         raise PellucidError(f"cannot resume: no checkpoint in {d}")
     state = load_state(d / "state.pt")
-    device = next(method.parameters()).device
+    device = model_device(method)
     weights = load_tensors(d / "weights.safetensors", device=device)
     try:
         method.load_state_dict(weights)

@@ -20,6 +20,7 @@ from pellucid.data import make_loader
 from pellucid.data.base import Batch
 from pellucid.errors import PellucidError
 from pellucid.methods.base import Method
+from pellucid.state import model_device
 from pellucid.training.augment import random_shift
 from pellucid.training.checkpoint import load_checkpoint, save_checkpoint
 from pellucid.training.setup import (
@@ -60,7 +61,7 @@ def evaluate(
     loader = data if isinstance(data, DataLoader) else None
     if loader is None:
         loader = make_loader(data, batch_size=batch_size) if hasattr(data, "__getitem__") else data
-    device = torch.device(device) if device else next(model.parameters()).device
+    device = torch.device(device) if device else model_device(model)
     was_training = model.training
     model.eval()
     correct, loss_sum, n = 0, 0.0, 0
@@ -160,7 +161,7 @@ def _train_epoch(
     epoch: int,
     progress: bool,
 ) -> dict[str, float]:
-    device = next(method.parameters()).device
+    device = model_device(method)
     loader.generator.manual_seed(train.seed * 1_000_003 + epoch)  # same order on resume
     aug_gen = _epoch_generator(train.seed, epoch)
     method.train()
