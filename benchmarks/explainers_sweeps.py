@@ -357,13 +357,15 @@ _UNREFINED: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 # Every row above ran before the map refinement existed (2026-12-02); they keep ``refine=0``
-# so that re-running one reproduces its figures. Then the refinement (``refine``): the
-# default (weight 0.1: the default's mask with its plateau ordered by the full-resolution
-# gradient) and the gradient's ranks alone (a weight so large the mask only breaks ties).
+# so that re-running one reproduces its figures. Then the refinement (``refine``): weight
+# 0.1 (the default's mask with its plateau ordered by the full-resolution gradient; the
+# default until the second round of 2026-12-02), the default (weight 0.5) and the gradient's
+# ranks alone (a weight so large the mask only breaks ties).
 VALIDATION: list[tuple[str, str, dict[str, Any]]] = [
     (label, name, {**opts, "refine": 0.0} if name == "neuromask" else opts)
     for label, name, opts in _UNREFINED
 ] + [
+    ("refine 0.1 (the default before refine 0.5)", "neuromask", {"refine": 0.1}),
     ("default", "neuromask", {}),
     ("refine 1e6 (the gradient's ranks alone)", "neuromask", {"refine": 1e6}),
 ]

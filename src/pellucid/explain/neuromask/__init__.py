@@ -35,7 +35,8 @@ on a mask of its own whose product (or mean) with the preservation mask is retur
 Perturbations (Fong, Patrick & Vedaldi 2019) at one or several areas. Since 2026-12-02 the
 default also refines the returned map (``refine``, ours): the coarse mask's near-equal values
 inside its kept region are ordered by the full-resolution gradient of the loss with respect
-to the mask, ``(M + refine * rank(-dL/dM)) / (1 + refine)``.
+to the mask, ``(M + refine * rank(-dL/dM)) / (1 + refine)`` (weight 0.1 until the second
+validation round of 2026-12-02, 0.5 since).
 
 Modules: :mod:`~pellucid.explain.neuromask.options` (every option, documented, with the
 presets and their checks), :mod:`~pellucid.explain.neuromask.objective` (the loss terms,

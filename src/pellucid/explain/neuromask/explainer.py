@@ -4,7 +4,6 @@ The options and their evidence are documented in :class:`NeuroMaskOptions`."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, fields, replace
 from typing import Any
 
@@ -16,15 +15,14 @@ from pellucid.errors import ConfigError
 from pellucid.explain.base import Explainer
 from pellucid.explain.neuromask.objective import (
     EarlyStopping,
-    area_penalty,
-    border_fill,
-    deletion_term,
+    add_prior,
+    data_terms,
     make_optimizer,
+    mask_grids,
     refine_masks,
-    smoothness,
+    removal_fill,
 )
 from pellucid.explain.neuromask.options import PRESETS, NeuroMaskOptions, areas, validate
-from pellucid.models.base import normalisation_mean
 from pellucid.registry import EXPLAINERS
 
 
@@ -104,42 +102,18 @@ class NeuroMask(Explainer):
     attribute = explain
 
     # ---------------------------------------------------------------- masks from logits
-    def _grid(self, h: int, w: int) -> tuple[int, int]:
-        o = self.options
-        if o.mask_size is not None:
-            return min(o.mask_size, h), min(o.mask_size, w)
-        return math.ceil(h / o.mask_scale), math.ceil(w / o.mask_scale)
-
     def _grids(self, h: int, w: int) -> list[tuple[int, int]]:
-        """The logit grids, coarsest first: the mask grid and ``pyramid - 1`` grids each
-        twice as fine (capped at the image size)."""
-        gh, gw = self._grid(h, w)
-        out = [(gh, gw)]
-        for _ in range(self.options.pyramid - 1):
-            gh, gw = min(2 * gh, h), min(2 * gw, w)
-            if (gh, gw) == out[-1]:
-                break
-            out.append((gh, gw))
-        return out
+        """The logit grids of an H x W image, coarsest first (:func:`mask_grids`)."""
+        return mask_grids(self.options, h, w)
 
-    def _fill(self, x: torch.Tensor, kind: str | float) -> torch.Tensor:
-        """What removed pixels become (N, C, H, W) (``fill`` in :class:`NeuroMaskOptions`)."""
-        if isinstance(kind, (int, float)) and not isinstance(kind, bool):
-            return torch.full_like(x, float(kind))
-        if kind == "zero":
-            return torch.zeros_like(x)
-        if kind == "border":
-            return border_fill(x)
-        if kind == "mean":
-            mean = normalisation_mean(self.model, x.shape[1])
-            if mean is None:
-                return x.mean((2, 3), keepdim=True).expand_as(x)
-            return mean.to(x).view(1, -1, 1, 1).expand_as(x)
-        from pellucid.explain.baselines import blur
-
+    def _fills(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What removed pixels become (N, C, H, W): for the kept image (``fill``) and for the
+        deletion game (``delete_fill``, default the same)."""
         o = self.options
-        sigma = o.blur_sigma if o.blur_sigma is not None else 10 * max(x.shape[-2:]) / 224
-        return blur(x, sigma)
+        fill = removal_fill(self.model, x, o.fill, o.blur_sigma)
+        if o.delete_fill is None:
+            return fill, fill
+        return fill, removal_fill(self.model, x, o.delete_fill, o.blur_sigma)
 
     def _init_logits(self, n: int, gh: int, gw: int, device: torch.device) -> torch.Tensor:
         o = self.options
@@ -205,10 +179,8 @@ class NeuroMask(Explainer):
 
     def _refine(self, x: torch.Tensor, target: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """The masks refined at full resolution (``refine`` in :class:`NeuroMaskOptions`)."""
-        o = self.options
-        fill = self._fill(x, o.fill)
-        dfill = fill if o.delete_fill is None else self._fill(x, o.delete_fill)
-        return refine_masks(self.model, x, masks, target, fill, dfill, o)
+        fill, dfill = self._fills(x)
+        return refine_masks(self.model, x, masks, target, fill, dfill, self.options)
 
     def _masks(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The optimised masks (N, 1, H, W), before the refinement: one optimisation, or
@@ -236,8 +208,7 @@ class NeuroMask(Explainer):
         ranking constraint (``sparsity="area"``), else None."""
         o = self.options
         n, _, h, w = inputs.shape
-        fill = self._fill(inputs, o.fill)  # (N, C, H, W)
-        dfill = fill if o.delete_fill is None else self._fill(inputs, o.delete_fill)
+        fill, dfill = self._fills(inputs)  # (N, C, H, W) each
         logits = self._parameters(n, self._grids(h, w), inputs.device)
         opt = make_optimizer(o.optimizer, logits, o.lr)
         stop = EarlyStopping(n, o.patience, o.tol, inputs.device)
@@ -282,28 +253,6 @@ class NeuroMask(Explainer):
             masks = blur(masks, o.smooth_map)  # (N, 1, H, W)
         return masks
 
-    def _add_prior(
-        self,
-        loss: torch.Tensor,
-        logits: torch.Tensor,
-        masks: torch.Tensor,
-        area: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``loss`` (N,) + l_sparse * sparsity + l_smooth * S(W) of one mask: the sparsity is
-        mean|W + L| (paper), the area mean(M), or the ranking constraint at ``area`` (N,);
-        S is skipped when its weight is 0."""
-        o = self.options
-        if area is not None:
-            sparse = area_penalty(masks, area)
-        elif o.sparsity == "mask":
-            sparse = masks.flatten(1).mean(1)  # the area of the mask
-        else:
-            sparse = (logits + o.logit_bound).abs().flatten(1).mean(1)
-        loss = loss + o.l_sparse * sparse
-        if o.l_smooth > 0:
-            loss = loss + o.l_smooth * smoothness(logits, o.smoothness)
-        return loss
-
     def _loss(
         self,
         grids: list[torch.Tensor],
@@ -321,24 +270,16 @@ class NeuroMask(Explainer):
         k = len(grids) // 2 if self._separate else len(grids)
         logits = self._logit_map(grids[:k])  # W on the finest grid
         masks = self.masks_from_logits(logits, x.shape[-2:])  # (N, 1, H, W)
-        n = x.shape[0]
-        kept = x * masks + fill * (1 - masks)  # (N, C, H, W): paper's x~
         dmasks = masks
         if self._separate:  # the deletion game's own mask, with its own sparsity term
             dlogits = self._logit_map(grids[k:])
             dmasks = self.masks_from_logits(dlogits, x.shape[-2:])
-        if o.l_delete > 0:
-            deleted = x * (1 - dmasks) + dfill * dmasks  # the mask's region removed
-            out = self.model(torch.cat([kept, deleted]))  # (2N, K); eval mode: per image
-            out, out_del = out[:n], out[n:]
-        else:
-            out = self.model(kept)
-        ce = F.cross_entropy(out, target, reduction="none")
-        loss = self._add_prior(o.l_pred * ce, logits, masks, area)
+        ce, d = data_terms(self.model, x, masks, dmasks, fill, dfill, target, o)
+        loss = add_prior(o, o.l_pred * ce, logits, masks, area)
         if self._separate:
-            loss = self._add_prior(loss, dlogits, dmasks, area)
-        if o.l_delete > 0:
-            loss = loss + o.l_delete * deletion_term(out_del, target, o.delete_objective)
+            loss = add_prior(o, loss, dlogits, dmasks, area)
+        if d is not None:
+            loss = loss + o.l_delete * d
         return loss
 
 

@@ -1,6 +1,6 @@
-"""The terms of NeuroMask's loss and what they are computed on: the fill of removed pixels,
-the smoothness prior, the deletion game's objective, the optimiser and per-image early
-stopping.
+"""The terms of NeuroMask's loss and what they are computed on: the logit grids, the fill of
+removed pixels, the sparsity and smoothness priors, the deletion game's objective, the
+optimiser and per-image early stopping.
 
 Alzantot et al. 2019 (``shared/methods/neuromask.md``): loss = l_pred CE(f(x~), c)
 + l_sparse mean|W + L| + l_smooth mean((Lap * W)^2); the deletion game is ours, after Fong &
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pellucid.explain.neuromask.options import NeuroMaskOptions
+from pellucid.models.base import normalisation_mean
 
 
 def border_fill(x: torch.Tensor) -> torch.Tensor:
@@ -35,6 +36,48 @@ def border_fill(x: torch.Tensor) -> torch.Tensor:
     return values.median(dim=2).values[:, :, None, None].expand_as(x)
 
 
+def mask_grids(o: NeuroMaskOptions, h: int, w: int) -> list[tuple[int, int]]:
+    """The logit grids of an ``h`` x ``w`` image, coarsest first: the mask grid (side
+    ``mask_size``, capped at the image, or ``ceil(h / mask_scale)``) and ``pyramid - 1``
+    grids each twice as fine (capped at the image size)."""
+    if o.mask_size is not None:
+        gh, gw = min(o.mask_size, h), min(o.mask_size, w)
+    else:
+        gh, gw = math.ceil(h / o.mask_scale), math.ceil(w / o.mask_scale)
+    out = [(gh, gw)]
+    for _ in range(o.pyramid - 1):
+        gh, gw = min(2 * gh, h), min(2 * gw, w)
+        if (gh, gw) == out[-1]:
+            break
+        out.append((gh, gw))
+    return out
+
+
+def removal_fill(
+    model: nn.Module, x: torch.Tensor, kind: str | float, blur_sigma: float | None = None
+) -> torch.Tensor:
+    """What removed pixels of images ``x`` (N, C, H, W) become, ``fill`` in
+    :class:`NeuroMaskOptions`: a constant, 0 (``"zero"``), each image's border colour
+    (``"border"``, :func:`border_fill`), the dataset mean read from ``model``'s normalisation
+    layer (``"mean"``; each image's own mean if it has none) or a blurred copy of the image
+    (``"blur"``, Gaussian ``blur_sigma`` px; default 10 px at 224 px, scaled with the image)."""
+    if isinstance(kind, (int, float)) and not isinstance(kind, bool):
+        return torch.full_like(x, float(kind))
+    if kind == "zero":
+        return torch.zeros_like(x)
+    if kind == "border":
+        return border_fill(x)
+    if kind == "mean":
+        mean = normalisation_mean(model, x.shape[1])
+        if mean is None:
+            return x.mean((2, 3), keepdim=True).expand_as(x)
+        return mean.to(x).view(1, -1, 1, 1).expand_as(x)
+    from pellucid.explain.baselines import blur
+
+    sigma = blur_sigma if blur_sigma is not None else 10 * max(x.shape[-2:]) / 224
+    return blur(x, sigma)
+
+
 def area_penalty(masks: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
     """Ranking constraint of Extremal Perturbations (Fong, Patrick & Vedaldi 2019, eq. 6) per
     image (N,): the mean squared difference between the sorted values of the masks
@@ -45,6 +88,29 @@ def area_penalty(masks: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
     position = (torch.arange(d, device=masks.device, dtype=masks.dtype) + 0.5) / d  # (H * W,)
     template = (position[None, :] >= 1 - area[:, None]).to(masks.dtype)  # (N, H * W)
     return (values - template).pow(2).mean(1)
+
+
+def add_prior(
+    o: NeuroMaskOptions,
+    loss: torch.Tensor,
+    logits: torch.Tensor,
+    masks: torch.Tensor,
+    area: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``loss`` (N,) + l_sparse * sparsity + l_smooth * S(W) of one mask, logits W
+    (N, 1, h, w) and mask M (N, 1, H, W): the sparsity is mean|W + L| (paper), the area
+    mean(M) (``sparsity="mask"``), or the ranking constraint at ``area`` (N,)
+    (:func:`area_penalty`); S is skipped when its weight is 0."""
+    if area is not None:
+        sparse = area_penalty(masks, area)
+    elif o.sparsity == "mask":
+        sparse = masks.flatten(1).mean(1)  # the area of the mask
+    else:
+        sparse = (logits + o.logit_bound).abs().flatten(1).mean(1)
+    loss = loss + o.l_sparse * sparse
+    if o.l_smooth > 0:
+        loss = loss + o.l_smooth * smoothness(logits, o.smoothness)
+    return loss
 
 
 def neg_log_not(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -115,6 +181,31 @@ class EarlyStopping:
         return bool(self.active.any())
 
 
+def data_terms(
+    model: nn.Module,
+    x: torch.Tensor,
+    keep: torch.Tensor,
+    delete: torch.Tensor,
+    fill: torch.Tensor,
+    dfill: torch.Tensor,
+    target: torch.Tensor,
+    o: NeuroMaskOptions,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The terms of the loss that run the model, per image (N,): CE(f(x~), c) of the kept
+    image ``x~ = x * keep + fill * (1 - keep)`` (paper) and, when ``l_delete > 0``, the
+    deletion game's term D (:func:`deletion_term`) of the image with the region removed,
+    ``x * (1 - delete) + dfill * delete`` (else None). Masks (N, 1, H, W), images and fills
+    (N, C, H, W); both images go through the model as one batch of 2N (eval mode: per
+    image)."""
+    kept = x * keep + fill * (1 - keep)  # (N, C, H, W): paper's x~
+    if o.l_delete <= 0:
+        return F.cross_entropy(model(kept), target, reduction="none"), None
+    n = len(x)
+    out = model(torch.cat([kept, x * (1 - delete) + dfill * delete]))  # (2N, K)
+    ce = F.cross_entropy(out[:n], target, reduction="none")
+    return ce, deletion_term(out[n:], target, o.delete_objective)
+
+
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
     """Per row of ``values`` (N, D), each value's rank scaled to [0, 1] (0 the smallest, 1
     the largest); tied values share the mean of their ranks, so a tie never falls back to
@@ -143,14 +234,8 @@ def refine_masks(
     map does not depend on its batch."""
     m = masks.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        kept = x * m + fill * (1 - m)
-        if o.l_delete > 0:
-            out = model(torch.cat([kept, x * (1 - m) + dfill * m]))  # (2N, K)
-            n = len(x)
-            loss = o.l_pred * F.cross_entropy(out[:n], target, reduction="none")
-            loss = loss + o.l_delete * deletion_term(out[n:], target, o.delete_objective)
-        else:
-            loss = o.l_pred * F.cross_entropy(model(kept), target, reduction="none")
+        ce, d = data_terms(model, x, m, m, fill, dfill, target, o)
+        loss = o.l_pred * ce if d is None else o.l_pred * ce + o.l_delete * d
         (grad,) = torch.autograd.grad(loss.sum(), m)
     rank = average_ranks(-grad.flatten(1)).view_as(masks)  # (N, 1, H, W) in [0, 1]
     return (masks.detach() + o.refine * rank) / (1 + o.refine)
