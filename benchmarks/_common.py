@@ -12,6 +12,17 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -21,6 +32,10 @@ def machine() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
+        "cpu": cpu_model(),
+        # trained weights differ between CPU instruction sets (float reductions are ordered
+        # differently), so a result is reproducible bit for bit only on the same capability
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cuda": torch.cuda.is_available(),
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -33,3 +48,17 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     write_json(path, {"machine": machine(), "command": " ".join(sys.argv), **payload})
     print(f"wrote {path}")
     return path
+
+
+def model_sha256(model: Any) -> str:
+    """First 16 hex digits of the SHA-256 of a model's state dict (keys in order, each
+    tensor's bytes): which trained model a result was measured on. The same recipe trains
+    different weights on CPUs of different instruction sets, so results of two sessions can
+    be put side by side only where this matches."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

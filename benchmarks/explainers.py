@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from _common import RESULTS, write_result
+from _common import RESULTS, model_sha256, write_result
 from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
 from pellucid.explain import build_explainer, explainer_names
 from pellucid.explain.evaluate import compare, image_indices, load_images
@@ -313,6 +313,7 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d"),
             "command": " ".join(sys.argv),
             "run": str(run),
+            "model_sha256": model_sha256(model),
             "recipe": RECIPES[ds].to_dict(),
             "model_accuracy_on_these_images": round(acc, 4),
             "n_images": len(batch),

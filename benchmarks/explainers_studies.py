@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, write_result
+from _common import RESULTS, model_sha256, write_result
 from explainers import (
     PEERS,
     TARGET_SCORES,
@@ -79,6 +79,7 @@ def road_benchmark(
             "date": time.strftime("%Y-%m-%d"),
             "command": " ".join(sys.argv),
             "n_images": len(labels),
+            "model_sha256": model_sha256(model),
             "road_steps": steps,
             "rows": rows,
             "intervals": iv,
@@ -128,6 +129,7 @@ def seeds_benchmark(
             intervals = target_intervals(res["scores"], batch.label)
             per_seed[str(seed)] = {
                 "run": str(run),
+                "model_sha256": model_sha256(model),
                 "test_accuracy": json.loads((run / "metrics.json").read_text())["test_accuracy"],
                 "model_accuracy_on_these_images": round(acc, 4),
                 "rows": rows,

@@ -112,7 +112,7 @@ from typing import Any
 
 import torch
 
-from _common import RESULTS, write_result
+from _common import RESULTS, model_sha256, write_result
 from explainers import (
     TARGET_SCORES,
     ensure_run,
@@ -359,14 +359,17 @@ _UNREFINED: list[tuple[str, str, dict[str, Any]]] = [
 # Every row above ran before the map refinement existed (2026-12-02); they keep ``refine=0``
 # so that re-running one reproduces its figures. Then the refinement (``refine``): weight
 # 0.1 (the default's mask with its plateau ordered by the full-resolution gradient; the
-# default until the second round of 2026-12-02), the default (weight 0.5) and the gradient's
-# ranks alone (a weight so large the mask only breaks ties).
+# default until the second round of 2026-12-02), 0.3, the default (weight 0.5, chosen among
+# these), 1 and 2, and the gradient's ranks alone (a weight so large the mask only breaks ties).
 VALIDATION: list[tuple[str, str, dict[str, Any]]] = [
     (label, name, {**opts, "refine": 0.0} if name == "neuromask" else opts)
     for label, name, opts in _UNREFINED
 ] + [
     ("refine 0.1 (the default before refine 0.5)", "neuromask", {"refine": 0.1}),
+    ("refine 0.3", "neuromask", {"refine": 0.3}),
     ("default", "neuromask", {}),
+    ("refine 1", "neuromask", {"refine": 1.0}),
+    ("refine 2", "neuromask", {"refine": 2.0}),
     ("refine 1e6 (the gradient's ranks alone)", "neuromask", {"refine": 1e6}),
 ]
 
@@ -409,16 +412,38 @@ def validation_sweep(datasets: list[str], runs: Path, n: int, match: str | None 
             "command": " ".join(sys.argv),
             "n_images": len(labels),
             "model_accuracy": round(acc, 4),
+            "model_sha256": model_sha256(model),
             "rows": rows,
         }
     # read only now, so that runs in parallel keep each other's rows
     previous = json.loads(path.read_text())["datasets"] if path.is_file() else {}
-    order = [r[0] for r in VALIDATION]
     for dataset, res in out.items():
-        new = {r["config"] for r in res["rows"]}
-        old = [r for r in previous.get(dataset, {}).get("rows", []) if r["config"] not in new]
-        if match is not None and old:
-            rows = [r for r in old + res["rows"] if r["config"] in order]
-            res["rows"] = sorted(rows, key=lambda r: order.index(r["config"]))
-            res["command"] = previous[dataset]["command"] + "; " + res["command"]
+        res["earlier_models"] = merge_rows(res, previous.get(dataset), match is not None)
     write_result("explainers_validation", {"datasets": {**previous, **out}})
+
+
+def merge_rows(res: dict[str, Any], old: dict[str, Any] | None, partial: bool) -> list[Any]:
+    """Merge a validation run ``res`` of one dataset with the entry ``old`` it replaces and
+    return the entry's ``earlier_models``.
+
+    With ``partial`` (a ``--sweep-match`` run) on the same trained model, the rows not re-run
+    are kept in ``res`` (in VALIDATION's order). On another model (the recipe trains different
+    weights on another CPU; an entry without ``model_sha256`` predates the record) nothing is
+    mixed: the old entry's rows, with the peers they were compared with, become a block of
+    ``earlier_models``, and its own earlier blocks are kept after it."""
+    if not old:
+        return []
+    earlier = list(old.get("earlier_models", []))
+    if old.get("model_sha256") != res["model_sha256"]:
+        block = {k: v for k, v in old.items() if k != "earlier_models"}
+        block.setdefault("model_sha256", None)
+        return [block, *earlier]
+    if partial:
+        order = [r[0] for r in VALIDATION]
+        new = {r["config"] for r in res["rows"]}
+        rows = [r for r in old["rows"] if r["config"] not in new] + res["rows"]
+        res["rows"] = sorted(
+            (r for r in rows if r["config"] in order), key=lambda r: order.index(r["config"])
+        )
+        res["command"] = old["command"] + "; " + res["command"]
+    return earlier

@@ -407,12 +407,11 @@ def table_decoupling(r: dict) -> str:
     return "\n".join(rows)
 
 
-def table_explainers_validation(r: dict) -> str:
-    """One row per setting: pointing / black deletion / mean-fill deletion per dataset, a
-    mark where NeuroMask beats both peers on the mean (+) and with both paired intervals
-    excluding 0 (++)."""
+def _validation_block(data: dict[str, dict]) -> list[str]:
+    """One table of validation rows measured on one trained model per dataset: pointing /
+    black deletion / mean-fill deletion, a mark where NeuroMask beats both peers (of the same
+    block) on the mean (+) and with both paired intervals excluding 0 (++)."""
     keys = ("pointing_game", "deletion_auc", "deletion_auc_mean_fill")
-    data = r["datasets"]
     names = list(data)
     configs: list[str] = []
     for ds in names:
@@ -443,21 +442,39 @@ def table_explainers_validation(r: dict) -> str:
                 else " / ".join(f"{row[k]:.3f}{mark(row, k)}" for k in keys if k in row)
             )
         rows.append(f"| {config} | " + " | ".join(cells) + " |")
-    notes = [
-        f"- **{ds}**: {res['n_images']} validation images (model accuracy on them "
-        f"{res['model_accuracy']:.3f}), `{res['command']}` ({res['date']})."
-        for ds, res in data.items()
+    notes = []
+    for ds, res in data.items():
+        sha = res.get("model_sha256")
+        model = f"model {sha}" if sha else "model not fingerprinted"
+        note = f"; {res['note']}" if res.get("note") else ""
+        notes.append(
+            f"- **{ds}**: {res['n_images']} validation images ({model}, accuracy on them "
+            f"{res['model_accuracy']:.3f}{note}), `{res['command']}` ({res['date']})."
+        )
+    return [*rows, "", *notes]
+
+
+def table_explainers_validation(r: dict) -> str:
+    """The validation rows of the current trained model per dataset, then those measured on
+    earlier trainings of the same recipe (``earlier_models``: another CPU trains other
+    weights), each block with its own peers: rows of different models are never compared."""
+    data = r["datasets"]
+    out = _validation_block(data)
+    out += [
+        "",
+        "+ : beats both peers on the mean; ++ : and both paired bootstrap 95 % intervals "
+        "exclude 0.",
     ]
-    return "\n".join(
-        [
-            *rows,
-            "",
-            "+ : beats both peers on the mean; ++ : and both paired bootstrap 95 % intervals "
-            "exclude 0.",
-            "",
-            *notes,
-        ]
-    )
+    depth = max(len(res.get("earlier_models", [])) for res in data.values())
+    for i in range(depth):
+        block = {
+            ds: res["earlier_models"][i]
+            for ds, res in data.items()
+            if len(res.get("earlier_models", [])) > i
+        }
+        out += ["", f"Earlier training {i + 1} of the same recipe (its own peers):", ""]
+        out += _validation_block(block)
+    return "\n".join(out)
 
 
 TABLES: dict[str, Callable[[dict], str]] = {

@@ -69,3 +69,45 @@ def test_over_seeds_mean_sd_and_counts():
     assert out["seeds_meeting"]["targets"]["beats_gradcam_and_occlusion_pointing"] == 2
     assert out["seeds_meeting"]["targets"]["beats_gradcam_and_occlusion_deletion"] == 2
     assert out["seeds_meeting"]["targets_resolved"]["beats_gradcam_and_occlusion_pointing"] == 1
+
+
+sweeps = importlib.import_module("explainers_sweeps")  # benchmarks/explainers_sweeps.py
+common = importlib.import_module("_common")  # benchmarks/_common.py
+
+
+def test_model_sha256_tells_models_apart():
+    import torch
+
+    torch.manual_seed(0)
+    a = torch.nn.Linear(3, 2)
+    b = torch.nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    assert common.model_sha256(a) == common.model_sha256(b)
+    with torch.no_grad():
+        b.bias[0] += 1e-6  # one float's last bits
+    assert common.model_sha256(a) != common.model_sha256(b)
+
+
+def _entry(sha: str | None, configs: list[str], command: str = "old") -> dict:
+    rows = [{"config": c, "pointing_game": 0.5} for c in configs]
+    return {"model_sha256": sha, "rows": rows, "command": command, "model_accuracy": 0.9}
+
+
+def test_validation_merge_keeps_rows_of_the_same_model_only():
+    peers = ["Grad-CAM (peer)", "occlusion (peer)"]
+    old = _entry("aaa", [*peers, "pyramid 2", "default"])
+    # same model, partial run: the rows not re-run are kept, in VALIDATION's order
+    res = _entry("aaa", [*peers, "default"], "new")
+    assert sweeps.merge_rows(res, old, partial=True) == []
+    assert [r["config"] for r in res["rows"]] == [*peers, "pyramid 2", "default"]
+    assert res["command"] == "old; new"
+    # another model: nothing is mixed, the old rows go with their own peers to a block
+    earlier = _entry("zzz", [*peers, "area 0.1, l_sparse 10"])
+    old["earlier_models"] = [earlier]
+    res = _entry("bbb", [*peers, "default"], "new")
+    blocks = sweeps.merge_rows(res, old, partial=True)
+    assert [r["config"] for r in res["rows"]] == [*peers, "default"]
+    assert [b["model_sha256"] for b in blocks] == ["aaa", "zzz"]
+    assert [r["config"] for r in blocks[0]["rows"]] == [*peers, "pyramid 2", "default"]
+    # an entry from before the fingerprint is another model too
+    assert sweeps.merge_rows(_entry("bbb", peers), _entry(None, peers), partial=True)
