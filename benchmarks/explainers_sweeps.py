@@ -422,28 +422,47 @@ def validation_sweep(datasets: list[str], runs: Path, n: int, match: str | None 
     write_result("explainers_validation", {"datasets": {**previous, **out}})
 
 
+PEER_CONFIGS = ("Grad-CAM (peer)", "occlusion (peer)")
+
+
+def same_model(res: dict[str, Any], old: dict[str, Any]) -> bool:
+    """Was ``old`` measured on the model of ``res``? By ``model_sha256``; an entry from
+    before the fingerprint (``None``) counts as the same model when both peers' rows give
+    the same scores to the last digit (on another model they do not)."""
+    if old.get("model_sha256") is not None:
+        return old["model_sha256"] == res["model_sha256"]
+
+    def peers(entry: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = [r for r in entry["rows"] if r["config"] in PEER_CONFIGS]
+        drop = ("seconds_per_image",)
+        return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+
+    return len(peers(old)) == len(PEER_CONFIGS) and peers(old) == peers(res)
+
+
 def merge_rows(res: dict[str, Any], old: dict[str, Any] | None, partial: bool) -> list[Any]:
     """Merge a validation run ``res`` of one dataset with the entry ``old`` it replaces and
     return the entry's ``earlier_models``.
 
-    With ``partial`` (a ``--sweep-match`` run) on the same trained model, the rows not re-run
-    are kept in ``res`` (in VALIDATION's order). On another model (the recipe trains different
-    weights on another CPU; an entry without ``model_sha256`` predates the record) nothing is
-    mixed: the old entry's rows, with the peers they were compared with, become a block of
-    ``earlier_models``, and its own earlier blocks are kept after it."""
+    ``old`` and each of its ``earlier_models`` blocks is one trained model's rows with the
+    peers they were compared with. The block on ``res``'s model (:func:`same_model`), if
+    any, is merged: with ``partial`` (a ``--sweep-match`` run) its rows not re-run are kept
+    in ``res``, in VALIDATION's order. The others (the recipe trains other weights on
+    another CPU) stay apart as ``earlier_models``, most recent first: rows of different
+    models are never mixed."""
     if not old:
         return []
-    earlier = list(old.get("earlier_models", []))
-    if old.get("model_sha256") != res["model_sha256"]:
-        block = {k: v for k, v in old.items() if k != "earlier_models"}
-        block.setdefault("model_sha256", None)
-        return [block, *earlier]
-    if partial:
+    blocks = [{k: v for k, v in old.items() if k != "earlier_models"}]
+    blocks += list(old.get("earlier_models", []))
+    match = next((b for b in blocks if same_model(res, b)), None)
+    if match is not None and partial:
         order = [r[0] for r in VALIDATION]
         new = {r["config"] for r in res["rows"]}
-        rows = [r for r in old["rows"] if r["config"] not in new] + res["rows"]
+        rows = [r for r in match["rows"] if r["config"] not in new] + res["rows"]
         res["rows"] = sorted(
             (r for r in rows if r["config"] in order), key=lambda r: order.index(r["config"])
         )
-        res["command"] = old["command"] + "; " + res["command"]
-    return earlier
+        res["command"] = match["command"] + "; " + res["command"]
+    for b in blocks:
+        b.setdefault("model_sha256", None)
+    return [b for b in blocks if b is not match]

@@ -88,26 +88,36 @@ def test_model_sha256_tells_models_apart():
     assert common.model_sha256(a) != common.model_sha256(b)
 
 
-def _entry(sha: str | None, configs: list[str], command: str = "old") -> dict:
-    rows = [{"config": c, "pointing_game": 0.5} for c in configs]
+def _entry(sha: str | None, configs: list[str], command: str = "old", peer: float = 0.5) -> dict:
+    rows = [{"config": c, "pointing_game": peer if "peer" in c else 0.7} for c in configs]
     return {"model_sha256": sha, "rows": rows, "command": command, "model_accuracy": 0.9}
 
 
+PEERS = ["Grad-CAM (peer)", "occlusion (peer)"]
+
+
 def test_validation_merge_keeps_rows_of_the_same_model_only():
-    peers = ["Grad-CAM (peer)", "occlusion (peer)"]
-    old = _entry("aaa", [*peers, "pyramid 2", "default"])
+    old = _entry("aaa", [*PEERS, "pyramid 2", "default"])
     # same model, partial run: the rows not re-run are kept, in VALIDATION's order
-    res = _entry("aaa", [*peers, "default"], "new")
+    res = _entry("aaa", [*PEERS, "default"], "new")
     assert sweeps.merge_rows(res, old, partial=True) == []
-    assert [r["config"] for r in res["rows"]] == [*peers, "pyramid 2", "default"]
+    assert [r["config"] for r in res["rows"]] == [*PEERS, "pyramid 2", "default"]
     assert res["command"] == "old; new"
     # another model: nothing is mixed, the old rows go with their own peers to a block
-    earlier = _entry("zzz", [*peers, "area 0.1, l_sparse 10"])
-    old["earlier_models"] = [earlier]
-    res = _entry("bbb", [*peers, "default"], "new")
+    old["earlier_models"] = [_entry("zzz", [*PEERS, "area 0.1, l_sparse 10"])]
+    res = _entry("bbb", [*PEERS, "default"], "new")
     blocks = sweeps.merge_rows(res, old, partial=True)
-    assert [r["config"] for r in res["rows"]] == [*peers, "default"]
+    assert [r["config"] for r in res["rows"]] == [*PEERS, "default"]
     assert [b["model_sha256"] for b in blocks] == ["aaa", "zzz"]
-    assert [r["config"] for r in blocks[0]["rows"]] == [*peers, "pyramid 2", "default"]
-    # an entry from before the fingerprint is another model too
-    assert sweeps.merge_rows(_entry("bbb", peers), _entry(None, peers), partial=True)
+    assert [r["config"] for r in blocks[0]["rows"]] == [*PEERS, "pyramid 2", "default"]
+
+
+def test_validation_merge_finds_an_earlier_block_of_the_same_model():
+    """An entry without a fingerprint is the same model only if its peers' scores match."""
+    stale = _entry(None, [*PEERS, "default"], "other machine", peer=0.6)
+    stale["earlier_models"] = [_entry(None, [*PEERS, "pyramid 2"], "first")]
+    res = _entry("ccc", [*PEERS, "refine 0.3"], "new")
+    blocks = sweeps.merge_rows(res, stale, partial=True)
+    assert [r["config"] for r in res["rows"]] == [*PEERS, "pyramid 2", "refine 0.3"]
+    assert res["command"] == "first; new"
+    assert [b["command"] for b in blocks] == ["other machine"]
