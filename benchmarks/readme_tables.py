@@ -472,7 +472,11 @@ def table_explainers_validation(r: dict) -> str:
             for ds, res in data.items()
             if len(res.get("earlier_models", [])) > i
         }
-        out += ["", f"Earlier training {i + 1} of the same recipe (its own peers):", ""]
+        out += [
+            "",
+            f"Other training {i + 1} of the same recipe (another model; its own peers):",
+            "",
+        ]
         out += _validation_block(block)
     return "\n".join(out)
 
