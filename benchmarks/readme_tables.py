@@ -247,8 +247,9 @@ def table_explainers_road(r: dict) -> str:
         )
         ctrl = res.get("controls_worse_than_every_explainer", {})
         notes.append(
-            f"- **{ds}** ({res['n_images']} images, ROAD over {res['road_steps']} steps; "
-            f"`{res['command']}`, {res['date']}): NeuroMask minus peer, ROAD deletion, 95 % "
+            f"- **{ds}** ({res['n_images']} images, ROAD over {res['road_steps']} steps"
+            + (f", model {res['model_sha256']}" if res.get("model_sha256") else "")
+            + f"; `{res['command']}`, {res['date']}): NeuroMask minus peer, ROAD deletion, 95 % "
             f"paired bootstrap: {diffs}. Controls worse than every explainer: ROAD "
             f"{'yes' if ctrl.get('deletion_auc_road') else 'NO'}, black "
             f"{'yes' if ctrl.get('deletion_auc') else 'NO'}."
