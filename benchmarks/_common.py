@@ -33,8 +33,8 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
-        # trained weights differ between CPU instruction sets (float reductions are ordered
-        # differently), so a result is reproducible bit for bit only on the same capability
+        # the same recipe trained other weights on another machine (2026-12-02); the CPU and
+        # its capability are recorded so that such a difference can be traced
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cuda": torch.cuda.is_available(),
         "date": time.strftime("%Y-%m-%d"),
@@ -52,9 +52,9 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
 
 def model_sha256(model: Any) -> str:
     """First 16 hex digits of the SHA-256 of a model's state dict (keys in order, each
-    tensor's bytes): which trained model a result was measured on. The same recipe trains
-    different weights on CPUs of different instruction sets, so results of two sessions can
-    be put side by side only where this matches."""
+    tensor's bytes): which trained model a result was measured on. The same recipe trained
+    other weights on another machine, so results of two sessions can be put side by side
+    only where this matches."""
     import hashlib
 
     h = hashlib.sha256()
