@@ -371,6 +371,15 @@ VALIDATION: list[tuple[str, str, dict[str, Any]]] = [
     ("refine 1", "neuromask", {"refine": 1.0}),
     ("refine 2", "neuromask", {"refine": 2.0}),
     ("refine 1e6 (the gradient's ranks alone)", "neuromask", {"refine": 1e6}),
+    # 2026-12-03: the refinement's gradient integrated along the path from the intact image
+    # (``refine_steps``), and its rank averaged over fills (``refine_fills``)
+    ("refine path 8", "neuromask", {"refine_steps": 8}),
+    ("refine fills zero, mean", "neuromask", {"refine_fills": ("zero", "mean")}),
+    (
+        "refine path 8, fills zero, mean",
+        "neuromask",
+        {"refine_steps": 8, "refine_fills": ("zero", "mean")},
+    ),
 ]
 
 

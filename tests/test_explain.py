@@ -388,6 +388,58 @@ def test_neuromask_refinement_orders_the_masks_plateau_by_the_full_resolution_gr
             NeuroMask(model, refine=bad)
 
 
+def test_neuromask_refinement_path_and_fills() -> None:
+    from pellucid.explain.neuromask.objective import average_ranks, data_terms, refine_masks
+
+    torch.manual_seed(0)
+    model = build_model("convnet", in_channels=1, num_classes=3, widths=[4, 4, 8, 8]).eval()
+    x, target = torch.rand(3, 1, 16, 16), torch.tensor([0, 1, 2])
+    masks = torch.rand(3, 1, 16, 16)
+    zero = torch.zeros_like(x)
+    nm = NeuroMask(model, fill="zero", refine=0.5)
+    o = nm.options
+    # one step is the gradient at the final mask itself (the refinement before the option)
+    m = masks.clone().requires_grad_(True)
+    ce, d = data_terms(model, x, m, m, zero, zero, target, o)
+    (g,) = torch.autograd.grad((o.l_pred * ce + o.l_delete * d).sum(), m)
+    expected = (masks + 0.5 * average_ranks(-g.flatten(1)).view_as(masks)) / 1.5
+    assert torch.allclose(refine_masks(model, x, masks, target, zero, zero, o), expected)
+    # k steps: the mean of the gradients along the path from the intact image
+    o8 = NeuroMask(model, fill="zero", refine=0.5, refine_steps=8).options
+    path = refine_masks(model, x, masks, target, zero, zero, o8)
+    assert path.shape == masks.shape and 0 <= path.min() and path.max() <= 1
+    assert not torch.allclose(path, expected)
+    grads = []
+    for a in (0.25, 0.5, 0.75, 1.0):
+        m = masks.clone().requires_grad_(True)
+        ce, d = data_terms(model, x, 1 - a * (1 - m), a * m, zero, zero, target, o)
+        grads.append(torch.autograd.grad((o.l_pred * ce + o.l_delete * d).sum(), m)[0])
+    g4 = torch.stack(grads).mean(0)
+    o4 = NeuroMask(model, fill="zero", refine=0.5, refine_steps=4).options
+    expected4 = (masks + 0.5 * average_ranks(-g4.flatten(1)).view_as(masks)) / 1.5
+    assert torch.allclose(refine_masks(model, x, masks, target, zero, zero, o4), expected4)
+    # a further fill equal to the configured one changes nothing; another fill does
+    same = NeuroMask(model, fill="zero", refine=0.5, refine_fills=("zero",)).options
+    assert torch.allclose(refine_masks(model, x, masks, target, zero, zero, same), expected)
+    other = NeuroMask(model, fill="zero", refine=0.5, refine_fills=[0.7]).options
+    assert other.refine_fills == (0.7,)  # a list (as YAML reads it) becomes a tuple
+    assert not torch.allclose(refine_masks(model, x, masks, target, zero, zero, other), expected)
+    # the whole explainer with both: in range, and an image's map does not depend on its batch
+    both = NeuroMask(model, iterations=5, refine_steps=3, refine_fills=("zero", "mean"))
+    alone, together = both.explain(x[:1], target[:1]), both.explain(x, target)
+    assert 0 <= together.min() and together.max() <= 1
+    assert torch.allclose(alone, together[:1], atol=1e-5)
+    for bad, match in (
+        ({"refine_steps": 0}, "refine_steps"),
+        ({"refine_steps": 2.5}, "refine_steps"),
+        ({"refine_steps": True}, "refine_steps"),
+        ({"refine_fills": "zero"}, "refine_fills"),
+        ({"refine_fills": ("purple",)}, "refine_fills"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            NeuroMask(model, **bad)
+
+
 @pytest.mark.parametrize(
     ("x", "target", "message"),
     [

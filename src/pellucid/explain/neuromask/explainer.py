@@ -78,6 +78,8 @@ class NeuroMask(Explainer):
             )
         self.preset = preset
         self.options = replace(PRESETS[preset], **options)
+        if isinstance(self.options.refine_fills, list):  # e.g. from YAML on the command line
+            self.options = replace(self.options, refine_fills=tuple(self.options.refine_fills))
         validate(self.options)
         if batch_size is None:
             batch_size = 1 if preset == "reference" else 64

@@ -230,12 +230,31 @@ def refine_masks(
     ``(M + refine * rank(g)) / (1 + refine)`` per image, g = -dL/dM at each pixel of the
     final masks M (N, 1, H, W) of images ``x`` (N, C, H, W), L the loss's prediction term
     ``l_pred CE(f(x * M + fill * (1 - M)), c)`` plus its deletion term ``l_delete
-    D(f(x * (1 - M) + dfill * M))``. The losses are per image and summed, so an image's
-    map does not depend on its batch."""
-    m = masks.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        ce, d = data_terms(model, x, m, m, fill, dfill, target, o)
-        loss = o.l_pred * ce if d is None else o.l_pred * ce + o.l_delete * d
-        (grad,) = torch.autograd.grad(loss.sum(), m)
-    rank = average_ranks(-grad.flatten(1)).view_as(masks)  # (N, 1, H, W) in [0, 1]
+    D(f(x * (1 - M) + dfill * M))``.
+
+    With ``refine_steps = k > 1`` g is integrated along the straight path from the intact
+    image to the final masks (the Riemann sum of integrated gradients, Sundararajan et al.
+    2017, eq. 3): at ``a = j / k``, j = 1..k, the kept image uses ``1 - a (1 - M)`` and the
+    deleted one ``a M``, and g is the mean of their gradients with respect to M. With
+    ``refine_fills`` the rank is the mean of the ranks of g under ``fill``/``dfill`` and
+    under each listed fill in place of both. The losses are per image and summed, so an
+    image's map does not depend on its batch."""
+    fills = [(fill, dfill)]
+    for kind in o.refine_fills:
+        f = removal_fill(model, x, kind, o.blur_sigma)
+        fills.append((f, f))
+    k = max(1, int(o.refine_steps))
+    rank = torch.zeros_like(masks)
+    for fk, dk in fills:
+        grad = torch.zeros_like(masks)
+        for j in range(1, k + 1):
+            a = j / k
+            m = masks.detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                keep = 1 - a * (1 - m)
+                ce, d = data_terms(model, x, keep, a * m, fk, dk, target, o)
+                loss = o.l_pred * ce if d is None else o.l_pred * ce + o.l_delete * d
+                (g,) = torch.autograd.grad(loss.sum(), m)
+            grad += g / k
+        rank += average_ranks(-grad.flatten(1)).view_as(masks) / len(fills)  # in [0, 1]
     return (masks.detach() + o.refine * rank) / (1 + o.refine)

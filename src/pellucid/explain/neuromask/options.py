@@ -127,6 +127,18 @@ class NeuroMaskOptions:
         gradient's ranks alone (``refine=1e6``) delete best but lose the pointing game
         (validation 0.921 / 0.801), since the mask is what keeps the map's maximum on the
         object.
+    refine_steps : int
+        Points of the refinement's gradient (ours; default 1: the gradient at the final
+        mask). With k > 1 the gradient is integrated along the path from the intact image
+        (kept mask 1, deleted mask 0) to the final mask, as integrated gradients do
+        (Sundararajan et al. 2017): the gradient at the final mask alone reads the deletion
+        term where the region is already removed and the class usually gone, while the
+        deletion curve is decided by its first steps. Each point costs one forward and
+        backward of 2N images.
+    refine_fills : tuple of fills
+        Further fills under which the refinement's gradient is taken (ours; default none):
+        the rank is the mean of the ranks under ``fill`` / ``delete_fill`` and under each of
+        these in place of both, so that the order does not hang on one arbitrary fill.
     temperature : float
         T in ``M = sigmoid(W / T)``.
     logit_bound : float
@@ -164,6 +176,8 @@ class NeuroMaskOptions:
     delete_mask: str = "shared"
     smooth_map: float = 0.0
     refine: float = 0.5
+    refine_steps: int = 1
+    refine_fills: tuple[str | float, ...] = ()
     temperature: float = 1.0
     logit_bound: float = 10.0
     init: str | float = 0.0
@@ -196,6 +210,8 @@ PRESETS: dict[str, NeuroMaskOptions] = {
         delete_mask="shared",
         smooth_map=0.0,
         refine=0.0,
+        refine_steps=1,
+        refine_fills=(),
         temperature=1.0,
         logit_bound=10.0,
         init="uniform",
@@ -234,6 +250,12 @@ def _choices(o: NeuroMaskOptions) -> None:
         value = getattr(o, key)
         if value not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    fills = o.refine_fills
+    if isinstance(fills, (str, int, float)) or not all(is_fill(f) for f in fills):
+        raise ConfigError(
+            f"refine_fills must be a sequence of fills ({', '.join(FILLS)} or numbers), "
+            f"got {fills!r}"
+        )
     if o.init != "uniform" and not isinstance(o.init, (int, float)):
         raise ConfigError(f"init must be 'uniform' or a number, got {o.init!r}")
     _check_area(o)
@@ -286,6 +308,9 @@ def validate(o: NeuroMaskOptions) -> None:
         "l_delete": o.l_delete >= 0,
         "smooth_map": o.smooth_map >= 0,
         "refine": o.refine >= 0,
+        "refine_steps": isinstance(o.refine_steps, int)
+        and not isinstance(o.refine_steps, bool)
+        and o.refine_steps >= 1,
     }
     for key, ok in checks.items():
         if not ok:
