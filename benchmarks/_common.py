@@ -23,6 +23,32 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+# The instruction sets that torch's own kernels (ATen), oneDNN (convolutions) and MKL may use.
+# The same recipe and seed train other weights where these differ: on 2026-12-03 an AVX-512
+# machine trained cluttered-mnist weights ac24718cf84f7a58 natively, ba192691cfe30bd5 with only
+# ATen held to AVX2, and the published 30e7b7c700a55179 (trained on an AVX2 machine) with all
+# three held to AVX2. The explainer benchmarks therefore run under these settings.
+ISA_PIN = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+}
+
+
+def pin_isa() -> None:
+    """Re-run this script with :data:`ISA_PIN` set in its environment, unless it already is
+    (or ``PELLUCID_NATIVE_ISA=1`` asks for the machine's own instruction sets). Call it first
+    thing under ``if __name__ == "__main__"``: the libraries read these settings when they
+    load."""
+    if os.environ.get("PELLUCID_NATIVE_ISA") == "1":
+        return
+    if all(os.environ.get(k) == v for k, v in ISA_PIN.items()):
+        return
+    os.environ.update(ISA_PIN)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -36,6 +62,7 @@ def machine() -> dict[str, Any]:
         # the same recipe trained other weights on another machine (2026-12-02); the CPU and
         # its capability are recorded so that such a difference can be traced
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "isa_settings": {k: os.environ.get(k) for k in ISA_PIN},
         "cuda": torch.cuda.is_available(),
         "date": time.strftime("%Y-%m-%d"),
     }

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from _common import RESULTS, model_sha256, write_result
+from _common import RESULTS, model_sha256, pin_isa, write_result
 from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
 from pellucid.explain import build_explainer, explainer_names
 from pellucid.explain.evaluate import compare, image_indices, load_images
@@ -357,4 +357,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    pin_isa()  # the published models were trained under these instruction sets
     main()

@@ -121,3 +121,32 @@ def test_validation_merge_finds_an_earlier_block_of_the_same_model():
     assert [r["config"] for r in res["rows"]] == [*PEERS, "pyramid 2", "refine 0.3"]
     assert res["command"] == "first; new"
     assert [b["command"] for b in blocks] == ["other machine"]
+
+
+def test_pin_isa_reruns_the_script_under_the_pinned_instruction_sets(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(Path(common.__file__).parent)!r})\n"
+        "from _common import ISA_PIN, pin_isa\n"
+        "print('start', flush=True)\n"
+        "pin_isa()\n"
+        "print(sys.argv[1:], [os.environ.get(k) for k in ISA_PIN])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in common.ISA_PIN}
+    env.pop("PELLUCID_NATIVE_ISA", None)
+    out = subprocess.run(
+        [sys.executable, str(script), "--x", "1"], env=env, capture_output=True, text=True
+    )
+    # the script ran twice (once natively, once pinned) and kept its arguments
+    assert out.stdout.splitlines() == ["start", "start", "['--x', '1'] ['avx2', 'AVX2', 'AVX2']"]
+    native = subprocess.run(
+        [sys.executable, str(script)],
+        env={**env, "PELLUCID_NATIVE_ISA": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert native.stdout.splitlines() == ["start", "[] [None, None, None]"]
