@@ -251,8 +251,9 @@ def refine_masks(
             a = j / k
             m = masks.detach().clone().requires_grad_(True)
             with torch.enable_grad():
-                keep = 1 - a * (1 - m)
-                ce, d = data_terms(model, x, keep, a * m, fk, dk, target, o)
+                # at a = 1 the final mask itself (bit for bit, so that ties rank alike)
+                keep, delete = (m, m) if j == k else (1 - a * (1 - m), a * m)
+                ce, d = data_terms(model, x, keep, delete, fk, dk, target, o)
                 loss = o.l_pred * ce if d is None else o.l_pred * ce + o.l_delete * d
                 (g,) = torch.autograd.grad(loss.sum(), m)
             grad += g / k
