@@ -436,6 +436,7 @@ def test_neuromask_refinement_path_and_fills() -> None:
         ({"refine_steps": True}, "refine_steps"),
         ({"refine_fills": "zero"}, "refine_fills"),
         ({"refine_fills": ("purple",)}, "refine_fills"),
+        ({"refine_fills": None}, "refine_fills"),
     ):
         with pytest.raises(ConfigError, match=match):
             NeuroMask(model, **bad)

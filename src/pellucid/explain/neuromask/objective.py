@@ -243,7 +243,7 @@ def refine_masks(
     for kind in o.refine_fills:
         f = removal_fill(model, x, kind, o.blur_sigma)
         fills.append((f, f))
-    k = max(1, int(o.refine_steps))
+    k = o.refine_steps  # >= 1 (validated)
     rank = torch.zeros_like(masks)
     for fk, dk in fills:
         grad = torch.zeros_like(masks)

@@ -258,7 +258,7 @@ def _choices(o: NeuroMaskOptions) -> None:
         if value not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
     fills = o.refine_fills
-    if isinstance(fills, (str, int, float)) or not all(is_fill(f) for f in fills):
+    if not isinstance(fills, (list, tuple)) or not all(is_fill(f) for f in fills):
         raise ConfigError(
             f"refine_fills must be a sequence of fills ({', '.join(FILLS)} or numbers), "
             f"got {fills!r}"
