@@ -278,6 +278,12 @@ def main() -> None:
         help="NeuroMask and the peers for models trained with each seed "
         "(results/explainers_seeds.json)",
     )
+    ap.add_argument(
+        "--result",
+        default="explainers",
+        help="name of the results file (results/NAME.json); another name keeps the published "
+        "file, e.g. for a model that the same recipe trained on another machine",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     from explainers_studies import road_benchmark, seeds_benchmark
@@ -333,7 +339,7 @@ def main() -> None:
             "target_intervals": intervals,
             "targets_resolved": resolved_targets(intervals),
         }
-    previous = RESULTS / "explainers.json"
+    previous = RESULTS / f"{args.result}.json"
     if previous.is_file():  # keep the other datasets' entries (each has its own date)
         old = json.loads(previous.read_text())
         for ds, entry in old.get("results", {}).items():
@@ -342,7 +348,7 @@ def main() -> None:
                 entry.setdefault("command", old.get("command"))
                 results[ds] = entry
     write_result(
-        "explainers",
+        args.result,
         {
             "n": args.n,
             "sanity_n": args.sanity_n,

@@ -199,7 +199,9 @@ def table_explainers(r: dict) -> str:
             for k, v in controls.items()
         )
         notes.append(
-            f"- **{ds}** (model test accuracy on these images "
+            f"- **{ds}** ("
+            + (f"model {res['model_sha256']}, " if res.get("model_sha256") else "")
+            + f"model test accuracy on these images "
             f"{res['model_accuracy_on_these_images']:.3f}): on {ref['n']} of these images, "
             f"NeuroMask default {ref['neuromask']['seconds_per_image']:.3f} s/image, pointing "
             f"{ref['neuromask']['pointing_game']:.3f}, deletion "
@@ -223,7 +225,15 @@ def table_explainers(r: dict) -> str:
         f"{r['n']} test images per dataset, target = true class, sanity check on the first "
         f"{r['sanity_n']}; "
         + "; ".join(f"`{cmd}` ({date})" for cmd, date in runs)
-        + f", {r['machine']['threads']} torch thread(s)."
+        + f", {r['machine']['threads']} torch thread(s)"
+        + (f", CPU {r['machine']['cpu']!r}" if r["machine"].get("cpu") else "")
+        + (
+            ", instruction sets pinned: "
+            + " ".join(f"{k}={v}" for k, v in r["machine"]["isa_settings"].items())
+            if r["machine"].get("isa_settings")
+            else ""
+        )
+        + "."
     )
     return "\n".join(rows)
 
@@ -486,6 +496,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "decoupling": table_decoupling,
     "icnn": table_icnn,
     "explainers": table_explainers,
+    "explainers_intel": table_explainers,
     "explainers_road": table_explainers_road,
     "explainers_seeds": table_explainers_seeds,
     "explainers_validation": table_explainers_validation,
