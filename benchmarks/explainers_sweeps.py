@@ -380,6 +380,17 @@ VALIDATION: list[tuple[str, str, dict[str, Any]]] = [
         "neuromask",
         {"refine_steps": 8, "refine_fills": ("zero", "mean")},
     ),
+    # 2026-12-04: the rank multiplied into the mask (``refine_mode="product"``), which keeps
+    # the map inside the mask (the sum spreads the rank over the whole image)
+    ("refine product 0.5", "neuromask", {"refine_mode": "product"}),
+    ("refine product 2", "neuromask", {"refine_mode": "product", "refine": 2.0}),
+    # and both with a deletion mask of its own (returned as the two masks' product)
+    ("own deletion mask, product, refine 0.5", "neuromask", {"delete_mask": "product"}),
+    (
+        "own deletion mask, product, refine product 0.5",
+        "neuromask",
+        {"delete_mask": "product", "refine_mode": "product"},
+    ),
 ]
 
 

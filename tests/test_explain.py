@@ -442,6 +442,41 @@ def test_neuromask_refinement_path_and_fills() -> None:
             NeuroMask(model, **bad)
 
 
+def test_neuromask_refinement_product_keeps_the_map_inside_the_mask() -> None:
+    from pellucid.explain.neuromask.objective import average_ranks, data_terms, refine_masks
+
+    torch.manual_seed(0)
+    model = build_model("convnet", in_channels=1, num_classes=3, widths=[4, 4, 8, 8]).eval()
+    x, target = torch.rand(3, 1, 16, 16), torch.tensor([0, 1, 2])
+    masks = torch.rand(3, 1, 16, 16)
+    masks[..., :, :8] = 0.0  # the mask removes the left half of every image
+    zero = torch.zeros_like(x)
+    add = NeuroMask(model, fill="zero", refine=0.5).options
+    prod = NeuroMask(model, fill="zero", refine=0.5, refine_mode="product").options
+    assert add.refine_mode == "add"  # the default is the sum
+    m = masks.clone().requires_grad_(True)
+    ce, d = data_terms(model, x, m, m, zero, zero, target, prod)
+    (g,) = torch.autograd.grad((prod.l_pred * ce + prod.l_delete * d).sum(), m)
+    rank = average_ranks(-g.flatten(1)).view_as(masks)
+    product = refine_masks(model, x, masks, target, zero, zero, prod)
+    assert torch.allclose(product, masks * (1 + 0.5 * rank) / 1.5)
+    assert 0 <= product.min() and product.max() <= 1
+    # the product leaves what the mask removed at 0; the sum spreads the rank over it
+    assert torch.equal(product[..., :8], torch.zeros_like(product[..., :8]))
+    summed = refine_masks(model, x, masks, target, zero, zero, add)
+    assert summed[..., :8].max() > 0.1
+    # so the mass inside the mask is larger under the product
+    inside = lambda a: (a[..., 8:].sum() / a.sum()).item()  # noqa: E731
+    assert inside(product) > inside(summed)
+    # mask values apart by more than the rank's reach keep their order
+    a, b = masks[0].flatten(), product[0].flatten()
+    far = a[:, None] / 1.5 > a[None, :]
+    assert far.any() and torch.all((b[:, None] > b[None, :])[far])
+    with pytest.raises(ConfigError, match="refine_mode must be one of add, product"):
+        NeuroMask(model, refine_mode="sum")
+    assert NeuroMask.reference(model).config()["refine_mode"] == "add"
+
+
 @pytest.mark.parametrize(
     ("x", "target", "message"),
     [

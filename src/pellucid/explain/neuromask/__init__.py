@@ -36,7 +36,8 @@ Perturbations (Fong, Patrick & Vedaldi 2019) at one or several areas. Since 2026
 default also refines the returned map (``refine``, ours): the coarse mask's near-equal values
 inside its kept region are ordered by the full-resolution gradient of the loss with respect
 to the mask, ``(M + refine * rank(-dL/dM)) / (1 + refine)`` (weight 0.1 until the second
-validation round of 2026-12-02, 0.5 since).
+validation round of 2026-12-02, 0.5 since); ``refine_mode="product"`` multiplies instead,
+``M * (1 + refine * rank) / (1 + refine)``, so that the map stays inside the mask.
 
 Modules: :mod:`~pellucid.explain.neuromask.options` (every option, documented, with the
 presets and their checks), :mod:`~pellucid.explain.neuromask.objective` (the loss terms,

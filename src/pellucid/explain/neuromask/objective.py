@@ -227,7 +227,8 @@ def refine_masks(
     o: NeuroMaskOptions,
 ) -> torch.Tensor:
     """The full-resolution refinement (``refine`` in :class:`NeuroMaskOptions`):
-    ``(M + refine * rank(g)) / (1 + refine)`` per image, g = -dL/dM at each pixel of the
+    ``(M + refine * rank(g)) / (1 + refine)`` per image (``refine_mode="product"``:
+    ``M * (1 + refine * rank(g)) / (1 + refine)``), g = -dL/dM at each pixel of the
     final masks M (N, 1, H, W) of images ``x`` (N, C, H, W), L the loss's prediction term
     ``l_pred CE(f(x * M + fill * (1 - M)), c)`` plus its deletion term ``l_delete
     D(f(x * (1 - M) + dfill * M))``.
@@ -258,4 +259,6 @@ def refine_masks(
                 (g,) = torch.autograd.grad(loss.sum(), m)
             grad += g / k
         rank += average_ranks(-grad.flatten(1)).view_as(masks) / len(fills)  # in [0, 1]
+    if o.refine_mode == "product":  # validated: "add" or "product"
+        return masks.detach() * (1 + o.refine * rank) / (1 + o.refine)
     return (masks.detach() + o.refine * rank) / (1 + o.refine)

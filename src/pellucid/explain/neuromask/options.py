@@ -13,6 +13,7 @@ SMOOTHNESS = ("laplacian", "tv")
 SPARSITY = ("logits", "mask", "area")
 DELETE_OBJECTIVES = ("log-prob", "not-class", "above-chance")
 DELETE_MASKS = ("shared", "product", "mean")
+REFINE_MODES = ("add", "product")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
 
@@ -127,6 +128,18 @@ class NeuroMaskOptions:
         gradient's ranks alone (``refine=1e6``) delete best but lose the pointing game
         (validation 0.921 / 0.801), since the mask is what keeps the map's maximum on the
         object.
+    refine_mode : {"add", "product"}
+        How the refinement's rank enters the map (ours; default ``"add"``, the formula
+        above). ``"product"`` returns ``M * (1 + refine * rank(g)) / (1 + refine)``: the
+        rank reorders pixels only where the mask keeps something and a pixel the mask
+        removes (M = 0) stays 0. The sum spreads ``refine / (1 + refine)`` of the range over
+        every pixel, mask or not, which halves the energy pointing game (the map's mass
+        inside the object's box); the product keeps the mask's support. On the 128
+        validation images (2026-12-04, weight 0.5, README) the product doubled energy
+        (cluttered-mnist 0.068 -> 0.141, shapes 0.122 -> 0.252), kept every pointing hit
+        and deleted a little worse (black 0.069 -> 0.076 and 0.098 -> 0.113, mean fill
+        0.087 -> 0.097 and 0.094 -> 0.106), still better than occlusion (0.089 / 0.100
+        and 0.132 / 0.115) and Grad-CAM on the means.
     refine_steps : int
         Points of the refinement's gradient (ours; default 1: the gradient at the final
         mask). With k > 1 the gradient is integrated along the path from the intact image
@@ -183,6 +196,7 @@ class NeuroMaskOptions:
     delete_mask: str = "shared"
     smooth_map: float = 0.0
     refine: float = 0.5
+    refine_mode: str = "add"
     refine_steps: int = 1
     refine_fills: tuple[str | float, ...] = ()
     temperature: float = 1.0
@@ -217,6 +231,7 @@ PRESETS: dict[str, NeuroMaskOptions] = {
         delete_mask="shared",
         smooth_map=0.0,
         refine=0.0,
+        refine_mode="add",
         refine_steps=1,
         refine_fills=(),
         temperature=1.0,
@@ -252,6 +267,7 @@ def _choices(o: NeuroMaskOptions) -> None:
         ("sparsity", SPARSITY),
         ("delete_objective", DELETE_OBJECTIVES),
         ("delete_mask", DELETE_MASKS),
+        ("refine_mode", REFINE_MODES),
         ("optimizer", OPTIMIZERS),
     ):
         value = getattr(o, key)
