@@ -5,6 +5,9 @@
     python benchmarks/explainers.py --sweep               # option sweep, 32 held-out images
     python benchmarks/explainers.py --road --n 100        # ROAD deletion of every explainer
     python benchmarks/explainers.py --seeds 0 1 2 --n 100 # NeuroMask and peers, 3 seeds
+    python benchmarks/explainers.py --validation          # option rows, 128 other images
+    python benchmarks/explainers.py --variants            # validation options, these images
+    python benchmarks/explainers.py --result NAME         # results/NAME.json (another model)
 
 Per dataset: a convnet is trained once (kept in --runs and reused), then on --n evenly spaced
 test images (:func:`spread_images`; target = true class) every registered explainer is run
@@ -27,7 +30,8 @@ judged were smaller than what changing the image set moved them by (shapes occlu
 0.171 on the 32 held-out images, 0.118 on the benchmark's 100).
 
 The option sweeps and the evidence behind the NeuroMask default are in
-``explainers_sweeps.py``; ROAD deletion and the seeds study in ``explainers_studies.py``.
+``explainers_sweeps.py``; ROAD deletion, the seeds study and the variants in
+``explainers_studies.py``.
 """
 
 from __future__ import annotations
@@ -279,6 +283,13 @@ def main() -> None:
         "(results/explainers_seeds.json)",
     )
     ap.add_argument(
+        "--variants",
+        nargs="*",
+        metavar="LABEL",
+        help="NeuroMask validation rows (by label; none given: the study's own) on the "
+        "benchmark images, with the default and the peers (results/explainers_variants.json)",
+    )
+    ap.add_argument(
         "--result",
         default="explainers",
         help="name of the results file (results/NAME.json); another name keeps the published "
@@ -286,11 +297,13 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from explainers_studies import road_benchmark, seeds_benchmark
+    from explainers_studies import road_benchmark, seeds_benchmark, variants_benchmark
     from explainers_sweeps import sweep, validation_sweep
 
     if args.seeds:
         return seeds_benchmark(args.datasets, args.runs, args.n, args.seeds, args.sanity_n)
+    if args.variants is not None:
+        return variants_benchmark(args.datasets, args.runs, args.n, args.variants)
     if args.road:
         return road_benchmark(
             args.datasets, args.runs, args.n, args.road_steps, args.road_explainers

@@ -186,3 +186,47 @@ def over_seeds(per_seed: dict[str, Any]) -> dict[str, Any]:
         for kind in ("targets", "targets_resolved")
     }
     return {"scores": scores, "differences": differences, "seeds_meeting": met}
+
+
+VARIANTS = ("refine product 0.5", "own deletion mask, product, refine product 0.5")
+
+
+def variants_benchmark(
+    datasets: list[str], runs: Path, n: int, labels: list[str] | None = None
+) -> None:
+    """NeuroMask options chosen on the validation images (rows of ``VALIDATION`` named by
+    their labels; default :data:`VARIANTS`) on the benchmark's own ``n`` images, next to
+    the default and the two peers of the targets, with each NeuroMask row's paired
+    intervals against both peers; ``results/explainers_variants.json``. The options were
+    chosen on other images, so this is their test; the default is not changed by it. The
+    default's row re-measures the main benchmark's and must match it to the last digit on
+    the same model."""
+    from explainers_sweeps import VALIDATION, measure_row
+
+    by_label = {label: opts for label, name, opts in VALIDATION if name == "neuromask"}
+    labels = list(labels or VARIANTS)
+    unknown = [label for label in labels if label not in by_label]
+    if unknown:
+        raise SystemExit(f"unknown validation rows {unknown}; known: {sorted(by_label)}")
+    configs = [(p, p, {}) for p in PEERS] + [("default", "neuromask", {})]
+    configs += [(label, "neuromask", by_label[label]) for label in labels]
+    path = RESULTS / "explainers_variants.json"
+    out: dict[str, Any] = {}
+    for ds in datasets:
+        run = ensure_run(ds, runs)
+        model, batch = spread_images(run, n)
+        rows, scores = [], {}
+        for label, name, opts in configs:
+            rows.append(measure_row(label, name, opts, model, batch, scores, PEERS))
+            print(ds, {k: v for k, v in rows[-1].items() if k != "minus_peers"}, flush=True)
+        out[ds] = {
+            "date": time.strftime("%Y-%m-%d"),
+            "command": " ".join(sys.argv),
+            "n_images": len(batch.label),
+            "model_sha256": model_sha256(model),
+            "rows": rows,
+        }
+    if path.is_file():  # read only now, so that datasets run in parallel keep each other's
+        for ds, entry in json.loads(path.read_text()).get("results", {}).items():
+            out.setdefault(ds, entry)
+    write_result("explainers_variants", {"n": n, "target": "true class", "results": out})

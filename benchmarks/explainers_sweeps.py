@@ -394,6 +394,38 @@ VALIDATION: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+PEER_CONFIGS = ("Grad-CAM (peer)", "occlusion (peer)")
+
+
+def measure_row(
+    label: str,
+    name: str,
+    opts: dict[str, Any],
+    model: Any,
+    batch: Any,
+    scores: dict[str, Any],
+    peers: tuple[str, ...],
+) -> dict[str, Any]:
+    """One explainer configuration on ``batch``: its mean scores and seconds per image, and
+    for NeuroMask its paired bootstrap difference from each of ``peers`` (labels already in
+    ``scores``) on every target score. Its per-image scores are added to ``scores``."""
+    images, labels = batch.image, batch.label
+    start = time.perf_counter()
+    maps = build_explainer(name, model, **opts).explain(images, labels)
+    seconds = (time.perf_counter() - start) / len(labels)
+    scores[label] = score_maps(model, images, maps, labels, batch.mask)
+    row = {"config": label, "explainer": name, "options": opts}
+    row |= summarise(scores[label], labels) | {"seconds_per_image": round(seconds, 4)}
+    if name == "neuromask":
+        row["minus_peers"] = {
+            key: {
+                peer: paired_difference(scores[label], scores[peer], labels, key) for peer in peers
+            }
+            for key in TARGET_SCORES
+        }
+    return row
+
+
 def validation_sweep(datasets: list[str], runs: Path, n: int, match: str | None = None) -> None:
     """Every VALIDATION row (or those whose label matches ``match``, plus the peers) on the
     ``n`` :func:`validation_images` per dataset, with each NeuroMask row's paired bootstrap
@@ -410,20 +442,7 @@ def validation_sweep(datasets: list[str], runs: Path, n: int, match: str | None 
         for label, name, opts in VALIDATION:
             if name == "neuromask" and match is not None and not re.search(match, label):
                 continue
-            start = time.perf_counter()
-            maps = build_explainer(name, model, **opts).explain(images, labels)
-            seconds = (time.perf_counter() - start) / len(labels)
-            scores[label] = score_maps(model, images, maps, labels, batch.mask)
-            row = {"config": label, "explainer": name, "options": opts}
-            row |= summarise(scores[label], labels) | {"seconds_per_image": round(seconds, 4)}
-            if name == "neuromask":
-                row["minus_peers"] = {
-                    key: {
-                        peer: paired_difference(scores[label], scores[peer], labels, key)
-                        for peer in ("Grad-CAM (peer)", "occlusion (peer)")
-                    }
-                    for key in TARGET_SCORES
-                }
+            row = measure_row(label, name, opts, model, batch, scores, PEER_CONFIGS)
             rows.append(row)
             print(dataset, {k: v for k, v in row.items() if k != "minus_peers"}, flush=True)
         acc = float((model(images).argmax(1) == labels).float().mean())
@@ -440,9 +459,6 @@ def validation_sweep(datasets: list[str], runs: Path, n: int, match: str | None 
     for dataset, res in out.items():
         res["earlier_models"] = merge_rows(res, previous.get(dataset), match is not None)
     write_result("explainers_validation", {"datasets": {**previous, **out}})
-
-
-PEER_CONFIGS = ("Grad-CAM (peer)", "occlusion (peer)")
 
 
 def same_model(res: dict[str, Any], old: dict[str, Any]) -> bool:

@@ -418,7 +418,7 @@ def table_decoupling(r: dict) -> str:
     return "\n".join(rows)
 
 
-def _validation_block(data: dict[str, dict]) -> list[str]:
+def _validation_block(data: dict[str, dict], images: str = "validation images") -> list[str]:
     """One table of validation rows measured on one trained model per dataset: pointing /
     energy pointing / black deletion / mean-fill deletion, a mark where NeuroMask beats both
     peers (of the same block) on the mean (+) and with both paired intervals excluding 0
@@ -461,11 +461,32 @@ def _validation_block(data: dict[str, dict]) -> list[str]:
         sha = res.get("model_sha256")
         model = f"model {sha}" if sha else "model not fingerprinted"
         note = f"; {res['note']}" if res.get("note") else ""
+        acc = f", accuracy on them {res['model_accuracy']:.3f}" if "model_accuracy" in res else ""
         notes.append(
-            f"- **{ds}**: {res['n_images']} validation images ({model}, accuracy on them "
-            f"{res['model_accuracy']:.3f}{note}), `{res['command']}` ({res['date']})."
+            f"- **{ds}**: {res['n_images']} {images} ({model}{acc}{note}), "
+            f"`{res['command']}` ({res['date']})."
         )
     return [*rows, "", *notes]
+
+
+def table_explainers_variants(r: dict) -> str:
+    """NeuroMask options chosen on the validation images, tested on the benchmark's images
+    next to the default and the peers (same marks as the validation table), with each
+    option's paired intervals against both peers."""
+    data = r["results"]
+    out = _validation_block(data, "benchmark images")
+    out += ["", "+ : beats both peers on the mean; ++ : and both paired intervals exclude 0.", ""]
+    for ds, res in data.items():
+        for row in res["rows"]:
+            if "minus_peers" not in row:
+                continue
+            parts = [
+                f"{key} vs {peer} {d['difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
+                for key, per_peer in row["minus_peers"].items()
+                for peer, d in per_peer.items()
+            ]
+            out.append(f"- {ds}, {row['config']}: " + "; ".join(parts) + ".")
+    return "\n".join(out)
 
 
 def table_explainers_validation(r: dict) -> str:
@@ -503,6 +524,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "explainers_road": table_explainers_road,
     "explainers_seeds": table_explainers_seeds,
     "explainers_validation": table_explainers_validation,
+    "explainers_variants": table_explainers_variants,
     "train_speed": table_train_speed,
     "mnist_resnet8": table_mnist_resnet8,
     "shapes_difficulty": table_shapes,

@@ -150,3 +150,13 @@ def test_pin_isa_reruns_the_script_under_the_pinned_instruction_sets(tmp_path: P
         text=True,
     )
     assert native.stdout.splitlines() == ["start", "[] [None, None, None]"]
+
+
+def test_variants_are_validation_rows_and_an_unknown_label_stops_before_training(
+    tmp_path: Path,
+) -> None:
+    known = {label for label, name, _ in sweeps.VALIDATION if name == "neuromask"}
+    assert set(studies.VARIANTS) <= known
+    with pytest.raises(SystemExit, match="unknown validation rows \\['refine 7'\\]"):
+        studies.variants_benchmark(["cluttered-mnist"], tmp_path / "runs", 4, ["refine 7"])
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
