@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -89,3 +90,26 @@ def model_sha256(model: Any) -> str:
         h.update(key.encode())
         h.update(value.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def published_model_check(model: Any, dataset: str, name: str = "explainers") -> str | None:
+    """Compare a model's :func:`model_sha256` with the one ``results/<name>.json`` was
+    measured on for ``dataset``. Returns a warning (also printed) when they differ, so that
+    a user does not compare a re-trained model's figures with the README's as if they were
+    one model's; ``None`` when they match or nothing was published for ``dataset``."""
+    path = RESULTS / f"{name}.json"
+    try:
+        published = json.loads(path.read_text())["results"][dataset]["model_sha256"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    sha = model_sha256(model)
+    if sha == published:
+        return None
+    msg = (
+        f"warning: the {dataset} model here ({sha}) is not the one results/{name}.json was "
+        f"measured on ({published}). The recipe trains other weights on another CPU vendor "
+        "(README, 'The same benchmark on another training'), so these figures will not "
+        "match the README's; pass --result NAME to keep the published file."
+    )
+    print(msg, file=sys.stderr, flush=True)
+    return msg

@@ -29,9 +29,10 @@ whether the interval excludes 0 in NeuroMask's favour): on 100 images the gaps t
 judged were smaller than what changing the image set moved them by (shapes occlusion deletion
 0.171 on the 32 held-out images, 0.118 on the benchmark's 100).
 
-The option sweeps and the evidence behind the NeuroMask default are in
-``explainers_sweeps.py``; ROAD deletion, the seeds study and the variants in
-``explainers_studies.py``.
+The option sweeps are in ``explainers_sweeps.py`` (their rows in ``explainers_rows.py``, the
+evidence behind the NeuroMask default in ``docs/neuromask-sweeps.md``); the images each part
+uses in ``explainers_images.py``, the targets in ``explainers_targets.py``; ROAD deletion,
+the seeds study and the variants in ``explainers_studies.py``.
 """
 
 from __future__ import annotations
@@ -48,57 +49,14 @@ from typing import Any
 
 import torch
 
-from _common import RESULTS, model_sha256, pin_isa, write_result
+from _common import RESULTS, model_sha256, pin_isa, published_model_check, write_result
+from explainers_images import spread_images
+from explainers_targets import controls_check, peer_targets, resolved_targets, target_intervals
 from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
 from pellucid.explain import build_explainer, explainer_names
-from pellucid.explain.evaluate import compare, image_indices, load_images
-from pellucid.explain.scoring import paired_difference, score_maps, summarise
+from pellucid.explain.evaluate import compare
+from pellucid.explain.scoring import score_maps, summarise
 from pellucid.training import train_run
-
-
-def spread_indices(size: int, n: int, exclude: set[int] = frozenset()) -> list[int]:
-    """``n`` evenly spaced indices of a split of ``size`` images (every ``size / n``-th),
-    each moved to the next index not in ``exclude`` (the sweep's held-out images)."""
-    out = []
-    for j in image_indices(size, n):
-        while j in exclude:
-            j += 1
-        out.append(j % size)
-    if len(set(out)) != len(out) or set(out) & set(exclude):
-        raise RuntimeError(f"cannot take {n} benchmark images apart from the held-out ones")
-    return out
-
-
-def held_out_indices(size: int, n: int = 32, bench_n: int = 100) -> list[int]:
-    """The sweep's images: ``n`` evenly spaced indices none of which is among the ``bench_n``
-    evenly spaced ones of 2026-12-01's benchmark (index ``i * size / n`` shifted by half a
-    benchmark step, and by one more where it still hits a benchmark image)."""
-    bench = {(i * size) // bench_n for i in range(bench_n)}
-    idx = [(i * size) // n + size // (2 * bench_n) for i in range(n)]
-    idx = [j + 1 if j in bench else j for j in idx]
-    if set(idx) & bench:
-        raise RuntimeError("held-out images overlap the benchmark images")
-    return idx
-
-
-def spread_images(run: Path, n: int, held_out_n: int = 32) -> tuple[torch.nn.Module, Any]:
-    """The model and ``n`` test images taken at evenly spaced indices of the test split,
-    none of them among the sweep's ``held_out_n`` images
-    (``explainers_sweeps.held_out_images``), so that options chosen on those are judged on
-    others.
-
-    The first ``n`` images are not a sample: cluttered-mnist's test split is ordered by class,
-    so its first 100 images are all zeros (the figures before 2026-11-23 were on digit 0 only).
-    Every ``len / n``-th image covers every class of a class-ordered split and is an unbiased
-    systematic sample of an unordered one. For ``n = 100`` these are the images of every
-    benchmark run up to 2026-12-01 (the held-out images were chosen apart from them).
-    """
-    from pellucid.data.base import collate
-
-    model, _, ds = load_images(run, 1)
-    idx = spread_indices(len(ds), n, set(held_out_indices(len(ds), held_out_n)))
-    return model, collate([ds[j] for j in idx])
-
 
 RECIPES: dict[str, RunConfig] = {
     "cluttered-mnist": RunConfig(
@@ -180,74 +138,6 @@ def reference_comparison(model: torch.nn.Module, batch: Any, k: int) -> dict[str
     return out
 
 
-CONTROLS = ("centre", "random")
-PEERS = ("gradcam", "occlusion")
-TARGET_SCORES = {
-    "pointing_game": "pointing",
-    "deletion_auc": "deletion",
-    "deletion_auc_mean_fill": "deletion_mean_fill",
-}
-
-
-def target_intervals(scores: dict[str, dict[str, Any]], labels: torch.Tensor) -> dict[str, Any]:
-    """NeuroMask minus each peer on every score a target judges, with a paired bootstrap 95 %
-    interval over the images (:func:`pellucid.explain.scoring.paired_difference`): a target
-    met on the means but with an interval that contains 0 is a difference these images do
-    not resolve."""
-    out: dict[str, Any] = {}
-    for key in TARGET_SCORES:
-        if key in scores["neuromask"]:
-            out[key] = {
-                peer: paired_difference(scores["neuromask"], scores[peer], labels, key)
-                for peer in PEERS
-            }
-    return out
-
-
-def peer_targets(rows: dict[str, dict[str, Any]]) -> dict[str, bool]:
-    """The issue's target on the means: does NeuroMask beat every peer on each score of
-    TARGET_SCORES (pointing higher, deletion lower)?"""
-    nm = rows["neuromask"]
-    return {
-        f"beats_gradcam_and_occlusion_{short}": all(
-            (nm[key] > rows[p][key]) if key == "pointing_game" else (nm[key] < rows[p][key])
-            for p in PEERS
-        )
-        for key, short in TARGET_SCORES.items()
-        if key in nm
-    }
-
-
-def resolved_targets(intervals: dict[str, Any]) -> dict[str, bool]:
-    """The same targets judged by the paired intervals: met only where every interval
-    excludes 0 on NeuroMask's side."""
-    return {
-        f"beats_gradcam_and_occlusion_{short}": all(
-            intervals[key][peer]["resolved"]
-            and (intervals[key][peer]["difference"] > 0) == (key == "pointing_game")
-            for peer in PEERS
-        )
-        for key, short in TARGET_SCORES.items()
-        if key in intervals
-    }
-
-
-def controls_check(
-    rows: dict[str, dict[str, Any]],
-    keys: tuple[str, ...] = ("deletion_auc", "deletion_auc_mean_fill"),
-) -> dict[str, bool]:
-    """Per deletion protocol: is each control (centre point, random map) worse than every
-    real explainer? A protocol where a control beats explainers measures something other
-    than faithfulness (on shapes, black holes in a textured image)."""
-    out = {}
-    for key in keys:
-        real = [r[key] for n, r in rows.items() if n not in CONTROLS and key in r]
-        ctrl = [r[key] for n, r in rows.items() if n in CONTROLS and key in r]
-        if real and ctrl:
-            out[key] = min(ctrl) > max(real)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--datasets", nargs="+", default=list(RECIPES), choices=list(RECIPES))
@@ -317,6 +207,7 @@ def main() -> None:
     for ds in args.datasets:
         run = ensure_run(ds, args.runs)
         model, batch = spread_images(run, args.n)
+        published_model_check(model, ds)
         acc = float((model(batch.image).argmax(1) == batch.label).float().mean())
         res = compare(model, batch, names, sanity=True, sanity_n=args.sanity_n, progress=False)
         rows = res["rows"]

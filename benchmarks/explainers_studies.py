@@ -9,15 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, model_sha256, write_result
-from explainers import (
+from _common import RESULTS, model_sha256, published_model_check, write_result
+from explainers import ensure_run
+from explainers_images import spread_images
+from explainers_targets import (
     PEERS,
     TARGET_SCORES,
     controls_check,
-    ensure_run,
     peer_targets,
     resolved_targets,
-    spread_images,
     target_intervals,
 )
 from pellucid.explain import build_explainer, explainer_names
@@ -41,6 +41,7 @@ def road_benchmark(
     for ds in datasets:
         run = ensure_run(ds, runs)
         model, batch = spread_images(run, n)
+        published_model_check(model, ds)
         images, labels = batch.image, batch.label
         rows, scores = {}, {}
         for name in names:
@@ -201,7 +202,8 @@ def variants_benchmark(
     chosen on other images, so this is their test; the default is not changed by it. The
     default's row re-measures the main benchmark's and must match it to the last digit on
     the same model."""
-    from explainers_sweeps import VALIDATION, measure_row
+    from explainers_rows import VALIDATION
+    from explainers_sweeps import measure_row
 
     by_label = {label: opts for label, name, opts in VALIDATION if name == "neuromask"}
     labels = list(labels or VARIANTS)
@@ -215,6 +217,7 @@ def variants_benchmark(
     for ds in datasets:
         run = ensure_run(ds, runs)
         model, batch = spread_images(run, n)
+        published_model_check(model, ds)
         rows, scores = [], {}
         for label, name, opts in configs:
             rows.append(measure_row(label, name, opts, model, batch, scores, PEERS))

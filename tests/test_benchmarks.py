@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-explainers = importlib.import_module("explainers")  # benchmarks/explainers.py
+explainers = importlib.import_module("explainers_targets")  # benchmarks/explainers_targets.py
 studies = importlib.import_module("explainers_studies")  # benchmarks/explainers_studies.py
+images = importlib.import_module("explainers_images")  # benchmarks/explainers_images.py
+option_rows = importlib.import_module("explainers_rows")  # benchmarks/explainers_rows.py
 
 
 def _rows(nm_point: float, nm_del: float) -> dict:
@@ -155,8 +157,42 @@ def test_pin_isa_reruns_the_script_under_the_pinned_instruction_sets(tmp_path: P
 def test_variants_are_validation_rows_and_an_unknown_label_stops_before_training(
     tmp_path: Path,
 ) -> None:
-    known = {label for label, name, _ in sweeps.VALIDATION if name == "neuromask"}
+    known = {label for label, name, _ in option_rows.VALIDATION if name == "neuromask"}
     assert set(studies.VARIANTS) <= known
     with pytest.raises(SystemExit, match="unknown validation rows \\['refine 7'\\]"):
         studies.variants_benchmark(["cluttered-mnist"], tmp_path / "runs", 4, ["refine 7"])
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("size", [1000, 1200, 2000])
+def test_benchmark_sweep_and_validation_images_never_overlap(size: int) -> None:
+    bench = images.spread_indices(size, 300, set(images.held_out_indices(size, 32)))
+    old_bench = {(i * size) // 100 for i in range(100)}
+    held = images.held_out_indices(size, 32)
+    val = images.validation_indices(size, 128)
+    for idx, n in ((bench, 300), (held, 32), (val, 128)):
+        assert len(set(idx)) == n and all(0 <= j < size for j in idx)
+    assert not set(bench) & set(held)
+    assert not set(val) & (set(bench) | set(held) | old_bench)
+    assert not set(held) & old_bench
+
+
+def test_published_model_check_warns_only_for_another_model(tmp_path, monkeypatch, capsys) -> None:
+    import json
+
+    import torch
+
+    model = torch.nn.Linear(2, 2)
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    assert common.published_model_check(model, "shapes") is None  # nothing published
+    sha = common.model_sha256(model)
+    (tmp_path / "explainers.json").write_text(
+        json.dumps({"results": {"shapes": {"model_sha256": sha}}})
+    )
+    assert common.published_model_check(model, "shapes") is None  # the same model
+    assert common.published_model_check(model, "cluttered-mnist") is None  # not published
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    msg = common.published_model_check(model, "shapes")
+    assert msg is not None and sha in msg and common.model_sha256(model) in msg
+    assert "--result NAME" in capsys.readouterr().err
