@@ -1,4 +1,5 @@
-"""Sub-commands: each ``add_*`` declares arguments, each ``cmd_*`` calls the library."""
+"""Sub-commands: each ``add_*`` declares arguments, each ``cmd_*`` calls the library (the
+explanation commands are in :mod:`pellucid.cli.explain`)."""
 
 from __future__ import annotations
 
@@ -6,39 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pellucid.errors import ConfigError
-
-
-def _options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
-    """Parse ``key=value`` pairs; values are read as YAML scalars (3 -> int, 0.1 -> float)."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise ConfigError(f"{flag} expects KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return out
-
-
-def _common_output(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
-    p.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
-
-
-def _image_choice(p: argparse.ArgumentParser, n: int) -> None:
-    """``--n`` and ``--images``: which images of the split to explain."""
-    from pellucid.explain.evaluate import IMAGE_PICKS
-
-    p.add_argument("--n", type=int, default=n, help="number of images (see --images)")
-    p.add_argument(
-        "--images",
-        default="spread",
-        choices=list(IMAGE_PICKS),
-        help="which n images: evenly spaced over the split (default; covers every class of a "
-        "class-ordered split) or the first n",
-    )
+from pellucid.cli.arguments import common_output, parse_options
 
 
 def add_train(sub, datasets, models, methods) -> None:
@@ -66,7 +35,7 @@ def add_train(sub, datasets, models, methods) -> None:
     p.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUT/tb")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    _common_output(p)
+    common_output(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -80,18 +49,18 @@ def config_from_args(args: argparse.Namespace):
     data, model, method, train = cfg.data, cfg.model, cfg.method, cfg.train
     if args.dataset:
         data = dataclasses.replace(data, name=args.dataset)
-    data_opts = _options(args.data_option, "--data-option")
+    data_opts = parse_options(args.data_option, "--data-option")
     data = dataclasses.replace(data, options={**data.options, **data_opts})
     for flag, key in (("batch_size", "batch_size"), ("augment", "augment")):
         if getattr(args, flag) is not None:
             data = dataclasses.replace(data, **{key: getattr(args, flag)})
     if args.model:
         model = dataclasses.replace(model, name=args.model)
-    model_opts = {**model.options, **_options(args.model_option, "--model-option")}
+    model_opts = {**model.options, **parse_options(args.model_option, "--model-option")}
     model = dataclasses.replace(model, options=model_opts, weights=args.weights or model.weights)
     if args.method and args.method != method.name:
         method = dataclasses.replace(method, name=args.method, options={})
-    method_opts = {**method.options, **_options(args.method_option, "--method-option")}
+    method_opts = {**method.options, **parse_options(args.method_option, "--method-option")}
     for flag in ("layer", "density"):
         if getattr(args, flag) is not None:
             method_opts[flag] = getattr(args, flag)
@@ -125,7 +94,7 @@ def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="recompute a run's metrics into its metrics.json")
     p.add_argument("run", help="run directory")
     p.add_argument("--device", default="auto")
-    _common_output(p)
+    common_output(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -146,7 +115,7 @@ def add_models(sub, models) -> None:
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--depth", type=int, default=None, help="only names with < DEPTH dots")
-    _common_output(p)
+    common_output(p)
     p.set_defaults(func=cmd_models)
 
 
@@ -177,7 +146,7 @@ def cmd_models(args: argparse.Namespace) -> Any:
 
 def add_datasets(sub, datasets) -> None:
     p = sub.add_parser("datasets", help="list the datasets")
-    _common_output(p)
+    common_output(p)
     p.set_defaults(func=cmd_datasets)
 
 
@@ -199,7 +168,7 @@ def add_show_data(sub, datasets) -> None:
     p.add_argument("--n", type=int, default=16, help="number of images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="PNG file to write")
-    _common_output(p)
+    common_output(p)
     p.set_defaults(func=cmd_show_data)
 
 
@@ -208,7 +177,7 @@ def cmd_show_data(args: argparse.Namespace) -> dict[str, Any]:
     from pellucid.report.data_grid import save_data_grid
 
     ds = load_dataset(
-        args.dataset, args.split, seed=args.seed, **_options(args.data_option, "--data-option")
+        args.dataset, args.split, seed=args.seed, **parse_options(args.data_option, "--data-option")
     )
     path = save_data_grid(ds, Path(args.out), n=args.n)
     if not args.quiet and not args.json:
@@ -223,7 +192,7 @@ def add_demo(sub) -> None:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--n-explain", type=int, default=16, help="test images to explain")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    _common_output(p)
+    common_output(p)
     p.set_defaults(func=cmd_demo)
 
 
@@ -244,7 +213,7 @@ def add_figures(sub) -> None:
     p = sub.add_parser("figures", help="filter figures of runs: MI matrices, CSG gates, ...")
     p.add_argument("runs", nargs="+", help="run directories (e.g. a standard and a csg run)")
     p.add_argument("--out", required=True, help="directory for the PNG files")
-    _common_output(p)
+    common_output(p)
     p.set_defaults(func=cmd_figures)
 
 
@@ -267,119 +236,6 @@ def cmd_figures(args: argparse.Namespace) -> dict[str, Any]:
     return {"figures": [str(p) for p in paths]}
 
 
-def add_explain(sub, explainers) -> None:
-    p = sub.add_parser("explain", help="explain test images of a run: overlays, maps, metrics")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--explainer", default="neuromask", choices=explainers.names())
-    p.add_argument("--option", action="append", metavar="K=V", help="explainer option")
-    _image_choice(p, 16)
-    p.add_argument("--dataset", help="explain images of another dataset (default: the run's)")
-    p.add_argument("--data-option", action="append", metavar="K=V")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument(
-        "--target", default="predicted", choices=["predicted", "label"], help="class to explain"
-    )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", required=True, help="directory to write")
-    _common_output(p)
-    p.set_defaults(func=cmd_explain)
-
-
-def cmd_explain(args: argparse.Namespace) -> dict[str, Any]:
-    from pellucid.explain.run import explain_run
-
-    result = explain_run(
-        args.run,
-        Path(args.out),
-        explainer=args.explainer,
-        options=_options(args.option, "--option"),
-        n=args.n,
-        dataset=args.dataset,
-        dataset_options=_options(args.data_option, "--data-option"),
-        split=args.split,
-        target=args.target,
-        device=args.device,
-        progress=not (args.quiet or args.json),
-        images=args.images,
-    )
-    if not args.quiet and not args.json:
-        for key, value in result["summary"].items():
-            print(f"{key:>22}  {value}")
-        print(f"wrote {args.out}")
-    return result["summary"]
-
-
-def add_compare_explainers(sub, explainers) -> None:
-    p = sub.add_parser(
-        "compare-explainers", help="every explainer on the same images of a run: one table"
-    )
-    p.add_argument("run", help="run directory")
-    p.add_argument(
-        "--explainers",
-        nargs="+",
-        choices=explainers.names(),
-        help="default: all except neuromask-reference (slow; add it by name)",
-    )
-    p.add_argument("--option", action="append", metavar="NAME.K=V", help="e.g. neuromask.lr=0.05")
-    _image_choice(p, 32)
-    p.add_argument("--dataset", help="images of another dataset (default: the run's)")
-    p.add_argument("--data-option", action="append", metavar="K=V")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--target", default="label", choices=["label", "predicted"])
-    p.add_argument("--sanity", action="store_true", help="add the model-randomisation check")
-    p.add_argument(
-        "--road",
-        action="store_true",
-        help="add ROAD deletion (pixels imputed from their neighbours; the slowest score)",
-    )
-    p.add_argument(
-        "--against",
-        metavar="EXPLAINER",
-        help="add every other explainer's score minus this one's, with a paired bootstrap "
-        "95%% interval over the images",
-    )
-    p.add_argument("--device", default="auto")
-    p.add_argument(
-        "--out",
-        help="directory for compare.json, compare.md, gallery.png (default RUN/explanations, "
-        "where `pellucid report` finds them)",
-    )
-    _common_output(p)
-    p.set_defaults(func=cmd_compare_explainers)
-
-
-def cmd_compare_explainers(args: argparse.Namespace) -> dict[str, Any]:
-    from pellucid.explain.run import compare_run
-
-    per: dict[str, dict[str, Any]] = {}
-    for key, value in _options(args.option, "--option").items():
-        if "." not in key:
-            raise ConfigError(f"--option expects NAME.KEY=VALUE, got {key!r}")
-        name, opt = key.split(".", 1)
-        per.setdefault(name.replace("_", "-"), {})[opt] = value
-    result = compare_run(
-        args.run,
-        explainers=args.explainers,
-        options=per,
-        n=args.n,
-        dataset=args.dataset,
-        dataset_options=_options(args.data_option, "--data-option"),
-        split=args.split,
-        target=args.target,
-        sanity=args.sanity,
-        against=args.against,
-        images=args.images,
-        road=args.road,
-        out=Path(args.out) if args.out else Path(args.run) / "explanations",
-        device=args.device,
-        progress=not (args.quiet or args.json),
-    )
-    if not args.quiet and not args.json:
-        print(result["table"])
-        print(f"wrote {args.out or Path(args.run) / 'explanations'}")
-    return result["rows"]
-
-
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="one self-contained HTML report from saved runs")
     p.add_argument("runs", nargs="+", help="run directories")
@@ -388,7 +244,7 @@ def add_report(sub) -> None:
     p.add_argument(
         "--no-figures", action="store_true", help="skip figures that need the runs' datasets"
     )
-    _common_output(p)
+    common_output(p)
     p.set_defaults(func=cmd_report)
 
 

@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from pellucid.cli import commands
+from pellucid.cli import commands, explain
 from pellucid.errors import PellucidError
 
 
@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_datasets(sub, DATASETS)
     commands.add_show_data(sub, DATASETS)
     commands.add_figures(sub)
-    commands.add_explain(sub, EXPLAINERS)
-    commands.add_compare_explainers(sub, EXPLAINERS)
+    explain.add_explain(sub, EXPLAINERS)
+    explain.add_compare_explainers(sub, EXPLAINERS)
     commands.add_report(sub)
     commands.add_demo(sub)
     return parser

@@ -16,17 +16,21 @@ model
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from pellucid.errors import DataError
 from pellucid.metrics.base import declare
 from pellucid.metrics.checks import as_images, as_maps, as_target
+from pellucid.metrics.curves import (
+    check_curve_options,
+    deletion_fill,
+    odd_at_most,
+    removal_rank,
+    target_probabilities,
+)
 from pellucid.metrics.imputation import noisy_linear_imputation
-from pellucid.state import model_device, model_state
+from pellucid.state import model_device
 
 __all__ = ["deletion_auc", "deletion_insertion", "insertion_auc"]
 
@@ -53,30 +57,6 @@ declare(
     "RISE insertion: normalised AUC of the class probability as top-attributed pixels are "
     "restored into a blurred image",
 )
-
-
-# ---------------------------------------------------------------------------------- helpers
-
-
-def _odd_at_most(k: int, size: int) -> int:
-    k = min(k, size)
-    return k if k % 2 == 1 else k - 1
-
-
-def _removal_rank(maps: torch.Tensor, seed: int) -> torch.Tensor:
-    """rank[n, p] = position of pixel p in decreasing-map order (0 = first removed).
-
-    Ties are broken by a seeded random permutation: the pixels are shuffled, then stably
-    sorted by decreasing value.
-    """
-    n, hw = maps.shape
-    gen = torch.Generator().manual_seed(int(seed))
-    perm = torch.rand(n, hw, generator=gen, dtype=torch.float64).argsort(dim=1, stable=True)
-    vals = torch.gather(maps.cpu(), 1, perm)
-    order = torch.gather(perm, 1, vals.argsort(dim=1, descending=True, stable=True))
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(hw).expand(n, hw).contiguous())
-    return rank
 
 
 # ------------------------------------------------------------------------ deletion/insertion
@@ -153,7 +133,7 @@ def deletion_insertion(
     Petsiuk, Das & Saenko, "RISE: Randomized Input Sampling for Explanation of Black-box
     Models", BMVC 2018 (Sec. 4.1, causal metrics).
     """
-    steps, batch_size = _check_curve_options(mode, steps, batch_size, blur_kernel, blur_sigma)
+    steps, batch_size = check_curve_options(mode, steps, batch_size, blur_kernel, blur_sigma)
     x = as_images(inputs)
     out_device = x.device
     n, c, h, w = x.shape
@@ -169,7 +149,7 @@ def deletion_insertion(
 
     hw = h * w
     small = torch.int32 if hw < 2**31 else torch.long  # the rank table is N x H x W
-    rank = _removal_rank(m.reshape(n, hw).cpu().double(), seed).to(small)
+    rank = removal_rank(m.reshape(n, hw).cpu().double(), seed).to(small)
     rank = rank.to(device).view(n, 1, h, w)  # (N, 1, H, W)
     counts = (torch.arange(steps + 1, dtype=torch.long) * hw) // steps  # pixels changed
     fractions = counts.double() / hw  # CPU, float64 (not every device has it)
@@ -178,12 +158,12 @@ def deletion_insertion(
     if mode == "insertion":
         from torchvision.transforms.functional import gaussian_blur
 
-        kernel = [_odd_at_most(int(blur_kernel), w), _odd_at_most(int(blur_kernel), h)]
+        kernel = [odd_at_most(int(blur_kernel), w), odd_at_most(int(blur_kernel), h)]
         base = gaussian_blur(x, kernel, [float(blur_sigma), float(blur_sigma)])
     elif fill == "road":
         base = None  # imputed per perturbed image
     else:
-        base = _deletion_fill(model, fill, c).to(device=device, dtype=x.dtype)
+        base = deletion_fill(model, fill, c).to(device=device, dtype=x.dtype)
 
     def perturbed(j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The perturbed images (B, C, H, W) number ``j = image * (steps + 1) + step``,
@@ -196,7 +176,7 @@ def deletion_insertion(
             return torch.where(changed, base, x[i]), i
         return torch.where(changed, x[i], base[i]), i
 
-    probs = _target_probabilities(model, perturbed, t, n * (steps + 1), batch_size, device)
+    probs = target_probabilities(model, perturbed, t, n * (steps + 1), batch_size, device)
     curves = probs.view(n, steps + 1).cpu()  # (N, steps + 1)
     auc = torch.trapezoid(curves.double(), x=fractions, dim=1)
     return {
@@ -204,73 +184,6 @@ def deletion_insertion(
         "curves": curves.to(out_device),
         "fractions": fractions.float().to(out_device),
     }
-
-
-def _check_curve_options(
-    mode: str, steps: int, batch_size: int, blur_kernel: int, blur_sigma: float
-) -> tuple[int, int]:
-    if mode not in ("deletion", "insertion"):
-        raise DataError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
-    if int(steps) < 1:
-        raise DataError(f"steps must be >= 1, got {steps}")
-    if int(batch_size) < 1:
-        raise DataError(f"batch_size must be >= 1, got {batch_size}")
-    if mode == "insertion":
-        if int(blur_kernel) < 1:
-            raise DataError(f"blur_kernel must be >= 1, got {blur_kernel}")
-        if not (float(blur_sigma) > 0 and math.isfinite(float(blur_sigma))):
-            raise DataError(f"blur_sigma must be a finite number > 0, got {blur_sigma}")
-    return int(steps), int(batch_size)
-
-
-def _target_probabilities(
-    model: nn.Module,
-    perturbed: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-    target: torch.Tensor,
-    total: int,
-    batch_size: int,
-    device: torch.device,
-) -> torch.Tensor:
-    """p(target | image) (total,) of the ``total`` images ``perturbed(j)`` builds (with the
-    index of the image each one was made from), ``batch_size`` at a time, in eval mode."""
-    probs = torch.empty(total, dtype=torch.float32, device=device)
-    with model_state(model), torch.no_grad():
-        for start in range(0, total, batch_size):
-            j = torch.arange(start, min(start + batch_size, total), device=device)
-            batch, i = perturbed(j)
-            logits = model(batch)
-            if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else logits
-                raise DataError(f"model must return logits (N, num_classes), got {shape}")
-            if start == 0 and int(target.max()) >= logits.shape[1]:
-                raise DataError(
-                    f"target has class {int(target.max())} but the model has "
-                    f"{logits.shape[1]} classes"
-                )
-            p = torch.softmax(logits.float(), dim=1)  # (B, K)
-            probs[start : start + len(j)] = p.gather(1, target[i].view(-1, 1)).squeeze(1)
-    return probs
-
-
-def _deletion_fill(model: nn.Module, fill: str | float, channels: int) -> torch.Tensor:
-    """The value deleted pixels take: a 0-dim tensor, or (1, C, 1, 1) for ``"mean"``."""
-    if isinstance(fill, (int, float)) and not isinstance(fill, bool):
-        if not math.isfinite(float(fill)):
-            raise DataError(f"deletion fill must be finite, got {fill}")
-        return torch.tensor(float(fill))
-    if fill == "zero":
-        return torch.tensor(0.0)
-    if fill == "mean":
-        from pellucid.models.base import normalisation_mean
-
-        mean = normalisation_mean(model, channels)
-        if mean is None:
-            raise DataError(
-                f'deletion fill="mean" needs a Normalize layer with {channels} channel(s) in '
-                'the model; pass fill="zero" or a number instead'
-            )
-        return mean.detach().float().view(1, channels, 1, 1)
-    raise DataError(f"deletion fill must be 'zero', 'mean', 'road' or a number, got {fill!r}")
 
 
 def deletion_auc(

@@ -1,0 +1,43 @@
+"""Argument helpers shared by the sub-commands: ``KEY=VALUE`` options, the output flags and
+the choice of images to explain."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+from pellucid.errors import ConfigError
+
+__all__ = ["common_output", "image_choice", "parse_options"]
+
+
+def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
+    """Parse ``key=value`` pairs; values are read as YAML scalars (3 -> int, 0.1 -> float)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def common_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+
+
+def image_choice(p: argparse.ArgumentParser, n: int) -> None:
+    """``--n`` and ``--images``: which images of the split to explain."""
+    from pellucid.explain.evaluate import IMAGE_PICKS
+
+    p.add_argument("--n", type=int, default=n, help="number of images (see --images)")
+    p.add_argument(
+        "--images",
+        default="spread",
+        choices=list(IMAGE_PICKS),
+        help="which n images: evenly spaced over the split (default; covers every class of a "
+        "class-ordered split) or the first n",
+    )

@@ -1,0 +1,125 @@
+"""The explanation sub-commands: ``pellucid explain`` (one explainer: overlays, maps and
+per-image metrics) and ``pellucid compare-explainers`` (every explainer on the same images,
+one table)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from pellucid.cli.arguments import common_output, image_choice, parse_options
+from pellucid.errors import ConfigError
+
+
+def add_explain(sub, explainers) -> None:
+    p = sub.add_parser("explain", help="explain test images of a run: overlays, maps, metrics")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--explainer", default="neuromask", choices=explainers.names())
+    p.add_argument("--option", action="append", metavar="K=V", help="explainer option")
+    image_choice(p, 16)
+    p.add_argument("--dataset", help="explain images of another dataset (default: the run's)")
+    p.add_argument("--data-option", action="append", metavar="K=V")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument(
+        "--target", default="predicted", choices=["predicted", "label"], help="class to explain"
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="directory to write")
+    common_output(p)
+    p.set_defaults(func=cmd_explain)
+
+
+def cmd_explain(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.explain.run import explain_run
+
+    result = explain_run(
+        args.run,
+        Path(args.out),
+        explainer=args.explainer,
+        options=parse_options(args.option, "--option"),
+        n=args.n,
+        dataset=args.dataset,
+        dataset_options=parse_options(args.data_option, "--data-option"),
+        split=args.split,
+        target=args.target,
+        device=args.device,
+        progress=not (args.quiet or args.json),
+        images=args.images,
+    )
+    if not args.quiet and not args.json:
+        for key, value in result["summary"].items():
+            print(f"{key:>22}  {value}")
+        print(f"wrote {args.out}")
+    return result["summary"]
+
+
+def add_compare_explainers(sub, explainers) -> None:
+    p = sub.add_parser(
+        "compare-explainers", help="every explainer on the same images of a run: one table"
+    )
+    p.add_argument("run", help="run directory")
+    p.add_argument(
+        "--explainers",
+        nargs="+",
+        choices=explainers.names(),
+        help="default: all except neuromask-reference (slow; add it by name)",
+    )
+    p.add_argument("--option", action="append", metavar="NAME.K=V", help="e.g. neuromask.lr=0.05")
+    image_choice(p, 32)
+    p.add_argument("--dataset", help="images of another dataset (default: the run's)")
+    p.add_argument("--data-option", action="append", metavar="K=V")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--target", default="label", choices=["label", "predicted"])
+    p.add_argument("--sanity", action="store_true", help="add the model-randomisation check")
+    p.add_argument(
+        "--road",
+        action="store_true",
+        help="add ROAD deletion (pixels imputed from their neighbours; the slowest score)",
+    )
+    p.add_argument(
+        "--against",
+        metavar="EXPLAINER",
+        help="add every other explainer's score minus this one's, with a paired bootstrap "
+        "95%% interval over the images",
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--out",
+        help="directory for compare.json, compare.md, gallery.png (default RUN/explanations, "
+        "where `pellucid report` finds them)",
+    )
+    common_output(p)
+    p.set_defaults(func=cmd_compare_explainers)
+
+
+def cmd_compare_explainers(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.explain.run import compare_run
+
+    per: dict[str, dict[str, Any]] = {}
+    for key, value in parse_options(args.option, "--option").items():
+        if "." not in key:
+            raise ConfigError(f"--option expects NAME.KEY=VALUE, got {key!r}")
+        name, opt = key.split(".", 1)
+        per.setdefault(name.replace("_", "-"), {})[opt] = value
+    result = compare_run(
+        args.run,
+        explainers=args.explainers,
+        options=per,
+        n=args.n,
+        dataset=args.dataset,
+        dataset_options=parse_options(args.data_option, "--data-option"),
+        split=args.split,
+        target=args.target,
+        sanity=args.sanity,
+        against=args.against,
+        images=args.images,
+        road=args.road,
+        out=Path(args.out) if args.out else Path(args.run) / "explanations",
+        device=args.device,
+        progress=not (args.quiet or args.json),
+    )
+    if not args.quiet and not args.json:
+        print(result["table"])
+        print(f"wrote {args.out or Path(args.run) / 'explanations'}")
+    return result["rows"]
