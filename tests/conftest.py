@@ -45,3 +45,12 @@ def train_tiny_run(out, method: str = "standard", epochs: int = 1):
     argv = [*TINY_TRAIN_ARGS, "--method", method, "--epochs", str(epochs), "--quiet"]
     assert main([*argv, "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture
+def tiny_model() -> torch.nn.Module:
+    """A seeded small convnet on 1-channel images with 3 classes (the explainer tests)."""
+    from pellucid.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("convnet", in_channels=1, num_classes=3, widths=[8, 8, 16, 16])

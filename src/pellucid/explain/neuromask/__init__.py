@@ -52,10 +52,12 @@ from pellucid.explain.neuromask.options import (
     FILLS,
     OPTIMIZERS,
     PRESETS,
+    REFINE_MODES,
     SMOOTHNESS,
     SPARSITY,
     NeuroMaskOptions,
 )
+from pellucid.explain.neuromask.validation import validate
 
 __all__ = [
     "DELETE_MASKS",
@@ -63,6 +65,7 @@ __all__ = [
     "FILLS",
     "OPTIMIZERS",
     "PRESETS",
+    "REFINE_MODES",
     "SMOOTHNESS",
     "SPARSITY",
     "NeuroMask",
@@ -71,4 +74,5 @@ __all__ = [
     "border_fill",
     "neuromask_reference",
     "refine_masks",
+    "validate",
 ]

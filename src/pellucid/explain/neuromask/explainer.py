@@ -22,7 +22,8 @@ from pellucid.explain.neuromask.objective import (
     refine_masks,
     removal_fill,
 )
-from pellucid.explain.neuromask.options import PRESETS, NeuroMaskOptions, areas, validate
+from pellucid.explain.neuromask.options import PRESETS, NeuroMaskOptions
+from pellucid.explain.neuromask.validation import areas, validate
 from pellucid.registry import EXPLAINERS
 
 
