@@ -10,222 +10,29 @@ summary (every run's metrics with the direction of each and the best value marke
 training curves, filters (MI matrices; CSG gate matrix and class filters), calculation paths
 (decoupling), filter parts (ICNN), explanations (``pellucid compare-explainers`` results saved
 in ``RUN/explanations``), configs (the resolved config and the command that reproduces a run).
+
+Rendering is here (:func:`build_report` and its Jinja2 :data:`TEMPLATE`); the data of the
+sections is collected by :mod:`pellucid.report.html_runs` and the figures are made by
+:mod:`pellucid.report.html_figures` (their public names are re-exported here).
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import math
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pellucid.errors import DataError
-from pellucid.io import atomic_write_text, read_json
-
-EXPLANATIONS_DIR = "explanations"
-
-
-@dataclass
-class RunRecord:
-    """What the report knows about one run directory."""
-
-    name: str
-    path: Path
-    config: dict[str, Any]
-    config_text: str
-    metrics: dict[str, Any]
-    history: list[dict[str, Any]] = field(default_factory=list)
-    explanations: dict[str, Any] | None = None
-
-    @property
-    def method(self) -> str:
-        return str(self.config.get("method", {}).get("name", "?"))
-
-    @property
-    def class_names(self) -> list[str]:
-        return [str(c) for c in self.config.get("info", {}).get("class_names", [])]
-
-
-def read_run(path: str | Path) -> RunRecord:
-    """Read a finished run directory (config.yaml and metrics.json are required)."""
-    path = Path(path)
-    if not (path / "config.yaml").is_file():
-        raise DataError(f"{str(path)!r} is not a run directory (no config.yaml)")
-    if not (path / "metrics.json").is_file():
-        raise DataError(f"run {str(path)!r} has no metrics.json (unfinished? `pellucid evaluate`)")
-    text = (path / "config.yaml").read_text()
-    config = yaml.safe_load(text) or {}
-    history = read_json(path / "history.json") if (path / "history.json").is_file() else []
-    exp_file = path / EXPLANATIONS_DIR / "compare.json"
-    explanations = read_json(exp_file) if exp_file.is_file() else None
-    return RunRecord(path.name, path, config, text, read_json(path / "metrics.json"), history,
-                     explanations)  # fmt: skip
-
-
-def png_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def _fig_uri(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return png_uri(buf.getvalue())
-
-
-def _file_uri(path: Path) -> str:
-    return png_uri(Path(path).read_bytes())
-
-
-# ------------------------------------------------------------------------- summary table
-def summary_table(runs: list[RunRecord]) -> dict[str, Any]:
-    """Columns = declared metrics present in some run (direction from ``metrics.SPECS``);
-    ``best`` marks, per column, the runs holding the best value."""
-    import pellucid.apps.acceleration  # noqa: F401  (declares flops_ratio, latency_ratio)
-    import pellucid.metrics  # noqa: F401  (declares the other metrics)
-    from pellucid.metrics.base import SPECS
-
-    keys = [k for k in SPECS if any(_num(r.metrics.get(k)) is not None for r in runs)]
-    columns = []
-    for key in keys:
-        vals = [_num(r.metrics.get(key)) for r in runs]
-        present = [v for v in vals if v is not None]
-        best = (max if SPECS[key].higher_is_better else min)(present)
-        columns.append(
-            {
-                "key": key,
-                "arrow": "↑" if SPECS[key].higher_is_better else "↓",
-                "direction": "higher is better"
-                if SPECS[key].higher_is_better
-                else "lower is better",
-                "description": SPECS[key].description,
-                "cells": [
-                    {"text": _fmt(v), "best": v is not None and len(present) > 1 and v == best}
-                    for v in vals
-                ],
-            }
-        )
-    return {"columns": columns}
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(v) else None
-
-
-def _fmt(v: float | None) -> str:
-    if v is None:
-        return "–"
-    if v == int(v) and abs(v) >= 10:
-        return f"{int(v)}"
-    return f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}"
-
-
-# ------------------------------------------------------------------------------ figures
-def training_curves(runs: list[RunRecord]) -> str | None:
-    """One figure: training loss and validation accuracy per epoch of every run."""
-    with_history = [r for r in runs if r.history]
-    if not with_history:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for r in with_history:
-        ep = [h["epoch"] for h in r.history]
-        a.plot(ep, [h.get("train_loss", float("nan")) for h in r.history], marker="o", label=r.name)
-        b.plot(ep, [h.get("val_accuracy", float("nan")) for h in r.history], marker="o")
-    a.set(xlabel="epoch", ylabel="training loss", title="training loss (lower is better)")
-    b.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy (higher is better)")
-    a.legend(fontsize=7)
-    return _fig_uri(fig)
-
-
-def filter_figures(runs: list[RunRecord], tmp: Path) -> list[dict[str, str]]:
-    """MI matrices of all runs; gate matrix and class filters of CSG runs."""
-    from pellucid.report.figures_csg import run_figures
-
-    paths = run_figures([r.path for r in runs], tmp / "filters")
-    return [{"title": _title(p), "uri": _file_uri(p)} for p in paths]
-
-
-def optional_figures(
-    runs: list[RunRecord], tmp: Path, module: str, fn: str, method: str
-) -> list[dict[str, str]]:
-    """Figures of a method (``pellucid.report.<module>.<fn>(runs, out)``) for the runs that
-    used it; empty when no run did or this version has no such figure module."""
-    import importlib
-
-    chosen = [r.path for r in runs if r.method.startswith(method)]
-    if not chosen:
-        return []
-    try:
-        make = getattr(importlib.import_module(f"pellucid.report.{module}"), fn)
-    except (ImportError, AttributeError):
-        return []
-    if method == "icnn":  # ICNN figures compare against plain runs too
-        chosen = [r.path for r in runs if r.method in ("icnn", "standard")]
-    paths = make(chosen, tmp / module)
-    return [{"title": _title(p), "uri": _file_uri(p), "path": str(p)} for p in paths]
-
-
-def _title(path: Path) -> str:
-    return Path(path).stem.replace("_", " ")
-
-
-def explanation_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
-    """Per run with saved ``compare-explainers`` results: its table and gallery."""
-    from pellucid.explain.scoring import SCORES
-
-    out = []
-    for r in runs:
-        e = r.explanations
-        if not e:
-            continue
-        keys: list[str] = []
-        for row in e["rows"].values():
-            keys += [k for k in row if k not in keys]
-        arrows = {k: ("↑" if SCORES.get(k, False) else "↓") for k in keys}
-        arrows["sanity_rank_correlation"] = "↓"
-        best: dict[str, float] = {}
-        for k in keys:
-            vals = [v[k] for v in e["rows"].values() if isinstance(v.get(k), (int, float))]
-            if vals:
-                best[k] = max(vals) if arrows[k] == "↑" else min(vals)
-        rows = [
-            {
-                "name": name,
-                "cells": [
-                    {"text": _fmt(_num(row.get(k))), "best": _num(row.get(k)) == best.get(k)}
-                    for k in keys
-                ],
-            }
-            for name, row in e["rows"].items()
-        ]
-        gallery = r.path / EXPLANATIONS_DIR / "gallery.png"
-        out.append(
-            {
-                "run": r.name,
-                "dataset": e.get("dataset", ""),
-                "n": e.get("n", ""),
-                "target": e.get("target", ""),
-                "columns": [{"key": k, "arrow": arrows[k]} for k in keys],
-                "rows": rows,
-                "gallery": _file_uri(gallery) if gallery.is_file() else None,
-            }
-        )
-    return out
+from pellucid.io import atomic_write_text
+from pellucid.report.html_figures import filter_figures, optional_figures, training_curves
+from pellucid.report.html_runs import (  # noqa: F401  (re-exported)
+    EXPLANATIONS_DIR,
+    RunRecord,
+    explanation_sections,
+    png_uri,
+    read_run,
+    summary_table,
+)
 
 
 # ------------------------------------------------------------------------------- report

@@ -1,0 +1,157 @@
+"""Data of the HTML report: the saved results of each run, as template-ready tables.
+
+:func:`read_run` reads one run directory into a :class:`RunRecord`; :func:`summary_table`
+and :func:`explanation_sections` turn the records into the rows and cells the template of
+:mod:`pellucid.report.html` renders (numbers formatted, best values marked); saved PNGs are
+inlined as ``data:`` URIs (:func:`png_uri`).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pellucid.errors import DataError
+from pellucid.io import read_json
+
+EXPLANATIONS_DIR = "explanations"
+
+
+@dataclass
+class RunRecord:
+    """What the report knows about one run directory."""
+
+    name: str
+    path: Path
+    config: dict[str, Any]
+    config_text: str
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    explanations: dict[str, Any] | None = None
+
+    @property
+    def method(self) -> str:
+        return str(self.config.get("method", {}).get("name", "?"))
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(c) for c in self.config.get("info", {}).get("class_names", [])]
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """Read a finished run directory (config.yaml and metrics.json are required)."""
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise DataError(f"{str(path)!r} is not a run directory (no config.yaml)")
+    if not (path / "metrics.json").is_file():
+        raise DataError(f"run {str(path)!r} has no metrics.json (unfinished? `pellucid evaluate`)")
+    text = (path / "config.yaml").read_text()
+    config = yaml.safe_load(text) or {}
+    history = read_json(path / "history.json") if (path / "history.json").is_file() else []
+    exp_file = path / EXPLANATIONS_DIR / "compare.json"
+    explanations = read_json(exp_file) if exp_file.is_file() else None
+    return RunRecord(path.name, path, config, text, read_json(path / "metrics.json"), history,
+                     explanations)  # fmt: skip
+
+
+def png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _file_uri(path: Path) -> str:
+    return png_uri(Path(path).read_bytes())
+
+
+# ------------------------------------------------------------------------- summary table
+def summary_table(runs: list[RunRecord]) -> dict[str, Any]:
+    """Columns = declared metrics present in some run (direction from ``metrics.SPECS``);
+    ``best`` marks, per column, the runs holding the best value."""
+    import pellucid.apps.acceleration  # noqa: F401  (declares flops_ratio, latency_ratio)
+    import pellucid.metrics  # noqa: F401  (declares the other metrics)
+    from pellucid.metrics.base import SPECS
+
+    keys = [k for k in SPECS if any(_num(r.metrics.get(k)) is not None for r in runs)]
+    columns = []
+    for key in keys:
+        vals = [_num(r.metrics.get(key)) for r in runs]
+        present = [v for v in vals if v is not None]
+        best = (max if SPECS[key].higher_is_better else min)(present)
+        columns.append(
+            {
+                "key": key,
+                "arrow": "↑" if SPECS[key].higher_is_better else "↓",
+                "direction": "higher is better"
+                if SPECS[key].higher_is_better
+                else "lower is better",
+                "description": SPECS[key].description,
+                "cells": [
+                    {"text": _fmt(v), "best": v is not None and len(present) > 1 and v == best}
+                    for v in vals
+                ],
+            }
+        )
+    return {"columns": columns}
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) else None
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "–"
+    if v == int(v) and abs(v) >= 10:
+        return f"{int(v)}"
+    return f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}"
+
+
+# ------------------------------------------------------------------------- explanations
+def explanation_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
+    """Per run with saved ``compare-explainers`` results: its table and gallery."""
+    from pellucid.explain.scoring import SCORES
+
+    out = []
+    for r in runs:
+        e = r.explanations
+        if not e:
+            continue
+        keys: list[str] = []
+        for row in e["rows"].values():
+            keys += [k for k in row if k not in keys]
+        arrows = {k: ("↑" if SCORES.get(k, False) else "↓") for k in keys}
+        arrows["sanity_rank_correlation"] = "↓"
+        best: dict[str, float] = {}
+        for k in keys:
+            vals = [v[k] for v in e["rows"].values() if isinstance(v.get(k), (int, float))]
+            if vals:
+                best[k] = max(vals) if arrows[k] == "↑" else min(vals)
+        rows = [
+            {
+                "name": name,
+                "cells": [
+                    {"text": _fmt(_num(row.get(k))), "best": _num(row.get(k)) == best.get(k)}
+                    for k in keys
+                ],
+            }
+            for name, row in e["rows"].items()
+        ]
+        gallery = r.path / EXPLANATIONS_DIR / "gallery.png"
+        out.append(
+            {
+                "run": r.name,
+                "dataset": e.get("dataset", ""),
+                "n": e.get("n", ""),
+                "target": e.get("target", ""),
+                "columns": [{"key": k, "arrow": arrows[k]} for k in keys],
+                "rows": rows,
+                "gallery": _file_uri(gallery) if gallery.is_file() else None,
+            }
+        )
+    return out
