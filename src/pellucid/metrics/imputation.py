@@ -5,6 +5,7 @@ neighbours so that a deletion curve does not see the removed region's shape. Use
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -32,6 +33,46 @@ def _box_mean(t: torch.Tensor, k: int) -> torch.Tensor:
     f = torch.nn.functional.avg_pool2d
     t = f(t, (k, 1), 1, (k // 2, 0), count_include_pad=False)
     return f(t, (1, k), 1, (0, k // 2), count_include_pad=False)
+
+
+def _checked(
+    images: torch.Tensor, removed: torch.Tensor, noise: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images (N, C, H, W) and the removed pixels as a bool tensor on their device, or a
+    :class:`DataError` naming what is wrong."""
+    x = images
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise DataError(f"images must be (N, C, H, W), got {tuple(getattr(x, 'shape', ()))}")
+    n, c = x.shape[:2]
+    r = torch.as_tensor(removed).to(device=x.device, dtype=torch.bool)
+    if r.ndim != 4 or r.shape[0] != n or r.shape[1] not in (1, c) or r.shape[2:] != x.shape[2:]:
+        raise DataError(
+            f"removed must be (N, 1 or C, H, W) matching images {tuple(x.shape)}, got "
+            f"{tuple(r.shape)}"
+        )
+    if not (float(noise) >= 0 and math.isfinite(float(noise))):
+        raise DataError(f"noise must be a finite number >= 0, got {noise}")
+    return x, r
+
+
+def _noise(
+    seed: int | Sequence[int] | torch.Tensor, shape: tuple[int, int, int, int], dtype: torch.dtype
+) -> torch.Tensor:
+    """Standard normal noise (N * C, 1, H, W) on the CPU: from one generator seeded with
+    ``seed``, or per image from its own seed (then batch independent)."""
+    n, c, h, w = shape
+    if isinstance(seed, int):
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        return torch.randn((n * c, 1, h, w), generator=g, dtype=dtype)
+    seeds = [int(v) for v in seed]
+    if len(seeds) != n:
+        raise DataError(f"seed must be an int or {n} seeds (one per image), got {len(seeds)}")
+    return torch.cat(
+        [
+            torch.randn((c, 1, h, w), generator=torch.Generator().manual_seed(v), dtype=dtype)
+            for v in seeds
+        ]
+    )
 
 
 def noisy_linear_imputation(
@@ -75,18 +116,8 @@ def noisy_linear_imputation(
     Tensor (N, C, H, W)
         The images with the removed pixels imputed; kept pixels unchanged.
     """
-    x = images
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise DataError(f"images must be (N, C, H, W), got {tuple(getattr(x, 'shape', ()))}")
+    x, r = _checked(images, removed, noise)
     n, c, h, w = x.shape
-    r = torch.as_tensor(removed).to(device=x.device, dtype=torch.bool)
-    if r.ndim != 4 or r.shape[0] != n or r.shape[1] not in (1, c) or r.shape[2:] != x.shape[2:]:
-        raise DataError(
-            f"removed must be (N, 1 or C, H, W) matching images {tuple(x.shape)}, got "
-            f"{tuple(r.shape)}"
-        )
-    if not (float(noise) >= 0 and math.isfinite(float(noise))):
-        raise DataError(f"noise must be a finite number >= 0, got {noise}")
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     v0 = x.to(dtype).reshape(n * c, 1, h, w)
     u = r.expand(n, c, h, w).reshape(n * c, 1, h, w).to(dtype)  # 1 = unknown
@@ -131,22 +162,5 @@ def noisy_linear_imputation(
     # no kept pixel: the image's mean colour
     sol = torch.where(has_known, sol, v0.flatten(1).mean(1).view(-1, 1, 1, 1).expand_as(sol))
     if noise > 0:
-        if isinstance(seed, int):
-            g = torch.Generator(device="cpu").manual_seed(seed)
-            eps = torch.randn(sol.shape, generator=g, dtype=dtype)
-        else:
-            seeds = [int(v) for v in seed]
-            if len(seeds) != n:
-                raise DataError(
-                    f"seed must be an int or {n} seeds (one per image), got {len(seeds)}"
-                )
-            eps = torch.cat(
-                [
-                    torch.randn(
-                        (c, 1, h, w), generator=torch.Generator().manual_seed(v), dtype=dtype
-                    )
-                    for v in seeds
-                ]
-            )
-        sol = sol + float(noise) * eps.to(sol.device)
+        sol = sol + float(noise) * _noise(seed, (n, c, h, w), dtype).to(sol.device)
     return torch.where(u.bool(), sol, v0).view(n, c, h, w).to(x.dtype)
