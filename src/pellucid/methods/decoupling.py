@@ -18,23 +18,21 @@ The binary vectors of all layers, concatenated, are the input's *calculation pat
                     + lambda_sparse mean_{l, n, k} a_l[n, k]                 L1 of the gates
 
 The controllers, their reversible insertion and the gate readers live in
-:mod:`pellucid.methods.controllers` (re-exported here).
+:mod:`pellucid.methods.controllers` (re-exported here); the losses and the step in
+:mod:`pellucid.methods.decoupling_objective`; the budget check, BatchNorm re-estimation and
+run metrics in :mod:`pellucid.methods.decoupling_eval`.
 """
 
 from __future__ import annotations
 
-import copy
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from pellucid.data.base import Batch
 from pellucid.errors import ConfigError
-from pellucid.methods.base import Method, StepResult
+from pellucid.methods.base import Method
 from pellucid.methods.controllers import (
     SHORTCUT_NAMES,
     ArchitectureController,
@@ -48,9 +46,16 @@ from pellucid.methods.controllers import (
     remove_controllers,
     semantic_hash,
 )
+from pellucid.methods.decoupling_eval import (
+    BUDGET_TOLERANCE,
+    DecouplingEvaluation,
+    _fraction_or_none,
+)
+from pellucid.methods.decoupling_objective import DecouplingObjective
 from pellucid.registry import METHODS
 
 __all__ = [
+    "BUDGET_TOLERANCE",
     "SHORTCUT_NAMES",
     "ArchitectureController",
     "ControlledConv2d",
@@ -66,21 +71,6 @@ __all__ = [
 ]
 
 
-BUDGET_TOLERANCE = 0.02  # sparsity term above sparsity_target at the end: the budget missed
-
-
-def _fraction_or_none(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        out = float("nan")
-    if isinstance(value, bool) or not 0.0 < out <= 1.0:
-        raise ConfigError(f"decoupling: {name} must be a number in (0, 1] or None, got {value!r}")
-    return out
-
-
 def _check(name: str, value: float, low: float = 0.0) -> float:
     if not value >= low:  # also rejects NaN
         raise ConfigError(f"decoupling: {name} must be >= {low}, got {value}")
@@ -90,7 +80,7 @@ def _check(name: str, value: float, low: float = 0.0) -> float:
 @METHODS.register(
     "decoupling", help="Interpretable Neural Network Decoupling (Li et al., ECCV 2020)"
 )
-class Decoupling(Method):
+class Decoupling(DecouplingObjective, DecouplingEvaluation, Method):
     """Network decoupling: per-input calculation paths chosen by architecture controlling
     modules, trained with the MI, alignment and sparsity losses of decoupling.md.
 
@@ -308,133 +298,3 @@ class Decoupling(Method):
         if self.controller_optimizer != "same":
             group.update(optimizer=self.controller_optimizer, lr=self.controller_lr)
         return [{"params": backbone}, group]
-
-    # -- losses (decoupling.md, "Objective") --------------------------------------------
-    def mi_loss(self, gates: Sequence[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-        """sum_l CE(W_l a_l, y): a variational lower bound of I(a_l; y) up to constants."""
-        return sum(F.cross_entropy(h(a), y) for h, a in zip(self.mi_heads, gates, strict=True))
-
-    @staticmethod
-    def align_loss(gates: Sequence[torch.Tensor], pooled: Sequence[torch.Tensor]) -> torch.Tensor:
-        """sum_l KL(softmax(o_l) || softmax(a_l)), batch mean: gates follow channel energy."""
-        return sum(
-            F.kl_div(
-                F.log_softmax(a, 1), F.log_softmax(o, 1), log_target=True, reduction="batchmean"
-            )
-            for a, o in zip(gates, pooled, strict=True)
-        )
-
-    @staticmethod
-    def sparsity_loss(
-        gates: Sequence[torch.Tensor], costs: Sequence[float] | None = None
-    ) -> torch.Tensor:
-        """sum_l c_l sum_{n,k} a_l[n, k] / (N sum_l c_l K_l): a weighted L1 norm of the
-        gates; c_l = 1 (the mean gate) unless per-filter ``costs`` are given."""
-        if costs is None:
-            return torch.cat([a.flatten() for a in gates]).mean()
-        total = sum(c * a.shape[1] for c, a in zip(costs, gates, strict=True))
-        return sum(c * a.sum(1).mean() for c, a in zip(costs, gates, strict=True)) / total
-
-    def step(self, batch: Batch) -> StepResult:
-        x, y = batch.image, batch.label
-        if self.lambda_distill > 0 and self.training and self._teacher is None:
-            self._take_teacher()  # before this step's forward updates the norms' statistics
-        logits = self.model(x)  # (N, C); the controllers now hold this batch's gates
-        gates = [c.gate for c in self._controllers]  # each (N, K_l)
-        pooled = [c.pre_gate for c in self._controllers]  # each (N, K_l)
-        ce = F.cross_entropy(logits, y)
-        mi = self.mi_loss(gates, y)
-        if self.detach_features:
-            pooled = [o.detach() for o in pooled]
-        align = self.align_loss(gates, pooled)
-        costs = [c.filter_cost for c in self._controllers] if self.sparsity == "flops" else None
-        sparse = self.sparsity_loss(gates, costs)
-        over = sparse if self.sparsity_target is None else F.relu(sparse - self.sparsity_target)
-        if self.sparsity_target is not None and self.training:  # a tensor: no device sync
-            value, ema = sparse.detach(), self._sparse_ema
-            self._sparse_ema = value if ema is None else 0.95 * ema + 0.05 * value
-        loss = ce + self.lambda_mi * mi + self.lambda_align * align + self.lambda_sparse * over
-        if self.lambda_distill > 0 and self.training:
-            distill = self.distill_loss(x, logits)
-            loss = loss + self.lambda_distill * distill
-        active = torch.cat([(c.logits.detach() > 0).flatten() for c in self._controllers])
-        terms = {
-            "ce": ce,
-            "mi": mi,
-            "align": align,
-            "gate_l1": sparse,
-            "active": active.float().mean(),
-        }
-        if self.lambda_distill > 0 and self.training:
-            terms["distill"] = distill
-        return StepResult(loss, logits, terms)
-
-    def _take_teacher(self) -> None:
-        """Freeze a copy of the model without its controllers: the dense network."""
-        teacher = copy.deepcopy(self.model)
-        remove_controllers(teacher)
-        teacher.eval().requires_grad_(False)
-        self.__dict__["_teacher"] = teacher
-
-    def distill_loss(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """KL(softmax(teacher(x)) || softmax(logits)), batch mean; the teacher (the dense
-        network) is copied from the model on the first call."""
-        if self._teacher is None:
-            self._take_teacher()
-        with torch.no_grad():
-            target = F.log_softmax(self._teacher(x), 1)
-        return F.kl_div(F.log_softmax(logits, 1), target, log_target=True, reduction="batchmean")
-
-    def on_train_end(self, batches: Iterable[Batch]) -> bool:
-        """Re-estimate the BatchNorm statistics under the hard (inference) gates.
-
-        During training every layer sees inputs computed with the noisy ISH gates of the
-        layers before it (and, while fine-tuning, with gates that keep changing), so the
-        running means and variances describe neither the trained nor the inference path.
-
-        With a ``sparsity_target``, warns when the training batches' sparsity term (a moving
-        average over the last ~20 steps) ended above the budget: the budget did not bind,
-        and the run trained as with the plain penalty (see ``sparsity_target``).
-        """
-        target = self.sparsity_target
-        status = self.budget_status()
-        ema = status.get("sparsity_term_end")
-        if target is not None and ema is not None and not status["budget_reached"]:
-            warnings.warn(
-                f"decoupling: the sparsity term ended at {ema:.3f}, above sparsity_target "
-                f"{target:g}: the budget did not bind, so the run trained as with the plain "
-                f"penalty; raise lambda_sparse (now {self.lambda_sparse:g}) to hold it",
-                stacklevel=2,
-            )
-        if self.calibration_batches == 0:
-            return False
-        recalibrate_batchnorm(self.model, batches, self.calibration_batches)
-        return True
-
-    def budget_status(self) -> dict[str, Any]:
-        """With a ``sparsity_target`` and after training steps: ``sparsity_term_end``, the
-        moving average of the batches' sparsity term over the last ~20 steps, and
-        ``budget_reached``, whether it ended within ``BUDGET_TOLERANCE`` of the target.
-        Empty otherwise (no budget, or a run loaded for evaluation only)."""
-        if self.sparsity_target is None or self._sparse_ema is None:
-            return {}
-        ema = float(self._sparse_ema)
-        return {
-            "sparsity_term_end": round(ema, 4),
-            "budget_reached": ema <= self.sparsity_target + BUDGET_TOLERANCE,
-        }
-
-    # -- evaluation -------------------------------------------------------------------
-    def run_metrics(self, data: Any, device: torch.device) -> dict[str, Any]:
-        """Path figures (active fraction, intra/inter-class Jaccard of the deep layers) on up
-        to ``eval_images`` test images, mean FLOPs ratio, and batch-1 CPU latency ratio of
-        the sparse execution on ``latency_images`` of them (our own backbones only)."""
-        from pellucid.apps.acceleration import acceleration_metrics
-        from pellucid.metrics.paths import calculation_paths, path_summary
-
-        model = self.inference_model()
-        paths = calculation_paths(model, data, device, max_images=self.eval_images)
-        out = path_summary(paths, self.num_classes)
-        out.update(acceleration_metrics(model, paths, data, self.latency_images))
-        out.update(self.budget_status())  # budget_reached goes to metrics.json after training
-        return out

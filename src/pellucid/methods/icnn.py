@@ -78,22 +78,19 @@ calibrates it on its first step.
 **Plain baseline**: ``plain=True`` builds the same architecture (extra conv layer, BN, ReLU)
 without mask and loss, so ICNN and its baseline differ only in what the paper adds.
 
-Templates, the mask function and the filter loss live in :mod:`pellucid.methods.icnn_loss`
-(re-exported here).
+Templates, the mask function and the filter loss live in :mod:`pellucid.methods.icnn_loss`,
+the mask module, the interpretable layer and the ICNN network in
+:mod:`pellucid.methods.icnn_net` (all re-exported here); the training step (forward, filter
+categories, target templates, loss) in :mod:`pellucid.methods.icnn_step`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from pellucid.data.base import Batch
 from pellucid.errors import ConfigError
-from pellucid.hooks import edit_output
-from pellucid.methods.base import Method, StepResult
+from pellucid.methods.base import Method
 from pellucid.methods.csg import layer_channels
 from pellucid.methods.icnn_loss import (
     FilterLoss,
@@ -105,8 +102,9 @@ from pellucid.methods.icnn_loss import (
     template_scores,
     templates,
 )
+from pellucid.methods.icnn_net import ICNNNet, InterpretableLayer, TemplateMask
+from pellucid.methods.icnn_step import ICNNStep
 from pellucid.models import default_layer, get_layer
-from pellucid.models.base import StagedNet
 from pellucid.registry import METHODS
 
 __all__ = [
@@ -128,100 +126,9 @@ __all__ = [
 DEFAULT_LAMBDA = 0.3  # chosen on shapes, see "Constants on small maps" above
 
 
-# -- the network ----------------------------------------------------------------------------
-class TemplateMask(nn.Module):
-    """The forward mask as a module (identity for the receptive-field probe), times a fixed
-    per-filter ``gain`` (buffer, (K,); 1 = the paper's mask).
-
-    :meth:`calibrate` sets ``gain_k = mean(x_k) / mean(mask(x_k))`` over a batch of pre-mask
-    maps, so the layers after the mask see inputs of the same mean as without it (as dropout
-    rescales its kept units). A state dict without these buffers (a plain run's, or one saved
-    before they existed) leaves them as they are -- on a new network, gain 1, uncalibrated.
-    """
-
-    rf_transparent = True  # see pellucid.metrics.parts.receptive_field
-
-    def __init__(self, beta: float, channels: int) -> None:
-        super().__init__()
-        self.beta = beta
-        self.register_buffer("gain", torch.ones(channels))
-        self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
-
-    @torch.no_grad()
-    def calibrate(self, x: torch.Tensor) -> None:
-        """Set the gain from pre-mask maps x (N, K, h, w); filters silent on x keep gain 1."""
-        before = x.float().mean(dim=(0, 2, 3))  # (K,)
-        after = mask_at_peak(x, self.beta).float().mean(dim=(0, 2, 3))  # (K,), <= before
-        ok = after > 1e-12
-        self.gain.copy_(torch.where(ok, before / after.clamp_min(1e-12), torch.ones_like(after)))
-        self.calibrated.fill_(True)
-
-    def _load_from_state_dict(
-        self,
-        state_dict: dict,
-        prefix: str,
-        local_metadata: dict,
-        strict: bool,
-        missing: list,
-        *a: Any,
-    ) -> None:
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, *a)
-        for key in ("gain", "calibrated"):  # absent: keep the current (uncalibrated) values
-            if prefix + key not in state_dict and prefix + key in missing:
-                missing.remove(prefix + key)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return mask_at_peak(x, self.beta) * self.gain.to(x.dtype)[:, None, None]  # (N, K, h, w)
-
-    def extra_repr(self) -> str:
-        return f"beta={self.beta}, channels={self.gain.numel()}"
-
-
-class InterpretableLayer(nn.Module):
-    """conv 3x3 (same width) -> BN (optional) -> ReLU -> mask (identity when plain)."""
-
-    def __init__(self, channels: int, bn: bool, mask: bool, beta: float) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=not bn)
-        self.bn = nn.BatchNorm2d(channels) if bn else nn.Identity()
-        self.relu = nn.ReLU()
-        self.mask = TemplateMask(beta, channels) if mask else nn.Identity()
-
-    def features(self, h: torch.Tensor) -> torch.Tensor:
-        """Pre-mask maps x (N, K, h, w): where the filter loss is computed."""
-        if h.ndim != 4:
-            raise ConfigError(f"icnn: the layer output is {tuple(h.shape)}, not (N, K, H, W)")
-        return self.relu(self.bn(self.conv(h)))
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.mask(self.features(h))
-
-
-class ICNNNet(nn.Module):
-    """The backbone with the interpretable layer inserted after ``layer``: what ``load_run``
-    returns for an ICNN run. Its layers: ``backbone.*`` and ``icnn`` (``icnn.relu`` is the
-    pre-mask map). Our StagedNets are split with ``forward_to``/``forward_from``; other
-    models and nested layers get the layer's output edited by a hook during the forward."""
-
-    def __init__(self, backbone: nn.Module, layer: str, icnn: InterpretableLayer) -> None:
-        super().__init__()
-        self.backbone, self.icnn, self.layer = backbone, icnn, layer
-        self.staged = isinstance(backbone, StagedNet) and layer in backbone.stage_names
-        self.default_layer = "icnn"
-        self.in_channels = getattr(backbone, "in_channels", None)
-        self.num_classes = getattr(backbone, "num_classes", None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.staged:
-            h = self.backbone.forward_to(x, self.layer)  # (N, K, H, W)
-            return self.backbone.forward_from(self.icnn(h), self.layer)
-        with edit_output(self.backbone, self.layer, self.icnn):
-            return self.backbone(x)
-
-
 # -- the method ---------------------------------------------------------------------------
 @METHODS.register("icnn", help="interpretable filters: template mask + MI loss (Zhang, CVPR 2018)")
-class ICNN(Method):
+class ICNN(ICNNStep, Method):
     """Interpretable CNN around any backbone.
 
     Parameters
@@ -300,81 +207,6 @@ class ICNN(Method):
         # the inference network shares self.model and self.icnn; it is not a registered
         # child, so the state dict holds each weight once (model.*, icnn.*)
         self.__dict__["_net"] = ICNNNet(model, self.layer, self.icnn)
-
-    # -- forward ----------------------------------------------------------------------------
-    def _forward(
-        self, x: torch.Tensor, calibrate: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pre-mask maps (N, K, h, w), logits (N, C)) of the ICNN network; ``calibrate``
-        sets the mask gain from this batch's pre-mask maps before they are masked."""
-        m, layer = self.model, self.layer
-
-        def mask(pre: torch.Tensor) -> torch.Tensor:
-            if calibrate:
-                self.icnn.mask.calibrate(pre.detach())
-            return self.icnn.mask(pre)
-
-        if self._net.staged:
-            pre = self.icnn.features(m.forward_to(x, layer))  # (N, K, h, w)
-            return pre, m.forward_from(mask(pre), layer)
-        store: dict[str, torch.Tensor] = {}
-
-        def edit(h: torch.Tensor) -> torch.Tensor:
-            store["pre"] = self.icnn.features(h)
-            return mask(store["pre"])
-
-        with edit_output(m, layer, edit):
-            logits = m(x)
-        if "pre" not in store:
-            raise ConfigError(f"icnn: layer {layer!r} is not used in the model's forward pass")
-        return store["pre"], logits
-
-    @torch.no_grad()
-    def _update_categories(self, pre: torch.Tensor, y: torch.Tensor) -> None:
-        """EMA of each filter's mean activation per class; category = argmax over classes."""
-        if self.target_class is not None:
-            return
-        pooled = pre.mean(dim=(2, 3)).float()  # (N, K)
-        onehot = F.one_hot(y, self.num_classes).float()  # (N, C)
-        counts = onehot.sum(0)  # (C,)
-        means = onehot.T @ pooled / counts.clamp_min(1)[:, None]  # (C, K)
-        present = counts > 0
-        first = present & (self.class_count == 0)
-        again = present & (self.class_count > 0)
-        m = self.category_momentum
-        self.class_mean[first] = means[first]
-        self.class_mean[again] = m * self.class_mean[again] + (1 - m) * means[again]
-        self.class_count += present.long()
-        seen = (self.class_count > 0)[:, None]  # (C, 1)
-        self.category.copy_(self.class_mean.masked_fill(~seen, -torch.inf).argmax(0))
-
-    def targets(self, pre: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(N, K) index of each map's target template: its peak mu^ for images of the
-        filter's category, the negative template (last) otherwise."""
-        n, k, h, w = pre.shape
-        peak = pre.detach().flatten(2).argmax(-1)  # (N, K)
-        own = y[:, None] == self.category[None, :]  # (N, K)
-        return torch.where(own, peak, torch.full_like(peak, h * w))
-
-    def step(self, batch: Batch) -> StepResult:
-        x, y = batch.image, batch.label
-        calibrate = (
-            self.training
-            and self.calibrate_gain
-            and not self.plain
-            and not bool(self.icnn.mask.calibrated)
-        )
-        pre, logits = self._forward(x, calibrate)
-        ce = F.cross_entropy(logits, y)
-        if self.plain:
-            return StepResult(ce, logits, {"ce": ce})
-        if self.training:
-            self._update_categories(pre.detach(), y)
-        target = self.targets(pre, y) if self.approximation else None
-        loss_f = self.filter_loss(pre, target, update=self.training)  # (K,)
-        total = loss_f.sum()
-        terms = {"ce": ce, "filter_loss": total, "filter_mi_mean": -loss_f.detach().mean()}
-        return StepResult(ce + self.lambda_ * total, logits, terms)
 
     # -- Method API -------------------------------------------------------------------------
     def train(self, mode: bool = True) -> ICNN:

@@ -1,0 +1,112 @@
+"""The ICNN network: the forward mask as a module (with its per-filter gain), the
+interpretable layer (conv 3x3, optional BN, ReLU, mask) and the backbone with that layer
+inserted, which ``load_run`` returns for an ICNN run.
+
+Zhang, Wu, Zhu, "Interpretable Convolutional Neural Networks", CVPR 2018 (arXiv 1710.00935v4).
+Specification: shared/methods/icnn.md, "Forward mask". The mask gain is ours, not the
+paper's (see "Mask gain" in :mod:`pellucid.methods.icnn`). The method is in
+:mod:`pellucid.methods.icnn`, which re-exports these names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from pellucid.errors import ConfigError
+from pellucid.hooks import edit_output
+from pellucid.methods.icnn_loss import mask_at_peak
+from pellucid.models.base import StagedNet
+
+
+# -- the network ----------------------------------------------------------------------------
+class TemplateMask(nn.Module):
+    """The forward mask as a module (identity for the receptive-field probe), times a fixed
+    per-filter ``gain`` (buffer, (K,); 1 = the paper's mask).
+
+    :meth:`calibrate` sets ``gain_k = mean(x_k) / mean(mask(x_k))`` over a batch of pre-mask
+    maps, so the layers after the mask see inputs of the same mean as without it (as dropout
+    rescales its kept units). A state dict without these buffers (a plain run's, or one saved
+    before they existed) leaves them as they are -- on a new network, gain 1, uncalibrated.
+    """
+
+    rf_transparent = True  # see pellucid.metrics.parts_rf.receptive_field
+
+    def __init__(self, beta: float, channels: int) -> None:
+        super().__init__()
+        self.beta = beta
+        self.register_buffer("gain", torch.ones(channels))
+        self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor) -> None:
+        """Set the gain from pre-mask maps x (N, K, h, w); filters silent on x keep gain 1."""
+        before = x.float().mean(dim=(0, 2, 3))  # (K,)
+        after = mask_at_peak(x, self.beta).float().mean(dim=(0, 2, 3))  # (K,), <= before
+        ok = after > 1e-12
+        self.gain.copy_(torch.where(ok, before / after.clamp_min(1e-12), torch.ones_like(after)))
+        self.calibrated.fill_(True)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict,
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing: list,
+        *a: Any,
+    ) -> None:
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, *a)
+        for key in ("gain", "calibrated"):  # absent: keep the current (uncalibrated) values
+            if prefix + key not in state_dict and prefix + key in missing:
+                missing.remove(prefix + key)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mask_at_peak(x, self.beta) * self.gain.to(x.dtype)[:, None, None]  # (N, K, h, w)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, channels={self.gain.numel()}"
+
+
+class InterpretableLayer(nn.Module):
+    """conv 3x3 (same width) -> BN (optional) -> ReLU -> mask (identity when plain)."""
+
+    def __init__(self, channels: int, bn: bool, mask: bool, beta: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=not bn)
+        self.bn = nn.BatchNorm2d(channels) if bn else nn.Identity()
+        self.relu = nn.ReLU()
+        self.mask = TemplateMask(beta, channels) if mask else nn.Identity()
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        """Pre-mask maps x (N, K, h, w): where the filter loss is computed."""
+        if h.ndim != 4:
+            raise ConfigError(f"icnn: the layer output is {tuple(h.shape)}, not (N, K, H, W)")
+        return self.relu(self.bn(self.conv(h)))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.mask(self.features(h))
+
+
+class ICNNNet(nn.Module):
+    """The backbone with the interpretable layer inserted after ``layer``: what ``load_run``
+    returns for an ICNN run. Its layers: ``backbone.*`` and ``icnn`` (``icnn.relu`` is the
+    pre-mask map). Our StagedNets are split with ``forward_to``/``forward_from``; other
+    models and nested layers get the layer's output edited by a hook during the forward."""
+
+    def __init__(self, backbone: nn.Module, layer: str, icnn: InterpretableLayer) -> None:
+        super().__init__()
+        self.backbone, self.icnn, self.layer = backbone, icnn, layer
+        self.staged = isinstance(backbone, StagedNet) and layer in backbone.stage_names
+        self.default_layer = "icnn"
+        self.in_channels = getattr(backbone, "in_channels", None)
+        self.num_classes = getattr(backbone, "num_classes", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.staged:
+            h = self.backbone.forward_to(x, self.layer)  # (N, K, H, W)
+            return self.backbone.forward_from(self.icnn(h), self.layer)
+        with edit_output(self.backbone, self.layer, self.icnn):
+            return self.backbone(x)
