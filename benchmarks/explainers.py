@@ -8,6 +8,7 @@
     python benchmarks/explainers.py --validation          # option rows, 128 other images
     python benchmarks/explainers.py --variants            # validation options, these images
     python benchmarks/explainers.py --result NAME         # results/NAME.json (another model)
+    python benchmarks/explainers.py --pointing            # pointing hits, correct vs misclassified
 
 Per dataset: a convnet is trained once (kept in --runs and reused), then on --n evenly spaced
 test images (:func:`spread_images`; target = true class) every registered explainer is run
@@ -180,6 +181,15 @@ def main() -> None:
         "benchmark images, with the default and the peers (results/explainers_variants.json)",
     )
     ap.add_argument(
+        "--pointing",
+        action="store_true",
+        help="pointing hits and misses on the benchmark images, apart for the images the "
+        "model classifies correctly and those it misclassifies (results/explainers_pointing.json)",
+    )
+    ap.add_argument(
+        "--explainers", nargs="+", help="with --pointing: default every explainer but the reference"
+    )
+    ap.add_argument(
         "--result",
         default="explainers",
         help="name of the results file (results/NAME.json); another name keeps the published "
@@ -190,6 +200,10 @@ def main() -> None:
     from explainers_studies import road_benchmark, seeds_benchmark, variants_benchmark
     from explainers_sweeps import sweep, validation_sweep
 
+    if args.pointing:
+        from explainers_pointing import pointing_study
+
+        return pointing_study(args.datasets, args.runs, args.n, args.explainers)
     if args.seeds:
         return seeds_benchmark(args.datasets, args.runs, args.n, args.seeds, args.sanity_n)
     if args.variants is not None:

@@ -211,3 +211,39 @@ def table_explainers_seeds(r: dict) -> str:
         f"three explainers; sanity check on the first {r['sanity_n']}."
     )
     return "\n".join(rows)
+
+
+def table_explainers_pointing(r: dict) -> str:
+    """``results/explainers_pointing.json``: pointing hits apart for correctly classified and
+    misclassified images, and NeuroMask's disagreements with each peer."""
+
+    def part(row: dict, key: str) -> str:
+        p = row[key]
+        return f"{p.get('pointing_hits', 0)} / {p['n']}"
+
+    rows = [
+        "| dataset | explainer | pointing ↑ | hits, correctly classified | hits, misclassified |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    notes = []
+    for ds, res in r["results"].items():
+        for name, row in res["rows"].items():
+            rows.append(
+                f"| {ds} | {name} | {row['all']['pointing_game']:.3f} | "
+                f"{part(row, 'correct')} | {part(row, 'misclassified')} |"
+            )
+        pairs = []
+        for peer, d in res.get("neuromask_vs_peer", {}).items():
+            a, b = d["only_a"], d["only_b"]
+            pairs.append(
+                f"NeuroMask hits where {peer} misses {len(a['correct'])} correctly classified "
+                f"+ {len(a['misclassified'])} misclassified image(s), {peer} hits where "
+                f"NeuroMask misses {len(b['correct'])} + {len(b['misclassified'])}"
+            )
+        notes.append(
+            f"- **{ds}** ({res['n_images']} images, {res['n_misclassified']} misclassified, "
+            f"model {res['model_sha256']}; `{res['command']}`, {res['date']}): "
+            + "; ".join(pairs)
+            + "."
+        )
+    return "\n".join([*rows, "", *notes])

@@ -13,7 +13,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from readme_explainers import table_explainers, table_explainers_road, table_explainers_seeds
+from readme_explainers import (
+    table_explainers,
+    table_explainers_pointing,
+    table_explainers_road,
+    table_explainers_seeds,
+)
 from readme_validation import table_explainers_validation, table_explainers_variants
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,6 +222,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "icnn": table_icnn,
     "explainers": table_explainers,
     "explainers_intel": table_explainers,
+    "explainers_pointing": table_explainers_pointing,
     "explainers_road": table_explainers_road,
     "explainers_seeds": table_explainers_seeds,
     "explainers_validation": table_explainers_validation,

@@ -209,6 +209,14 @@ def test_compare_explainers_one_table(capsys, tiny_run, tmp_path):
     assert "| centre |" in table.split("explainer − gradcam")[1]
     assert all(0 <= r["deletion_auc_road"] <= 1 for r in rows.values())  # --road
     assert "deletion_auc_road" in saved["differences"]["neuromask"]
+    # scores apart for correctly classified and misclassified images, the same split for all
+    by = saved["by_prediction"]
+    assert set(by) == set(rows)
+    wrong = {name: d["misclassified"]["n"] for name, d in by.items()}
+    assert len(set(wrong.values())) == 1 and all(
+        d["correct"]["n"] + wrong[n] == 4 for n, d in by.items()
+    )
+    assert ("misclassifies" in table) == (wrong["centre"] > 0)
     assert saved["images"] == "spread" and len(saved["indices"]) == 4
     assert saved["indices"][0] == 0 and saved["indices"][1] > 1  # evenly spaced, not the first 4
     code, _, err = run(

@@ -15,7 +15,13 @@ from pellucid.explain.evaluate import (
     load_images,
     markdown_table,
 )
-from pellucid.explain.scoring import differences_table, paired_difference, score_maps, summarise
+from pellucid.explain.scoring import (
+    differences_table,
+    paired_difference,
+    score_maps,
+    summarise,
+    summarise_by_prediction,
+)
 from pellucid.io import atomic_write_text, save_tensors, write_json
 
 DEFAULT_EXCLUDED = ("neuromask-reference",)
@@ -28,6 +34,21 @@ def _targets(model: torch.nn.Module, batch: Any, target: str) -> torch.Tensor:
         return batch.label
     with model_state(model), torch.no_grad():
         return model(batch.image.to(model_device(model))).argmax(1).cpu()
+
+
+def _by_prediction_table(by_prediction: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The scores of :func:`compare_run` apart for the images the model classifies correctly
+    and those it misclassifies (the maps explain the true class in both)."""
+    rows = {
+        f"{name}, {part} ({d[part]['n']})": {
+            k: v for k, v in d[part].items() if k not in ("n", "pointing_hits")
+        }
+        for name, d in by_prediction.items()
+        for part in ("correct", "misclassified")
+        if d[part]["n"]
+    }
+    head = "Scores apart for the images the model classifies correctly and those it misclassifies"
+    return head + " (target = true class; images in brackets):\n\n" + markdown_table(rows)
 
 
 def explain_run(
@@ -119,8 +140,14 @@ def compare_run(
 ) -> dict[str, Any]:
     """Every explainer (default: all registered but the slow ``neuromask-reference``) on the
     same ``n`` images (evenly spaced, or the first ``n`` with ``images="first"``); returns
-    ``{"rows", "table"}`` and, with ``out``, writes ``compare.json``, ``compare.md``,
-    ``gallery.png`` and ``maps.safetensors``.
+    ``{"rows", "by_prediction", "table"}`` and, with ``out``, writes ``compare.json``,
+    ``compare.md``, ``gallery.png`` and ``maps.safetensors``.
+
+    ``by_prediction`` holds each explainer's scores apart for the images the model
+    classifies correctly and those it misclassifies
+    (:func:`~pellucid.explain.scoring.summarise_by_prediction`); with ``target="label"`` and
+    at least one misclassified image, ``compare.md`` shows them as a second table. A
+    pointing game near its ceiling is often decided by the misclassified images alone.
 
     With ``against`` (one of the explainers), every other explainer's score minus that one's
     is added with a paired bootstrap 95 % interval over the images
@@ -140,10 +167,15 @@ def compare_run(
     model, batch, ds = load_images(
         run, n, dataset, split, dataset_options, resolve_device(device), images
     )
-    targets = _targets(model, batch, target)
-    batch.label = targets if target == "predicted" else batch.label
+    predicted = _targets(model, batch, "predicted")
+    batch.label = predicted if target == "predicted" else batch.label
     res = compare(model, batch, names, options, sanity=sanity, progress=progress, road=road)
     table = markdown_table(res["rows"])
+    by_prediction = {
+        name: summarise_by_prediction(res["scores"][name], batch.label, predicted) for name in names
+    }
+    if target == "label" and bool((predicted != batch.label).any()):
+        table += "\n\n" + _by_prediction_table(by_prediction)
     differences = None
     if against is not None:
         differences = {
@@ -166,6 +198,7 @@ def compare_run(
         "indices": image_indices(len(ds), n, images),
         "target": target,
         "rows": res["rows"],
+        "by_prediction": by_prediction,
         "table": table,
     }
     if differences is not None:

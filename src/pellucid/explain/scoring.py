@@ -87,6 +87,57 @@ def summarise(scores: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str
     return out
 
 
+def summarise_by_prediction(
+    scores: dict[str, torch.Tensor], labels: torch.Tensor, predicted: torch.Tensor
+) -> dict[str, dict[str, Any]]:
+    """:func:`summarise` apart for the images the model classifies correctly and for those it
+    misclassifies (the maps explaining the true class ``labels`` in both).
+
+    The pointing game is usually run for the ground-truth class whatever the model predicts
+    (TorchRay). On a misclassified image the explained class is one the model does not
+    choose, and what a faithful map should point at is not the object's evidence alone, so a
+    pointing score near its ceiling can be decided by these few images only: this split shows
+    where the hits and misses are.
+
+    Parameters
+    ----------
+    scores : dict of Tensor (N,)
+        Per-image scores (:func:`score_maps`).
+    labels, predicted : Tensor (N,)
+        True and predicted class of each image.
+
+    Returns
+    -------
+    dict
+        ``{"correct": {...}, "misclassified": {...}}``, each with ``n`` (images) and, where
+        ``n > 0``, the summary of those images; the pointing game of each part also gets
+        ``pointing_hits`` (a count, not class-averaged).
+    """
+    y = torch.as_tensor(labels).detach().cpu()
+    p = torch.as_tensor(predicted).detach().cpu()
+    if y.ndim != 1 or p.shape != y.shape:
+        raise DataError(
+            f"summarise_by_prediction: labels and predicted must both be (N,), got "
+            f"{tuple(y.shape)} and {tuple(p.shape)}"
+        )
+    for key, vals in scores.items():
+        if tuple(vals.shape) != tuple(y.shape):
+            raise DataError(
+                f"summarise_by_prediction: score {key!r} has shape {tuple(vals.shape)}, "
+                f"expected ({len(y)},)"
+            )
+    out: dict[str, dict[str, Any]] = {}
+    for part, keep in (("correct", p == y), ("misclassified", p != y)):
+        entry: dict[str, Any] = {"n": int(keep.sum())}
+        if entry["n"]:
+            sub = {k: v.detach().cpu()[keep] for k, v in scores.items()}
+            entry.update(summarise(sub, y[keep]))
+            if "pointing_game" in sub:
+                entry["pointing_hits"] = int(sub["pointing_game"].sum())
+        out[part] = entry
+    return out
+
+
 def paired_difference(
     scores_a: dict[str, torch.Tensor],
     scores_b: dict[str, torch.Tensor],
