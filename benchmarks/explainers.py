@@ -86,20 +86,27 @@ print(before / 1024, after / 1024, tuple(batch.image.shape))
 """
 
 
-def recipe(dataset: str, seed: int = 0) -> RunConfig:
-    """The benchmark's training recipe for ``dataset`` with the training seed ``seed`` (which
-    also seeds the synthetic data: every split, test images included, differs by seed)."""
+def recipe(dataset: str, seed: int = 0, data_seed: int | None = None) -> RunConfig:
+    """The benchmark's training recipe for ``dataset`` with the training seed ``seed``, which
+    also draws the data (every split, test images included) unless ``data_seed`` is given
+    and differs from it (``DataConfig.seed``)."""
     base = RECIPES[dataset]
-    return base.replace(train=dataclasses.replace(base.train, seed=seed))
+    cfg = base.replace(train=dataclasses.replace(base.train, seed=seed))
+    if data_seed is not None and data_seed != seed:
+        cfg = cfg.replace(data=dataclasses.replace(base.data, seed=data_seed))
+    return cfg
 
 
-def ensure_run(dataset: str, runs: Path, seed: int = 0) -> Path:
+def ensure_run(dataset: str, runs: Path, seed: int = 0, data_seed: int | None = None) -> Path:
     """The trained run of ``dataset`` (seed 0: ``runs/<dataset>``, else
-    ``runs/<dataset>-seed<seed>``), trained first if it is not there."""
-    out = runs / (dataset if seed == 0 else f"{dataset}-seed{seed}")
+    ``runs/<dataset>-seed<seed>``, with ``-data<data_seed>`` appended when the data seed
+    differs from the training seed), trained first if it is not there."""
+    own = data_seed is None or data_seed == seed
+    name = dataset if seed == 0 and own else f"{dataset}-seed{seed}"
+    out = runs / (name if own else f"{name}-data{data_seed}")
     if not (out / "metrics.json").is_file():
-        print(f"training {dataset} (seed {seed}) -> {out}", flush=True)
-        train_run(recipe(dataset, seed), out, progress=False)
+        print(f"training {dataset} (seed {seed}, data seed {data_seed}) -> {out}", flush=True)
+        train_run(recipe(dataset, seed, data_seed), out, progress=False)
     return out
 
 
@@ -174,6 +181,12 @@ def main() -> None:
         "(results/explainers_seeds.json)",
     )
     ap.add_argument(
+        "--data-seed",
+        type=int,
+        help="with --seeds: draw every seed's data with this seed (one test set, the spread "
+        "is the training's alone; results/explainers_seeds_data<D>.json)",
+    )
+    ap.add_argument(
         "--variants",
         nargs="*",
         metavar="LABEL",
@@ -205,7 +218,9 @@ def main() -> None:
 
         return pointing_study(args.datasets, args.runs, args.n, args.explainers)
     if args.seeds:
-        return seeds_benchmark(args.datasets, args.runs, args.n, args.seeds, args.sanity_n)
+        return seeds_benchmark(
+            args.datasets, args.runs, args.n, args.seeds, args.sanity_n, args.data_seed
+        )
     if args.variants is not None:
         return variants_benchmark(args.datasets, args.runs, args.n, args.variants)
     if args.road:

@@ -100,7 +100,12 @@ SEED_EXPLAINERS = ("neuromask", *PEERS)
 
 
 def seeds_benchmark(
-    datasets: list[str], runs: Path, n: int, seeds: list[int], sanity_n: int
+    datasets: list[str],
+    runs: Path,
+    n: int,
+    seeds: list[int],
+    sanity_n: int,
+    data_seed: int | None = None,
 ) -> None:
     """NeuroMask and the peers of the targets on ``n`` evenly spaced test images, for runs
     trained with each of ``seeds`` (evaluation.md: mean and spread over >= 3 seeds where a figure
@@ -111,16 +116,19 @@ def seeds_benchmark(
     (:func:`resolved_targets`). Over seeds: each score's mean, sample standard deviation and
     values, NeuroMask minus each peer likewise, and in how many seeds each target holds.
 
-    A run's seed also draws its synthetic data (``train_run`` generates every split with
-    the training seed), so each seed has its own model AND its own test images: the spread
-    covers both the training and the data draw. Within a seed every explainer is scored on
-    the same images."""
-    path = RESULTS / "explainers_seeds.json"
+    By default a run's seed also draws its synthetic data (``train_run`` generates every
+    split with the training seed), so each seed has its own model AND its own test images:
+    the spread covers both the training and the data draw. With ``data_seed`` every run is
+    trained and scored on the data drawn with that seed (``DataConfig.seed``), so the spread
+    is the training's alone, and the result goes to ``results/explainers_seeds_data<D>.json``.
+    Within a seed every explainer is scored on the same images."""
+    name = "explainers_seeds" if data_seed is None else f"explainers_seeds_data{data_seed}"
+    path = RESULTS / f"{name}.json"
     out: dict[str, Any] = {}
     for ds in datasets:
         per_seed: dict[str, Any] = {}
         for seed in seeds:
-            run = ensure_run(ds, runs, seed)
+            run = ensure_run(ds, runs, seed, data_seed)
             model, batch = spread_images(run, n)  # the test split drawn with this seed
             acc = float((model(batch.image).argmax(1) == batch.label).float().mean())
             res = compare(
@@ -152,8 +160,15 @@ def seeds_benchmark(
         for ds, entry in json.loads(path.read_text()).get("results", {}).items():
             out.setdefault(ds, entry)
     write_result(
-        "explainers_seeds",
-        {"n": n, "seeds": seeds, "sanity_n": sanity_n, "target": "true class", "results": out},
+        name,
+        {
+            "n": n,
+            "seeds": seeds,
+            "data_seed": data_seed,
+            "sanity_n": sanity_n,
+            "target": "true class",
+            "results": out,
+        },
     )
 
 

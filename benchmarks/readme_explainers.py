@@ -204,10 +204,20 @@ def table_explainers_seeds(r: dict) -> str:
             + "."
         )
     rows += ["", *notes, ""]
+    if r.get("data_seed") is None:
+        data = (
+            "a seed sets both the model's training and the synthetic data, so each seed has its "
+            f"own model and its own {r['n']} evenly spaced test images (seed 0: the benchmark's "
+            "images)"
+        )
+    else:
+        data = (
+            f"every model was trained and scored on the data drawn with seed {r['data_seed']} "
+            f"(`--data-seed {r['data_seed']}`), so the seeds differ in the training alone and "
+            f"share the same {r['n']} evenly spaced test images"
+        )
     rows.append(
-        f"Mean ± sample standard deviation over seeds {r['seeds']}; a seed sets both the "
-        f"model's training and the synthetic data, so each seed has its own model and its own "
-        f"{r['n']} evenly spaced test images (seed 0: the benchmark's images), shared by the "
+        f"Mean ± sample standard deviation over seeds {r['seeds']}; {data}, shared by the "
         f"three explainers; sanity check on the first {r['sanity_n']}."
     )
     return "\n".join(rows)

@@ -225,6 +225,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "explainers_pointing": table_explainers_pointing,
     "explainers_road": table_explainers_road,
     "explainers_seeds": table_explainers_seeds,
+    "explainers_seeds_data0": table_explainers_seeds,
     "explainers_validation": table_explainers_validation,
     "explainers_variants": table_explainers_variants,
     "train_speed": table_train_speed,

@@ -76,7 +76,7 @@ def main() -> None:
         ap.error("give run directories or --synthetic")
     for run in args.runs:
         method, cfg = load_method(run)
-        test = load_dataset(cfg.data.name, "test", seed=cfg.train.seed, **cfg.data.options)
+        test = load_dataset(cfg.data.name, "test", seed=cfg.data_seed, **cfg.data.options)
         step = max(1, len(test) // args.images)
         xs = [test[i]["image"][None] for i in range(0, len(test), step)][: args.images]
         res = compare_latency(method.inference_model(), xs, repeats=args.repeats, threads=1)

@@ -19,7 +19,13 @@ AUGMENTS = ("none", "shift", "shift-flip")
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset, with which options and batching."""
+    """Which dataset, with which options and batching.
+
+    ``seed`` draws the data: the split of a bundled dataset and every synthetic image
+    (cluttered-mnist's clutter, shapes). ``None`` (default) uses the training seed
+    (``train.seed``), as every run did before this option existed; set it to train several
+    seeds on the same data, so that their spread is the training's alone.
+    """
 
     name: str = "mnist"
     options: dict[str, Any] = field(default_factory=dict)
@@ -27,6 +33,13 @@ class DataConfig:
     augment: str = "shift"  # none | shift | shift-flip
     max_shift: int = 2
     num_workers: int = 0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
+        ):
+            raise ConfigError(f"data seed must be an integer >= 0 or None, got {self.seed!r}")
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,11 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def data_seed(self) -> int:
+        """The seed that draws the data: ``data.seed``, or the training seed when it is None."""
+        return self.train.seed if self.data.seed is None else self.data.seed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -30,7 +30,10 @@ def add_train(sub, datasets, models, methods) -> None:
     p.add_argument("--schedule", choices=["onecycle", "cosine", "step", "constant"])
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--augment", choices=["none", "shift", "shift-flip"])
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="training seed (and the data's, unless --data-seed)")
+    p.add_argument(
+        "--data-seed", type=int, help="seed of the data split and synthetic images (default --seed)"
+    )
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUT/tb")
     p.add_argument("--out", required=True, help="run directory to write")
@@ -51,7 +54,7 @@ def config_from_args(args: argparse.Namespace):
         data = dataclasses.replace(data, name=args.dataset)
     data_opts = parse_options(args.data_option, "--data-option")
     data = dataclasses.replace(data, options={**data.options, **data_opts})
-    for flag, key in (("batch_size", "batch_size"), ("augment", "augment")):
+    for flag, key in (("batch_size", "batch_size"), ("augment", "augment"), ("data_seed", "seed")):
         if getattr(args, flag) is not None:
             data = dataclasses.replace(data, **{key: getattr(args, flag)})
     if args.model:

@@ -62,7 +62,7 @@ def load_images(
         name, options = cfg.data.name, {**cfg.data.options, **(dataset_options or {})}
     else:
         name, options = dataset, dict(dataset_options or {})
-    ds = load_dataset(name, split, seed=cfg.train.seed, **options)
+    ds = load_dataset(name, split, seed=cfg.data_seed, **options)
     info = ds.info
     classes = int(cfg.info.get("num_classes", info.num_classes)) if cfg.info else None
     if classes is not None and info.num_classes != classes:

@@ -130,7 +130,7 @@ def run_figures(runs: Sequence[str | Path], out: Path, n_images: int = 4) -> lis
     written, matrices = [], {}
     for run in runs:
         method, cfg = load_method(run)
-        data = load_dataset(cfg.data.name, "test", seed=cfg.train.seed, **cfg.data.options)
+        data = load_dataset(cfg.data.name, "test", seed=cfg.data_seed, **cfg.data.options)
         layer = method.analysis_layer()
         model = method.inference_model()
         acts, labels = pooled_activations(model, layer, data)

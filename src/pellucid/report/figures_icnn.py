@@ -148,7 +148,7 @@ def icnn_figures(runs: list[Path], out: Path, n_filters: int = 6, n_images: int 
     panels: dict[str, list[dict[str, Any]]] = {}
     names: Sequence[str] = ()
     for run, method, cfg in loaded:
-        data = load_dataset(cfg.data.name, "test", seed=cfg.train.seed, **cfg.data.options)
+        data = load_dataset(cfg.data.name, "test", seed=cfg.data_seed, **cfg.data.options)
         names = data.info.class_names
         rows = filter_windows(
             method.inference_model(), method.analysis_layer(), data, n_filters, n_images

@@ -122,7 +122,7 @@ def path_figures(runs: Sequence[str | Path], out: Path, max_images: int = 1000) 
         model = method.inference_model()
         if not gated_layers(model):
             continue
-        data = load_dataset(cfg.data.name, "test", seed=cfg.train.seed, **cfg.data.options)
+        data = load_dataset(cfg.data.name, "test", seed=cfg.data_seed, **cfg.data.options)
         cp = calculation_paths(model, data, max_images=max_images)
         c, names, tag = data.info.num_classes, list(data.info.class_names), Path(run).name
         written.append(

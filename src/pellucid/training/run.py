@@ -6,7 +6,7 @@ A run directory holds::
     config.yaml          the resolved RunConfig (with the dataset's classes and statistics)
     model.safetensors    weights of the inference model
     method.safetensors   the method's own state (e.g. CSG's gate matrix), when it has any
-    metrics.json         method, model, dataset, seed, epochs, test_accuracy, train_seconds, ...
+    metrics.json         method, model, dataset, seed, data_seed, epochs, test_accuracy, ...
     history.json         per-epoch training records
     checkpoint/          the last epoch's full training state (for --resume)
 """
@@ -71,8 +71,8 @@ def train_run(
     _check_names(config)
     seed = config.train.seed
     opts = config.data.options
-    train_set = load_dataset(config.data.name, "train", seed=seed, **opts)
-    val_set = load_dataset(config.data.name, "val", seed=seed, **opts)
+    train_set = load_dataset(config.data.name, "train", seed=config.data_seed, **opts)
+    val_set = load_dataset(config.data.name, "val", seed=config.data_seed, **opts)
     config = config.replace(info=_info_dict(train_set))
     seed_everything(seed)
     method = build_from_config(config)
@@ -91,6 +91,7 @@ def train_run(
         "model": config.model.name,
         "dataset": config.data.name,
         "seed": seed,
+        "data_seed": config.data_seed,
         "epochs": config.train.epochs,
         "train_seconds": round(history.train_seconds, 3),
         "seconds_per_epoch": round(history.train_seconds / max(1, len(history.epochs)), 3),
@@ -169,7 +170,7 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Mo
 
 def _evaluate(method: Method, config: RunConfig, device: torch.device) -> dict[str, Any]:
     opts = config.data.options
-    test_set = load_dataset(config.data.name, "test", seed=config.train.seed, **opts)
+    test_set = load_dataset(config.data.name, "test", seed=config.data_seed, **opts)
     start = time.perf_counter()
     res = evaluate(method.inference_model(), test_set, device)
     metrics: dict[str, Any] = {
