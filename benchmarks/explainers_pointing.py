@@ -90,15 +90,12 @@ def pointing_study(datasets: list[str], runs: Path, n: int, names: list[str] | N
             rows[name] = {
                 "all": {"n": len(labels), **summarise(scores, labels)},
                 **summarise_by_prediction(scores, labels, predicted),
-                "misses": [
-                    {
-                        "position": i,
-                        "test_index": idx[i],
-                        "label": int(labels[i]),
-                        "predicted": int(predicted[i]),
-                    }
-                    for i in misses
-                ],
+                "misses": {  # one entry per missed image, in the same order
+                    "position": misses,
+                    "test_index": [idx[i] for i in misses],
+                    "label": [int(labels[i]) for i in misses],
+                    "predicted": [int(predicted[i]) for i in misses],
+                },
                 "seconds_per_image": round(seconds, 4),
             }
             print(ds, name, rows[name]["correct"], rows[name]["misclassified"], flush=True)

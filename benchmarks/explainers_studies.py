@@ -99,6 +99,12 @@ def road_benchmark(
 SEED_EXPLAINERS = ("neuromask", *PEERS)
 
 
+def seeds_result_name(data_seed: int | None) -> str:
+    """The results file (without ``.json``) of the seeds study: ``explainers_seeds``, or with
+    one data draw for every seed ``explainers_seeds_data<data_seed>``."""
+    return "explainers_seeds" if data_seed is None else f"explainers_seeds_data{data_seed}"
+
+
 def seeds_benchmark(
     datasets: list[str],
     runs: Path,
@@ -122,8 +128,7 @@ def seeds_benchmark(
     trained and scored on the data drawn with that seed (``DataConfig.seed``), so the spread
     is the training's alone, and the result goes to ``results/explainers_seeds_data<D>.json``.
     Within a seed every explainer is scored on the same images."""
-    name = "explainers_seeds" if data_seed is None else f"explainers_seeds_data{data_seed}"
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{seeds_result_name(data_seed)}.json"
     out: dict[str, Any] = {}
     for ds in datasets:
         per_seed: dict[str, Any] = {}
@@ -160,7 +165,7 @@ def seeds_benchmark(
         for ds, entry in json.loads(path.read_text()).get("results", {}).items():
             out.setdefault(ds, entry)
     write_result(
-        name,
+        seeds_result_name(data_seed),
         {
             "n": n,
             "seeds": seeds,

@@ -196,3 +196,14 @@ def test_published_model_check_warns_only_for_another_model(tmp_path, monkeypatc
     msg = common.published_model_check(model, "shapes")
     assert msg is not None and sha in msg and common.model_sha256(model) in msg
     assert "--result NAME" in capsys.readouterr().err
+
+
+def test_seeds_study_with_one_data_draw_keeps_the_published_file():
+    """--data-seed writes its own results file; without it the published one."""
+    assert studies.seeds_result_name(None) == "explainers_seeds"
+    assert studies.seeds_result_name(0) == "explainers_seeds_data0"
+    bench = importlib.import_module("explainers")  # benchmarks/explainers.py
+    assert bench.recipe("shapes", 1, 0).data_seed == 0  # seed 1 trained on data seed 0
+    assert bench.recipe("shapes", 1).data.seed is None and bench.recipe("shapes", 1).data_seed == 1
+    # the same seed twice is the run without a data seed (same config, same directory)
+    assert bench.recipe("shapes", 2, 2) == bench.recipe("shapes", 2)
