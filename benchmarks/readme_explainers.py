@@ -213,8 +213,8 @@ def table_explainers_seeds(r: dict) -> str:
     else:
         data = (
             f"every model was trained and scored on the data drawn with seed {r['data_seed']} "
-            f"(`--data-seed {r['data_seed']}`), so the seeds differ in the training alone and "
-            f"share the same {r['n']} evenly spaced test images"
+            f"(`--data-seed {r['data_seed']}`), so the seeds differ in the training alone; the "
+            f"same {r['n']} evenly spaced test images for every seed"
         )
     rows.append(
         f"Mean ± sample standard deviation over seeds {r['seeds']}; {data}, shared by the "
