@@ -38,6 +38,13 @@ def held_out_indices(size: int, n: int = 32, bench_n: int = 100) -> list[int]:
     return idx
 
 
+def benchmark_indices(size: int, n: int, held_out_n: int = 32) -> list[int]:
+    """The test-split indices of the benchmark's ``n`` images in a split of ``size``
+    (:func:`spread_indices` apart from the ``held_out_n`` sweep images), in
+    :func:`spread_images`'s order."""
+    return spread_indices(size, n, set(held_out_indices(size, held_out_n)))
+
+
 def spread_images(run: Path, n: int, held_out_n: int = 32) -> tuple[torch.nn.Module, Any]:
     """The model and ``n`` test images taken at evenly spaced indices of the test split,
     none of them among the sweep's ``held_out_n`` images
@@ -53,8 +60,7 @@ def spread_images(run: Path, n: int, held_out_n: int = 32) -> tuple[torch.nn.Mod
     from pellucid.data.base import collate
 
     model, _, ds = load_images(run, 1)
-    idx = spread_indices(len(ds), n, set(held_out_indices(len(ds), held_out_n)))
-    return model, collate([ds[j] for j in idx])
+    return model, collate([ds[j] for j in benchmark_indices(len(ds), n, held_out_n)])
 
 
 def held_out_images(run: Path, n: int, bench_n: int = 100) -> tuple[torch.nn.Module, Any]:

@@ -20,7 +20,7 @@ import torch
 
 from _common import RESULTS, model_sha256, published_model_check, write_result
 from explainers import ensure_run
-from explainers_images import held_out_indices, spread_indices
+from explainers_images import benchmark_indices
 from explainers_targets import PEERS
 from pellucid.explain import build_explainer, explainer_names
 from pellucid.explain.evaluate import load_images
@@ -51,13 +51,6 @@ def disagreements(
     return {"only_a": where(a & ~b), "only_b": where(b & ~a)}
 
 
-def benchmark_indices(run: Path, n: int, held_out_n: int = 32) -> list[int]:
-    """The test-split indices of the benchmark's ``n`` images (those of
-    :func:`explainers_images.spread_images`, in the same order)."""
-    _, _, ds = load_images(run, 1)
-    return spread_indices(len(ds), n, set(held_out_indices(len(ds), held_out_n)))
-
-
 def pointing_study(datasets: list[str], runs: Path, n: int, names: list[str] | None) -> None:
     """Per dataset: each explainer's pointing game on all benchmark images, on the correctly
     classified and on the misclassified ones, its misses (benchmark position, test index,
@@ -70,7 +63,7 @@ def pointing_study(datasets: list[str], runs: Path, n: int, names: list[str] | N
     for ds in datasets:
         run = ensure_run(ds, runs)
         model, _, split = load_images(run, 1)
-        idx = benchmark_indices(run, n)
+        idx = benchmark_indices(len(split), n)  # the images of spread_images, same order
         batch = collate([split[j] for j in idx])
         published_model_check(model, ds)
         images, labels, masks = batch.image, batch.label, batch.mask
