@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SHIPPED_MODELS = Path(__file__).resolve().parent / "models"  # <dataset>.safetensors
 
 
 def cpu_model() -> str:
@@ -79,37 +80,59 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
 
 
 def model_sha256(model: Any) -> str:
-    """First 16 hex digits of the SHA-256 of a model's state dict (keys in order, each
-    tensor's bytes): which trained model a result was measured on. The same recipe trained
-    other weights on another machine, so results of two sessions can be put side by side
-    only where this matches."""
+    """First 16 hex digits of the SHA-256 of a model's state dict (:func:`state_sha256`):
+    which trained model a result was measured on. The same recipe trained other weights on
+    another machine, so results of two sessions can be put side by side only where this
+    matches."""
+    return state_sha256(model.state_dict())
+
+
+def state_sha256(state: Any) -> str:
+    """:func:`model_sha256` of a state dict (keys in order, each tensor's bytes), e.g. of a
+    safetensors file read with ``safetensors.torch.load_file``."""
     import hashlib
 
     h = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
+    for key, value in sorted(state.items()):
         h.update(key.encode())
         h.update(value.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
-def published_model_check(model: Any, dataset: str, name: str = "explainers") -> str | None:
-    """Compare a model's :func:`model_sha256` with the one ``results/<name>.json`` was
-    measured on for ``dataset``. Returns a warning (also printed) when they differ, so that
-    a user does not compare a re-trained model's figures with the README's as if they were
-    one model's; ``None`` when they match or nothing was published for ``dataset``."""
-    path = RESULTS / f"{name}.json"
+def published_sha256(dataset: str, name: str = "explainers") -> tuple[str, str] | None:
+    """``(fingerprint, source)`` of the model ``results/<name>.json`` was measured on for
+    ``dataset``: the fingerprint that file records, else (files written before fingerprints
+    were recorded) that of the model shipped in ``benchmarks/models``; None if neither."""
     try:
-        published = json.loads(path.read_text())["results"][dataset]["model_sha256"]
+        sha = json.loads((RESULTS / f"{name}.json").read_text())["results"][dataset]
+        return sha["model_sha256"], f"results/{name}.json"
     except (OSError, KeyError, TypeError, ValueError):
+        pass
+    shipped = SHIPPED_MODELS / f"{dataset}.safetensors"
+    if not shipped.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    return state_sha256(load_file(shipped)), f"the shipped {shipped.name}"
+
+
+def published_model_check(model: Any, dataset: str, name: str = "explainers") -> str | None:
+    """Compare a model's :func:`model_sha256` with the published one
+    (:func:`published_sha256`). Returns a warning (also printed) when they differ, so that
+    a user does not compare another model's figures with the README's as if they were one
+    model's; ``None`` when they match or nothing was published for ``dataset``."""
+    published = published_sha256(dataset, name)
+    if published is None:
         return None
     sha = model_sha256(model)
-    if sha == published:
+    if sha == published[0]:
         return None
     msg = (
-        f"warning: the {dataset} model here ({sha}) is not the one results/{name}.json was "
-        f"measured on ({published}). The recipe trains other weights on another CPU vendor "
-        "(README, 'The same benchmark on another training'), so these figures will not "
-        "match the README's; pass --result NAME to keep the published file."
+        f"warning: the {dataset} model here ({sha}) is not the published one ({published[0]}, "
+        f"{published[1]}). A model the recipe trained (--retrain, or a run an earlier version "
+        "left in --runs) differs on another CPU vendor (README, 'The same benchmark on "
+        "another training'), so these figures will not match the README's: remove the run to "
+        "use the shipped model, or pass --result NAME to keep the published file."
     )
     print(msg, file=sys.stderr, flush=True)
     return msg

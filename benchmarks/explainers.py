@@ -10,8 +10,9 @@
     python benchmarks/explainers.py --result NAME         # results/NAME.json (another model)
     python benchmarks/explainers.py --pointing            # pointing hits, correct vs misclassified
 
-Per dataset: a convnet is trained once (kept in --runs and reused), then on --n evenly spaced
-test images (:func:`spread_images`; target = true class) every registered explainer is run
+Per dataset: the published convnet (shipped in ``benchmarks/models``; ``--retrain`` trains the
+recipe instead, ``explainers_runs.py``) is written to --runs once and reused, then on --n evenly
+spaced test images (:func:`spread_images`; target = true class) every registered explainer is run
 and scored: pointing
 game (class-averaged, TorchRay tolerance scaled to the image), energy pointing game,
 deletion AUC (lower is better), insertion AUC, the model-randomisation sanity check (Spearman
@@ -39,7 +40,6 @@ the seeds study and the variants in ``explainers_studies.py``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import resource
 import subprocess
@@ -52,27 +52,11 @@ import torch
 
 from _common import RESULTS, model_sha256, pin_isa, published_model_check, write_result
 from explainers_images import spread_images
+from explainers_runs import RECIPES, ensure_run
 from explainers_targets import controls_check, peer_targets, resolved_targets, target_intervals
-from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
 from pellucid.explain import build_explainer, explainer_names
 from pellucid.explain.evaluate import compare
 from pellucid.explain.scoring import score_maps, summarise
-from pellucid.training import train_run
-
-RECIPES: dict[str, RunConfig] = {
-    "cluttered-mnist": RunConfig(
-        data=DataConfig(name="cluttered-mnist", batch_size=128, augment="none"),
-        model=ModelConfig(name="convnet"),
-        method=MethodConfig(name="standard"),
-        train=TrainConfig(epochs=6, optimizer="adamw", lr=2e-3, weight_decay=1e-4, seed=0),
-    ),
-    "shapes": RunConfig(
-        data=DataConfig(name="shapes", batch_size=128, augment="none", options={"n": 6000}),
-        model=ModelConfig(name="convnet"),
-        method=MethodConfig(name="standard"),
-        train=TrainConfig(epochs=8, optimizer="adamw", lr=2e-3, weight_decay=1e-4, seed=0),
-    ),
-}
 
 MEMORY_SNIPPET = """
 import resource, sys, torch
@@ -84,30 +68,6 @@ NeuroMask(model).explain(batch.image, batch.label)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(before / 1024, after / 1024, tuple(batch.image.shape))
 """
-
-
-def recipe(dataset: str, seed: int = 0, data_seed: int | None = None) -> RunConfig:
-    """The benchmark's training recipe for ``dataset`` with the training seed ``seed``, which
-    also draws the data (every split, test images included) unless ``data_seed`` is given
-    and differs from it (``DataConfig.seed``)."""
-    base = RECIPES[dataset]
-    cfg = base.replace(train=dataclasses.replace(base.train, seed=seed))
-    if data_seed is not None and data_seed != seed:
-        cfg = cfg.replace(data=dataclasses.replace(base.data, seed=data_seed))
-    return cfg
-
-
-def ensure_run(dataset: str, runs: Path, seed: int = 0, data_seed: int | None = None) -> Path:
-    """The trained run of ``dataset`` (seed 0: ``runs/<dataset>``, else
-    ``runs/<dataset>-seed<seed>``, with ``-data<data_seed>`` appended when the data seed
-    differs from the training seed), trained first if it is not there."""
-    own = data_seed is None or data_seed == seed
-    name = dataset if seed == 0 and own else f"{dataset}-seed{seed}"
-    out = runs / (name if own else f"{name}-data{data_seed}")
-    if not (out / "metrics.json").is_file():
-        print(f"training {dataset} (seed {seed}, data seed {data_seed}) -> {out}", flush=True)
-        train_run(recipe(dataset, seed, data_seed), out, progress=False)
-    return out
 
 
 def peak_memory(run: Path) -> dict[str, Any]:
@@ -153,6 +113,11 @@ def main() -> None:
     ap.add_argument("--sanity-n", type=int, default=16)
     ap.add_argument("--reference-n", type=int, default=16)
     ap.add_argument("--runs", type=Path, default=Path("runs/bench-explainers"))
+    ap.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train the seed-0 models from the recipe instead of using the shipped ones",
+    )
     ap.add_argument("--sweep", action="store_true", help="option sweep on held-out images")
     ap.add_argument("--sweep-n", type=int, default=32, help="held-out images per dataset")
     ap.add_argument(
@@ -213,6 +178,8 @@ def main() -> None:
     from explainers_studies import road_benchmark, seeds_benchmark, variants_benchmark
     from explainers_sweeps import sweep, validation_sweep
 
+    for ds in args.datasets if args.retrain else []:  # later calls reuse these runs
+        ensure_run(ds, args.runs, shipped=False)
     if args.pointing:
         from explainers_pointing import pointing_study
 

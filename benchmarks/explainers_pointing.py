@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from _common import RESULTS, model_sha256, published_model_check, write_result
-from explainers import ensure_run
 from explainers_images import benchmark_indices
+from explainers_runs import ensure_run
 from explainers_targets import PEERS
 from pellucid.explain import build_explainer, explainer_names
 from pellucid.explain.evaluate import load_images

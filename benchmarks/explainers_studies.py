@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, model_sha256, published_model_check, write_result
-from explainers import ensure_run
 from explainers_images import spread_images
+from explainers_runs import ensure_run
 from explainers_targets import (
     PEERS,
     TARGET_SCORES,

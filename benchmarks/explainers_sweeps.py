@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, model_sha256, write_result
-from explainers import ensure_run
 from explainers_images import held_out_images, validation_images
 from explainers_rows import PEER_CONFIGS, SWEEP, VALIDATION
+from explainers_runs import ensure_run
 from explainers_targets import TARGET_SCORES
 from pellucid.explain import build_explainer
 from pellucid.explain.scoring import paired_difference, score_maps, summarise

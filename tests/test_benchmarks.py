@@ -184,6 +184,7 @@ def test_published_model_check_warns_only_for_another_model(tmp_path, monkeypatc
 
     model = torch.nn.Linear(2, 2)
     monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "SHIPPED_MODELS", tmp_path)
     assert common.published_model_check(model, "shapes") is None  # nothing published
     sha = common.model_sha256(model)
     (tmp_path / "explainers.json").write_text(
@@ -196,14 +197,56 @@ def test_published_model_check_warns_only_for_another_model(tmp_path, monkeypatc
     msg = common.published_model_check(model, "shapes")
     assert msg is not None and sha in msg and common.model_sha256(model) in msg
     assert "--result NAME" in capsys.readouterr().err
+    # a results file without fingerprints falls back to the shipped model's
+    (tmp_path / "explainers.json").write_text(json.dumps({"results": {"shapes": {}}}))
+    assert common.published_model_check(model, "shapes") is None  # nothing shipped either
+    from safetensors.torch import save_file
+
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "shapes.safetensors"
+    )
+    assert common.published_model_check(model, "shapes") is None  # the shipped model
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    assert "the shipped shapes.safetensors" in common.published_model_check(model, "shapes")
 
 
 def test_seeds_study_with_one_data_draw_keeps_the_published_file():
     """--data-seed writes its own results file; without it the published one."""
     assert studies.seeds_result_name(None) == "explainers_seeds"
     assert studies.seeds_result_name(0) == "explainers_seeds_data0"
-    bench = importlib.import_module("explainers")  # benchmarks/explainers.py
+    bench = importlib.import_module("explainers_runs")  # benchmarks/explainers_runs.py
     assert bench.recipe("shapes", 1, 0).data_seed == 0  # seed 1 trained on data seed 0
     assert bench.recipe("shapes", 1).data.seed is None and bench.recipe("shapes", 1).data_seed == 1
     # the same seed twice is the run without a data seed (same config, same directory)
     assert bench.recipe("shapes", 2, 2) == bench.recipe("shapes", 2)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "channels"), [("cluttered-mnist", 1), ("shapes", 3)], ids=["cm", "shapes"]
+)
+def test_the_shipped_models_are_the_published_ones(dataset, channels, tmp_path) -> None:
+    """Each shipped seed-0 model loads into its recipe's network and is the model the
+    published explainer table was measured on (same fingerprint); ensure_run reuses a run
+    that is already there instead of making it again."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from pellucid.models import build_model
+
+    runs = importlib.import_module("explainers_runs")  # benchmarks/explainers_runs.py
+    path = runs.shipped_weights(dataset)
+    assert path is not None and path.stat().st_size < 1_100_000
+    recipe = runs.recipe(dataset)
+    stats = {"mean": [0.0] * channels, "std": [1.0] * channels}  # replaced by the shipped ones
+    classes = 10 if dataset == "cluttered-mnist" else 8
+    model = build_model(recipe.model.name, in_channels=channels, num_classes=classes, **stats)
+    model.load_state_dict(load_file(path))  # strict: every key and shape fits
+    pointing = json.loads((common.RESULTS / "explainers_pointing.json").read_text())
+    assert common.model_sha256(model) == pointing["results"][dataset]["model_sha256"]
+    assert common.published_model_check(model, dataset) is None  # the main table's model
+    (tmp_path / dataset).mkdir()
+    (tmp_path / dataset / "metrics.json").write_text("{}")
+    assert runs.ensure_run(dataset, tmp_path) == tmp_path / dataset  # reused, not rebuilt
+    assert runs.shipped_weights("no-such-dataset") is None

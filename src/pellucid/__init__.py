@@ -19,6 +19,7 @@ __all__ = [
     "fit",
     "load_dataset",
     "load_run",
+    "run_from_weights",
     "train_run",
 ]
 
@@ -26,4 +27,11 @@ from pellucid.config import RunConfig
 from pellucid.data import Batch, load_dataset
 from pellucid.errors import PellucidError
 from pellucid.models import build_model
-from pellucid.training import evaluate, evaluate_run, fit, load_run, train_run
+from pellucid.training import (
+    evaluate,
+    evaluate_run,
+    fit,
+    load_run,
+    run_from_weights,
+    train_run,
+)

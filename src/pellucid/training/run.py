@@ -1,5 +1,6 @@
-"""Run directories: ``train_run`` writes one, ``load_run`` rebuilds the trained model from it
-and ``evaluate_run`` recomputes its metrics.
+"""Run directories: ``train_run`` writes one, ``load_run`` rebuilds the trained model from it,
+``evaluate_run`` recomputes its metrics and ``run_from_weights`` writes one from weights
+trained elsewhere.
 
 A run directory holds::
 
@@ -97,6 +98,89 @@ def train_run(
         "seconds_per_epoch": round(history.train_seconds / max(1, len(history.epochs)), 3),
     }
     metrics.update(_evaluate(method, config, resolve_device(config.train.device)))
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def run_from_weights(
+    config: RunConfig,
+    weights: str | Path,
+    out: str | Path,
+    method_weights: str | Path | None = None,
+) -> dict[str, Any]:
+    """Write a complete run directory at ``out`` from weights trained elsewhere, without
+    training: ``config.yaml``, ``model.safetensors`` (and ``method.safetensors``) and
+    ``metrics.json`` evaluated on the test split, so that every command that reads a run
+    (``pellucid explain``, ``evaluate``, ``report``, ...) works on it.
+
+    Parameters
+    ----------
+    config : RunConfig
+        What the weights are: dataset, model and method. An empty ``config.info`` is filled
+        from the training split (classes, channels, normalisation statistics), as
+        :func:`train_run` does.
+    weights : str or Path
+        A safetensors file of the inference model's state dict (a run's
+        ``model.safetensors``). Never unpickled.
+    out : str or Path
+        The run directory; it must not hold a finished run.
+    method_weights : str or Path, optional
+        The method's own state (a run's ``method.safetensors``, e.g. CSG's gate matrix).
+
+    Returns
+    -------
+    dict
+        The metrics written to ``metrics.json``; ``"weights"`` names the source file and
+        ``"train_seconds"`` is None (nothing was trained here).
+
+    Raises
+    ------
+    PellucidError
+        ``out`` holds a finished run, or the weights are missing, corrupt or do not fit
+        the model; nothing is written then.
+    """
+    out = Path(out)
+    if (out / "metrics.json").exists():
+        raise PellucidError(f"{out} already holds a finished run; choose another --out")
+    _check_names(config)
+    state = load_tensors(Path(weights))
+    extra = load_tensors(Path(method_weights)) if method_weights is not None else None
+    if not config.info:
+        train_set = load_dataset(
+            config.data.name, "train", seed=config.data_seed, **config.data.options
+        )
+        config = config.replace(info=_info_dict(train_set))
+    for name, source in ((weights, state), (method_weights, extra or {})):
+        bad = [k for k, v in source.items() if v.is_floating_point() and not v.isfinite().all()]
+        if bad:
+            raise PellucidError(f"{name} holds NaN or infinite values in {', '.join(bad[:3])}")
+    method = build_from_config(config)
+    if method.method_state() and extra is None:
+        raise PellucidError(
+            f"the {config.method.name} method has its own state "
+            f"({', '.join(sorted(method.method_state()))}); pass method_weights"
+        )
+    try:
+        method.inference_model().load_state_dict(state)
+        if extra is not None:
+            method.load_method_state(extra)
+    except RuntimeError as err:
+        raise PellucidError(f"the weights do not fit the config's model: {err}") from None
+    device = resolve_device(config.train.device)
+    metrics = {
+        "method": config.method.name,
+        "model": config.model.name,
+        "dataset": config.data.name,
+        "seed": config.train.seed,
+        "data_seed": config.data_seed,
+        "epochs": config.train.epochs,
+        "train_seconds": None,
+        "weights": str(weights),
+    }
+    metrics.update(_evaluate(method.to(device).eval(), config, device))
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    save_run_weights(out, method)
     write_json(out / "metrics.json", metrics)
     return metrics
 
