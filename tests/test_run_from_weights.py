@@ -4,11 +4,13 @@ benchmark does with the models it ships), and its errors on weights that do not 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import TINY_TRAIN_ARGS, train_tiny_run
 from pellucid.config import MethodConfig
 from pellucid.errors import PellucidError
 from pellucid.explain.evaluate import load_images
@@ -80,3 +82,30 @@ def test_a_method_with_state_of_its_own_needs_it(trained, tiny_config, tmp_path)
     with pytest.raises(PellucidError, match="csg method has its own state"):
         run_from_weights(csg, source / "model.safetensors", tmp_path / "csg")
     assert not (tmp_path / "csg").exists()
+
+
+def test_pellucid_import_writes_a_run_that_explain_reads(tmp_path, capsys):
+    from pellucid.cli.main import main
+
+    source = train_tiny_run(tmp_path / "source")  # a finished CLI run of TINY_TRAIN_ARGS
+    out = tmp_path / "imported"
+    argv = [*TINY_TRAIN_ARGS, "--out", str(out), "--json"]
+    argv[0] = "import"
+    assert main([argv[0], str(source / "model.safetensors"), *argv[1:]]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert (
+        got["test_accuracy"] == json.loads((source / "metrics.json").read_text())["test_accuracy"]
+    )
+    explained = tmp_path / "ex"
+    assert (
+        main(["explain", str(out), "--explainer", "gradcam", "--n", "2", "--out", str(explained)])
+        == 0
+    )
+    assert (explained / "maps.safetensors").is_file()
+    # the positional file is not a model of this config: one line, nothing written
+    bad = tmp_path / "bad"
+    argv_bad = ["import", str(source / "model.safetensors"), "--dataset", "shapes32"]
+    argv_bad += ["--data-option", "n=96", "--model", "convnet", "--out", str(bad)]
+    assert main(argv_bad) == 1
+    assert "do not fit the config's model" in capsys.readouterr().err
+    assert not bad.exists()

@@ -12,6 +12,15 @@ from pellucid.cli.arguments import common_output, parse_options
 
 def add_train(sub, datasets, models, methods) -> None:
     p = sub.add_parser("train", help="train a network and write a run directory")
+    config_arguments(p, datasets, models, methods)
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    common_output(p)
+    p.set_defaults(func=cmd_train)
+
+
+def config_arguments(p: argparse.ArgumentParser, datasets, models, methods) -> None:
+    """The flags that make a RunConfig (:func:`config_from_args`): train's and import's."""
     p.add_argument("--config", help="a YAML config to start from (flags override it)")
     p.add_argument("--dataset", choices=datasets.names(), help="dataset (default mnist)")
     p.add_argument("--data-option", action="append", metavar="K=V", help="dataset option")
@@ -36,10 +45,6 @@ def add_train(sub, datasets, models, methods) -> None:
     )
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUT/tb")
-    p.add_argument("--out", required=True, help="run directory to write")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    common_output(p)
-    p.set_defaults(func=cmd_train)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -89,6 +94,35 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             f"{config.method.name} {config.model.name} on {config.data.name}: "
             f"test accuracy {metrics['test_accuracy']:.4f} "
             f"({metrics['train_seconds']:.1f} s training) -> {args.out}"
+        )
+    return metrics
+
+
+def add_import(sub, datasets, models, methods) -> None:
+    p = sub.add_parser(
+        "import",
+        help="a run directory from weights trained elsewhere (evaluated, not trained)",
+        description="Write a run directory from a safetensors file of the model's weights, so "
+        "that explain, evaluate and report work on it. The flags say what the weights are "
+        "(as for train); the test split is evaluated, nothing is trained.",
+    )
+    p.add_argument("source", metavar="WEIGHTS", help="safetensors file of the model's state dict")
+    p.add_argument("--method-weights", help="the method's own state (method.safetensors)")
+    config_arguments(p, datasets, models, methods)
+    p.add_argument("--out", required=True, help="run directory to write")
+    common_output(p)
+    p.set_defaults(func=cmd_import)
+
+
+def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.training import run_from_weights
+
+    config = config_from_args(args)
+    metrics = run_from_weights(config, args.source, args.out, args.method_weights)
+    if not args.quiet and not args.json:
+        print(
+            f"{config.model.name} on {config.data.name} from {args.source}: "
+            f"test accuracy {metrics['test_accuracy']:.4f} -> {args.out}"
         )
     return metrics
 

@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_train(sub, DATASETS, MODELS, METHODS)
+    commands.add_import(sub, DATASETS, MODELS, METHODS)
     commands.add_evaluate(sub)
     commands.add_models(sub, MODELS)
     commands.add_datasets(sub, DATASETS)
