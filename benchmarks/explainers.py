@@ -9,6 +9,7 @@
     python benchmarks/explainers.py --variants            # validation options, these images
     python benchmarks/explainers.py --result NAME         # results/NAME.json (another model)
     python benchmarks/explainers.py --pointing            # pointing hits, correct vs misclassified
+    python benchmarks/explainers.py --rest --n 540        # the targets on test images never used
 
 Per dataset: the published convnet (shipped in ``benchmarks/models``; ``--retrain`` trains the
 recipe instead, ``explainers_runs.py``) is written to --runs once and reused, then on --n evenly
@@ -168,6 +169,12 @@ def main() -> None:
         "--explainers", nargs="+", help="with --pointing: default every explainer but the reference"
     )
     ap.add_argument(
+        "--rest",
+        action="store_true",
+        help="NeuroMask and the peers on --n test images no other part used "
+        "(results/explainers_rest.json)",
+    )
+    ap.add_argument(
         "--result",
         default="explainers",
         help="name of the results file (results/NAME.json); another name keeps the published "
@@ -184,6 +191,10 @@ def main() -> None:
         from explainers_pointing import pointing_study
 
         return pointing_study(args.datasets, args.runs, args.n, args.explainers)
+    if args.rest:
+        from explainers_rest import rest_study
+
+        return rest_study(args.datasets, args.runs, args.n)
     if args.seeds:
         return seeds_benchmark(
             args.datasets, args.runs, args.n, args.seeds, args.sanity_n, args.data_seed

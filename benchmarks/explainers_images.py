@@ -94,3 +94,17 @@ def validation_images(run: Path, n: int) -> tuple[torch.nn.Module, Any]:
 
     model, _, ds = load_images(run, 1)
     return model, collate([ds[j] for j in validation_indices(len(ds), n)])
+
+
+def rest_indices(size: int, n: int | None = None) -> list[int]:
+    """Test indices that no earlier part of the benchmark used: none of the 300 and the 100
+    benchmark images, the 32 held-out sweep images or the 128 validation images
+    (:func:`validation_indices`); ``n`` of them evenly spaced (all when ``n`` is None or at
+    least their number). Options were never chosen, nor figures published, on these."""
+    used = set(spread_indices(size, 300, set(held_out_indices(size, 32))))
+    used |= {(i * size) // 100 for i in range(100)} | set(held_out_indices(size, 32))
+    used |= set(validation_indices(size, 128))
+    free = [j for j in range(size) if j not in used]
+    if n is None or n >= len(free):
+        return free
+    return [free[(i * len(free)) // n] for i in range(n)]

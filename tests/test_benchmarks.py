@@ -250,3 +250,15 @@ def test_the_shipped_models_are_the_published_ones(dataset, channels, tmp_path) 
     (tmp_path / dataset / "metrics.json").write_text("{}")
     assert runs.ensure_run(dataset, tmp_path) == tmp_path / dataset  # reused, not rebuilt
     assert runs.shipped_weights("no-such-dataset") is None
+
+
+def test_rest_images_are_the_ones_no_other_part_used() -> None:
+    size = 1000
+    used = set(images.benchmark_indices(size, 300)) | set(images.held_out_indices(size, 32))
+    used |= set(images.validation_indices(size, 128)) | {(i * size) // 100 for i in range(100)}
+    rest = images.rest_indices(size)
+    assert sorted(set(rest) | used) == list(range(size)) and not set(rest) & used
+    some = images.rest_indices(size, 100)
+    assert len(set(some)) == 100 and set(some) <= set(rest)
+    assert min(some) == rest[0] and max(some) > rest[-1] - 2 * len(rest) // 100  # spread out
+    assert images.rest_indices(size, 10**6) == rest
