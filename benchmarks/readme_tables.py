@@ -19,7 +19,11 @@ from readme_explainers import (
     table_explainers_road,
     table_explainers_seeds,
 )
-from readme_validation import table_explainers_validation, table_explainers_variants
+from readme_validation import (
+    table_explainers_rest,
+    table_explainers_validation,
+    table_explainers_variants,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -223,6 +227,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "explainers": table_explainers,
     "explainers_intel": table_explainers,
     "explainers_pointing": table_explainers_pointing,
+    "explainers_rest": table_explainers_rest,
     "explainers_road": table_explainers_road,
     "explainers_seeds": table_explainers_seeds,
     "explainers_seeds_data0": table_explainers_seeds,

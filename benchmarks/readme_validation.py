@@ -1,5 +1,5 @@
-"""README tables of ``benchmarks/explainers.py --validation`` and ``--variants`` (rendered
-by ``readme_tables.py``)."""
+"""README tables of ``benchmarks/explainers.py --validation``, ``--variants`` and ``--rest``
+(rendered by ``readme_tables.py``)."""
 
 from __future__ import annotations
 
@@ -100,3 +100,32 @@ def table_explainers_validation(r: dict) -> str:
         ]
         out += _validation_block(block)
     return "\n".join(out)
+
+
+def table_explainers_rest(r: dict) -> str:
+    """``results/explainers_rest.json``: NeuroMask's default and the peers on test images no
+    other part used, with the pointing hits apart by prediction and the paired intervals."""
+    from readme_explainers import _explainer_intervals
+
+    keys = ("energy_pointing_game", "deletion_auc", "deletion_auc_mean_fill", "insertion_auc")
+    rows = [
+        "| dataset | explainer | pointing ↑ | hits, correctly classified | hits, misclassified "
+        "| energy ↑ | deletion AUC, black ↓ | deletion AUC, mean fill ↓ | insertion AUC ↑ |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    notes = []
+    for ds, res in r["results"].items():
+        for name, row in res["rows"].items():
+            by = res["pointing_by_prediction"][name]
+            hits = [f"{by[k].get('pointing_hits', 0)} / {by[k]['n']}" for k in by]
+            cells = [f"{row['pointing_game']:.3f}", *hits, *(f"{row[k]:.3f}" for k in keys)]
+            rows.append(f"| {ds} | {name} | " + " | ".join(cells) + " |")
+        met = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in res["targets"].items())
+        notes.append(
+            f"- **{ds}**: {res['n_images']} of the {res['n_unused']} unused test images "
+            f"(model {res['model_sha256']}, accuracy on them "
+            f"{res['model_accuracy_on_these_images']:.3f}, {res['n_misclassified']} "
+            f"misclassified), `{res['command']}` ({res['date']}). Targets met on the means: "
+            f"{met}."
+        )
+    return "\n".join([*rows, "", *_explainer_intervals(r), *notes])
