@@ -167,6 +167,26 @@ def test_explain_writes_overlays_maps_and_metrics(capsys, tiny_run, tmp_path):
     assert record["explainer"] == "neuromask" and record["options"]["iterations"] == 5
     assert len(record["per_image"]["pointing_game"]) == 3  # shapes32 has object masks
     assert 0 <= record["summary"]["deletion_auc"] <= 1
+    # the default target is the predicted class: its probability is the largest, >= 1/K
+    assert record["predicted"] == maps["targets"].tolist()
+    assert all(1 / 8 <= p <= 1 for p in record["target_probability"])
+    assert len(record["kept_probability"]) == 3  # NeuroMask's kept image
+    code, _, err = run(
+        capsys,
+        "explain",
+        str(tiny_run),
+        "--n",
+        "3",
+        "--target",
+        "label",
+        "--explainer",
+        "gradcam",
+        "--out",
+        str(tmp_path / "exp2"),
+    )
+    assert code == 0, err
+    record = json.loads((tmp_path / "exp2" / "metrics.json").read_text())
+    assert "kept_probability" not in record and len(record["target_probability"]) == 3
     code, _, err = run(capsys, "explain", str(tiny_run), "--option", "iters=5", "--out", str(out))
     assert code == 1 and "no option 'iters'" in err and "Traceback" not in err
 

@@ -155,3 +155,16 @@ def test_atomic_writes_get_normal_permissions(tmp_path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_save_tensors_copies_a_tensor_saved_under_two_names(tmp_path) -> None:
+    """``pellucid explain --target label`` saved the labels as ``labels`` and ``targets``
+    (one tensor): safetensors refuses shared memory, so the second one is copied."""
+    from pellucid.io import load_tensors, save_tensors
+
+    labels = torch.tensor([3, 1, 2])
+    x = torch.arange(8.0)
+    save_tensors(tmp_path / "t.safetensors", {"labels": labels, "targets": labels, "a": x[:4]})
+    back = load_tensors(tmp_path / "t.safetensors")
+    assert torch.equal(back["labels"], labels) and torch.equal(back["targets"], labels)
+    assert torch.equal(back["a"], x[:4]) and labels.tolist() == [3, 1, 2]

@@ -66,10 +66,20 @@ def read_json(path: Path) -> Any:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Save a tensor dict as safetensors, atomically (tensors made contiguous, on CPU)."""
+    """Save a tensor dict as safetensors, atomically (tensors made contiguous, on CPU; a
+    tensor sharing memory with an earlier one, e.g. the same tensor under two names, is
+    copied, which safetensors requires)."""
     from safetensors.torch import save_file
 
-    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    flat: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for k, v in tensors.items():
+        v = v.detach().to("cpu").contiguous()
+        ptr = v.untyped_storage().data_ptr()
+        if ptr in seen and v.numel() > 0:
+            v = v.clone()
+        seen.add(v.untyped_storage().data_ptr())
+        flat[k] = v
     _atomic(Path(path), lambda p: save_file(flat, str(p)))
 
 

@@ -28,12 +28,17 @@ DEFAULT_EXCLUDED = ("neuromask-reference",)
 
 
 def _targets(model: torch.nn.Module, batch: Any, target: str) -> torch.Tensor:
-    from pellucid.state import model_device, model_state
-
     if target == "label":
         return batch.label
+    return _probabilities(model, batch.image).argmax(1)
+
+
+def _probabilities(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The model's softmax probabilities (N, K) of intact ``images``, on the CPU."""
+    from pellucid.state import model_device, model_state
+
     with model_state(model), torch.no_grad():
-        return model(batch.image.to(model_device(model))).argmax(1).cpu()
+        return torch.softmax(model(images.to(model_device(model))), 1).cpu()
 
 
 def _by_prediction_table(by_prediction: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -73,7 +78,14 @@ def explain_run(
     - ``maps.safetensors``: ``maps`` (N, 1, H, W), ``images``, ``labels``, ``targets``;
     - ``metrics.json``: the images' ``indices`` in the split, per-image scores (pointing
       game etc. where the dataset has masks, deletion/insertion AUC always), their summary,
-      the explainer's options and the command.
+      the model's ``predicted`` class and ``target_probability`` (softmax probability of
+      the explained class on the intact image; NeuroMask adds ``kept_probability``, on the
+      image its mask keeps), the explainer's options and the command.
+
+    A map of a class the model all but rules out (``target_probability`` near 0, e.g. the
+    true class of a misclassified image) answers a question the model barely has evidence
+    for: on cluttered-mnist such images are where NeuroMask's pointing misses are (README,
+    "On test images nobody looked at"). The overlay titles show the probability.
     """
     from tqdm.auto import tqdm
 
@@ -85,7 +97,9 @@ def explain_run(
         run, n, dataset, split, dataset_options, resolve_device(device), images
     )
     indices = image_indices(len(ds), n, images)
-    targets = _targets(model, batch, target)
+    probs = _probabilities(model, batch.image)  # (N, K)
+    targets = batch.label if target == "label" else probs.argmax(1)
+    p_target = probs.gather(1, targets[:, None].long()).squeeze(1)  # (N,)
     exp = build_explainer(explainer, model, **(options or {}))
     dev = next(iter(model.parameters())).device
     maps = exp.explain(batch.image.to(dev), targets.to(dev)).cpu()
@@ -95,7 +109,7 @@ def explain_run(
     out = Path(out)
     for i in tqdm(range(len(maps)), desc="overlays", disable=not progress, leave=False):
         label, tgt = int(batch.label[i]), int(targets[i])
-        title = f"{explainer}: class {names[tgt]} (label {names[label]})"
+        title = f"{explainer}: class {names[tgt]}, p={p_target[i]:.2f} (label {names[label]})"
         mask = masks[i] if masks is not None else None
         save_overlay(batch.image[i], maps[i], out / "overlays" / f"{i:03d}_{tgt}.png", title, mask)
     save_tensors(
@@ -115,8 +129,13 @@ def explain_run(
         "indices": indices,
         "summary": summary,
         "per_image": {k: [round(float(x), 5) for x in v] for k, v in scores.items()},
+        "predicted": probs.argmax(1).tolist(),
+        "target_probability": [round(float(x), 5) for x in p_target],
         "command": " ".join(["pellucid", *sys.argv[1:]]) if sys.argv else "",
     }
+    kept = getattr(exp, "last_info", {}).get("probability")
+    if kept is not None:
+        record["kept_probability"] = [round(float(x), 5) for x in kept]
     write_json(out / "metrics.json", record)
     return record
 
