@@ -240,18 +240,20 @@ TABLES: dict[str, Callable[[dict], str]] = {
 }
 
 
-def main() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    for name, render in TABLES.items():
+def render(text: str) -> str:
+    """``text`` (the README) with every results table regenerated from its JSON file."""
+    for name, table in TABLES.items():
         result = _load(name)
         pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
         if result is None or not pattern.search(text):
             continue
-        text = pattern.sub(
-            lambda m, r=result, f=render: m.group(1) + f(r) + "\n" + m.group(2), text
-        )
-    readme.write_text(text)
+        text = pattern.sub(lambda m, r=result, f=table: m.group(1) + f(r) + "\n" + m.group(2), text)
+    return text
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    readme.write_text(render(readme.read_text()))
     print(f"updated {readme}")
 
 
