@@ -24,6 +24,8 @@ from readme_validation import (
     table_explainers_validation,
     table_explainers_variants,
 )
+from readme_verdict import SOURCES as VERDICT_SOURCES
+from readme_verdict import table_explainers_verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -240,10 +242,24 @@ TABLES: dict[str, Callable[[dict], str]] = {
 }
 
 
+# tables made of several results files: name -> the files (without .json)
+SOURCES: dict[str, tuple[str, ...]] = {"explainers_verdict": VERDICT_SOURCES}
+TABLES["explainers_verdict"] = table_explainers_verdict
+
+
+def _load_sources(name: str) -> dict | None:
+    """The results a table renders: its own file, or each of its :data:`SOURCES` (None if
+    one is missing)."""
+    if name not in SOURCES:
+        return _load(name)
+    loaded = {n: _load(n) for n in SOURCES[name]}
+    return None if any(v is None for v in loaded.values()) else loaded
+
+
 def render(text: str) -> str:
-    """``text`` (the README) with every results table regenerated from its JSON file."""
+    """``text`` (the README) with every results table regenerated from its JSON file(s)."""
     for name, table in TABLES.items():
-        result = _load(name)
+        result = _load_sources(name)
         pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
         if result is None or not pattern.search(text):
             continue
