@@ -68,6 +68,11 @@ def test_folder_dataset_reads_images_and_masks(tmp_path):
     assert ds.info.class_names == ("cat", "dog") and ds.info.has_masks
     item = ds[0]
     assert item["image"].shape == (3, 12, 12) and int(item["mask"].sum()) == 9
+    # a mask of another size than its own image would be resized into a wrong outline
+    for i in range(6):
+        Image.fromarray(np.zeros((12, 10), np.uint8)).save(tmp_path / "masks" / "dog" / f"{i}.png")
+    with pytest.raises(DataError, match=r"is \(10, 12\) \(width, height\) but its image"):
+        load_dataset("folder", "train", root=str(tmp_path / "img"), masks=str(tmp_path / "masks"))
 
 
 def test_folder_errors_name_the_problem(tmp_path):

@@ -33,6 +33,15 @@ def _read_image(
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
 
 
+def _size(path: Path) -> tuple[int, int]:
+    """An image file's (width, height), read from its header."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(f"cannot read image {path}: {err}") from None
+
+
 def _scan(root: Path) -> tuple[list[Path], list[int], list[str]]:
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist or is not a directory")
@@ -93,6 +102,11 @@ def load_folder(
             mpath = mroot / files[i].relative_to(rel_root)
             if not mpath.exists():
                 raise DataError(f"mask missing for {files[i]}: expected {mpath}")
+            if _size(mpath) != _size(files[i]):
+                raise DataError(
+                    f"mask {mpath} is {_size(mpath)} (width, height) but its image "
+                    f"{files[i]} is {_size(files[i])}"
+                )
             mask_list.append(_read_image(mpath, "L", hw, nearest=True) > 0)
         extra["mask"] = torch.from_numpy(np.stack(mask_list).astype(np.uint8))
     info = DatasetInfo(
