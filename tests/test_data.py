@@ -44,6 +44,8 @@ def test_unknown_split_and_option_are_clear_errors():
         load_dataset("mnist", "training")
     with pytest.raises(PellucidError, match="has no option 'size'"):
         load_dataset("mnist", "train", size=3)
+    with pytest.raises(PellucidError, match="options: path, num_classes$"):
+        load_dataset("npz", "train", size=3)  # every option listed, the first too
     with pytest.raises(PellucidError, match="unknown dataset 'imagenet'"):
         load_dataset("imagenet", "train")
 

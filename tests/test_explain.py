@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -135,8 +136,28 @@ def test_neuromask_options_and_presets(tiny_model: nn.Module) -> None:
         NeuroMask(tiny_model, fill="grey")
     with pytest.raises(ConfigError, match="preset"):
         NeuroMask(tiny_model, preset="paper")
+    # a command-line value that YAML reads as a string (--option lr=nan), a fractional count
+    with pytest.raises(ConfigError, match="lr must be a number, got 'nan'"):
+        NeuroMask(tiny_model, lr="nan")
+    with pytest.raises(ConfigError, match="iterations must be an integer, got 2.5"):
+        NeuroMask(tiny_model, iterations=2.5)
+    assert NeuroMask(tiny_model, iterations=np.int64(3), lr=np.float32(0.1)).options.iterations == 3
     with pytest.raises(ConfigError, match="no option"):
         build_explainer("gradcam", tiny_model, window=3)
+    # the options listed are every one the explainer takes (the first was left out before)
+    with pytest.raises(ConfigError, match="options: window, stride, sign, batch_size$"):
+        build_explainer("occlusion", tiny_model, n=3)
+    with pytest.raises(ConfigError, match="options: steps, sign, batch_size$"):
+        build_explainer("integrated-gradients", tiny_model, window=3)
+    for name, opts, message in (
+        ("occlusion", {"window": "abc"}, "window must be an integer >= 1, got 'abc'"),
+        ("occlusion", {"stride": 2.5}, "stride must be an integer >= 1, got 2.5"),
+        ("integrated-gradients", {"steps": 0}, "steps must be an integer >= 1, got 0"),
+        ("random", {"seed": -1}, "seed must be an integer >= 0, got -1"),
+        ("saliency", {"batch_size": "x"}, "batch_size must be an integer >= 1, got 'x'"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            build_explainer(name, tiny_model, **opts)
     with pytest.raises(ConfigError, match="no layer"):
         build_explainer("gradcam", tiny_model, layer="layer9")
 

@@ -68,9 +68,8 @@ class Registry(Generic[T]):
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         unknown = [k for k in options if k not in params]
         if unknown and not takes_any:
-            allowed = [
-                p for p, v in params.items() if p not in fixed and v.kind is not v.VAR_POSITIONAL
-            ][len(args) :]
+            named = [p for p, v in params.items() if v.kind is not v.VAR_POSITIONAL]
+            allowed = [p for p in named[len(args) :] if p not in fixed]  # args fill the first
             raise ConfigError(
                 f"{self.kind} {name!r} has no option {unknown[0]!r}; "
                 f"options: {', '.join(allowed) or '-'}"

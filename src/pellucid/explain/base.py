@@ -17,12 +17,13 @@ attribution method is used (``attribute(inputs, target=...)``).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import torch
 from torch import nn
 
-from pellucid.errors import DataError
+from pellucid.errors import ConfigError, DataError
 from pellucid.state import model_device, model_state
 
 
@@ -55,6 +56,15 @@ def check_inputs(model: nn.Module, inputs: Any) -> torch.Tensor:
         bad = int((~torch.isfinite(inputs)).flatten(1).any(1).nonzero()[0])
         raise DataError(f"inputs contain NaN or inf (first in image {bad})")
     return inputs
+
+
+def check_count(value: Any, name: str, minimum: int = 1) -> int:
+    """``value`` as an int if it is a whole number >= ``minimum`` (an explainer option such
+    as ``batch_size`` or occlusion's ``window``), else a :class:`ConfigError` naming it (a
+    command-line value such as ``window=abc`` arrives as a string)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 @torch.no_grad()
@@ -104,10 +114,8 @@ class Explainer:
     def __init__(self, model: nn.Module, batch_size: int = 64) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        if batch_size < 1:
-            raise DataError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
-        self.batch_size = int(batch_size)
+        self.batch_size = check_count(batch_size, "batch_size")
 
     def explain(self, inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
         """Attribution maps for ``inputs``.

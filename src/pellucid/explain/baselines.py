@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pellucid.errors import ConfigError
-from pellucid.explain.base import Explainer
+from pellucid.explain.base import Explainer, check_count
 from pellucid.registry import EXPLAINERS
 
 _SIGNS = ("positive", "abs")
@@ -75,9 +75,7 @@ class IntegratedGradientsExplainer(Explainer):
         self, model: nn.Module, steps: int = 32, sign: str = "positive", batch_size: int = 64
     ) -> None:
         super().__init__(model, batch_size)
-        if steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {steps}")
-        self.steps = int(steps)
+        self.steps = check_count(steps, "steps")
         self.sign = _check_sign(sign)
 
     def _explain(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -152,9 +150,9 @@ class OcclusionExplainer(Explainer):
         batch_size: int = 64,
     ) -> None:
         super().__init__(model, batch_size)
-        if window is not None and window < 1 or stride is not None and stride < 1:
-            raise ConfigError(f"window and stride must be >= 1, got {window}, {stride}")
-        self.window, self.stride, self.sign = window, stride, _check_sign(sign)
+        self.window = None if window is None else check_count(window, "window")
+        self.stride = None if stride is None else check_count(stride, "stride")
+        self.sign = _check_sign(sign)
 
     def _explain(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         from captum.attr import Occlusion
@@ -201,7 +199,7 @@ class RandomExplainer(Explainer):
 
     def __init__(self, model: nn.Module, seed: int = 0, batch_size: int = 64) -> None:
         super().__init__(model, batch_size)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.generator = torch.Generator().manual_seed(check_count(seed, "seed", minimum=0))
 
     def _explain(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         n, _, h, w = inputs.shape

@@ -6,6 +6,7 @@ Explaining Predictions of Deep Neural Networks through Mask Learning", SMARTCOMP
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from pellucid.errors import ConfigError, DataError
@@ -85,9 +86,40 @@ def _check_area(o: NeuroMaskOptions) -> None:
         )
 
 
+INTEGERS = ("mask_size", "mask_scale", "pyramid", "refine_steps", "iterations", "patience", "seed")
+NUMBERS = (
+    "blur_sigma",
+    "l_pred",
+    "l_sparse",
+    "l_smooth",
+    "l_delete",
+    "smooth_map",
+    "refine",
+    "temperature",
+    "logit_bound",
+    "lr",
+    "tol",
+)
+OPTIONAL = ("mask_size", "blur_sigma")
+
+
+def _types(o: NeuroMaskOptions) -> None:
+    """The numeric options hold numbers (integers where counted), e.g. not the string a
+    command-line value such as ``lr=nan`` reads as."""
+    for key in (*INTEGERS, *NUMBERS):
+        value = getattr(o, key)
+        if value is None and key in OPTIONAL:
+            continue
+        kinds = numbers.Integral if key in INTEGERS else numbers.Real
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            kind = "an integer" if key in INTEGERS else "a number"
+            raise ConfigError(f"NeuroMask option {key} must be {kind}, got {value!r}")
+
+
 def validate(o: NeuroMaskOptions) -> None:
-    """Raise :class:`ConfigError` naming the first option out of range (a
-    :class:`DataError` for a non-finite weight)."""
+    """Raise :class:`ConfigError` naming the first option of the wrong type or out of
+    range (a :class:`DataError` for a non-finite weight)."""
+    _types(o)
     _choices(o)
     checks = {
         "temperature": o.temperature > 0,
