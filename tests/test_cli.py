@@ -25,6 +25,17 @@ def run(capsys, *argv):
             ["train", "--model-option", "depth=3", "--out", "X"],
             "model 'resnet8' has no option 'depth'",
         ),
+        # values of the wrong kind were internal errors (TypeError / ValueError) before
+        (
+            ["train", "--model", "convnet", "--model-option", "widths=abc", "--out", "X"],
+            "convnet: widths must be a non-empty list of positive integers",
+        ),
+        (
+            ["train", "--method-option", "label_smoothing=abc", "--out", "X"],
+            "label_smoothing must lie in [0, 1), got 'abc'",
+        ),
+        (["train", "--weight-decay", "-1", "--out", "X"], "weight_decay must be a finite number"),
+        (["train", "--lr", "inf", "--out", "X"], "lr must be a finite number > 0, got inf"),
     ],
 )
 def test_errors_are_one_line_without_traceback(capsys, tmp_path, argv, needle):

@@ -4,6 +4,7 @@ every run (``config.yaml``), so a run directory says exactly how it was made."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -79,10 +80,28 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose from: {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose from: {SCHEDULES}")
+        for key in ("epochs", "seed"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{key} must be an integer, got {value!r}")
+        for key in ("lr", "momentum", "weight_decay", "grad_clip"):
+            value = getattr(self, key)
+            if value is None and key == "grad_clip":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{key} must be a number, got {value!r}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
+            raise ConfigError(
+                f"grad_clip must be None or a finite number > 0, got {self.grad_clip}"
+            )
 
 
 @dataclass(frozen=True)

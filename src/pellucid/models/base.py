@@ -20,6 +20,20 @@ from torch import nn
 from pellucid.errors import ConfigError
 
 
+def check_widths(widths: object, model: str) -> tuple[int, ...]:
+    """A backbone's stage widths as a tuple of ints, or a :class:`ConfigError` naming the
+    model (``--model-option widths=...`` arrives as whatever YAML reads)."""
+    ok = isinstance(widths, (list, tuple)) and len(widths) > 0
+    if ok:
+        ok = all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)
+    if not ok:
+        raise ConfigError(
+            f"{model}: widths must be a non-empty list of positive integers, e.g. "
+            f"[32, 64, 128, 128], got {widths!r}"
+        )
+    return tuple(widths)
+
+
 class Normalize(nn.Module):
     """Per-channel ``(x - mean) / std``: the first layer of every model we build or load,
     so that models take images in pixel space [0, 1]."""

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pellucid.models.base import GlobalPool, Normalize, StagedNet
+from pellucid.models.base import GlobalPool, Normalize, StagedNet, check_widths
 from pellucid.registry import MODELS
 
 
@@ -45,6 +45,7 @@ def cifar_resnet(
     """A ResNet of ``depth`` = 6n + 2 layers."""
     if (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+    widths = check_widths(widths, f"resnet{depth}")
     n = (depth - 2) // 6
     stages: OrderedDict[str, nn.Module] = OrderedDict()
     stages["norm"] = Normalize(mean or [0.5] * in_channels, std or [0.25] * in_channels)

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from pellucid.models.base import GlobalPool, Normalize, StagedNet
+from pellucid.errors import ConfigError
+from pellucid.models.base import GlobalPool, Normalize, StagedNet, check_widths
 from pellucid.registry import MODELS
 
 
@@ -34,6 +35,7 @@ def convnet(
 
     The last block has no pooling, so its maps keep spatial detail for interpretation.
     """
+    widths = check_widths(widths, "convnet")
     stages: OrderedDict[str, nn.Module] = OrderedDict()
     stages["norm"] = Normalize(mean or [0.5] * in_channels, std or [0.25] * in_channels)
     cin = in_channels
@@ -58,6 +60,13 @@ def vgg(
     convs_per_stage: int = 2,
 ) -> StagedNet:
     """A small VGG: stages of ``convs_per_stage`` conv-BN-ReLU, max-pool between stages."""
+    widths = check_widths(widths, "vgg")
+    if (
+        isinstance(convs_per_stage, bool)
+        or not isinstance(convs_per_stage, int)
+        or convs_per_stage < 1
+    ):
+        raise ConfigError(f"vgg: convs_per_stage must be an integer >= 1, got {convs_per_stage!r}")
     stages: OrderedDict[str, nn.Module] = OrderedDict()
     stages["norm"] = Normalize(mean or [0.5] * in_channels, std or [0.25] * in_channels)
     cin = in_channels
