@@ -28,11 +28,23 @@ def run(capsys, *argv):
         # values of the wrong kind were internal errors (TypeError / ValueError) before
         (
             ["train", "--model", "convnet", "--model-option", "widths=abc", "--out", "X"],
+            "model 'convnet': option widths must be a list of integers, got 'abc'",
+        ),
+        (
+            ["train", "--model", "convnet", "--model-option", "widths=[4,0]", "--out", "X"],
             "convnet: widths must be a non-empty list of positive integers",
         ),
         (
             ["train", "--method-option", "label_smoothing=abc", "--out", "X"],
-            "label_smoothing must lie in [0, 1), got 'abc'",
+            "method 'standard': option label_smoothing must be a number, got 'abc'",
+        ),
+        (
+            ["train", "--method", "csg", "--method-option", "gated_only=maybe", "--out", "X"],
+            "method 'csg': option gated_only must be true or false, got 'maybe'",
+        ),
+        (
+            ["train", "--method-option", "label_smoothing=1", "--out", "X"],
+            "label_smoothing must lie in [0, 1), got 1",
         ),
         (["train", "--weight-decay", "-1", "--out", "X"], "weight_decay must be a finite number"),
         (["train", "--lr", "inf", "--out", "X"], "lr must be a finite number > 0, got inf"),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pellucid.errors import ConfigError, PellucidError
+from pellucid.option_types import describe, fits, option_hints
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -74,6 +75,13 @@ class Registry(Generic[T]):
                 f"{self.kind} {name!r} has no option {unknown[0]!r}; "
                 f"options: {', '.join(allowed) or '-'}"
             )
+        hints = option_hints(factory)
+        for key, value in options.items():
+            if key in hints and not fits(value, hints[key]):
+                raise ConfigError(
+                    f"{self.kind} {name!r}: option {key} must be {describe(hints[key])}, "
+                    f"got {value!r}"
+                )
         return factory(*args, **options)
 
     def unknown_message(self, name: str) -> str:
