@@ -168,3 +168,26 @@ def test_save_tensors_copies_a_tensor_saved_under_two_names(tmp_path) -> None:
     back = load_tensors(tmp_path / "t.safetensors")
     assert torch.equal(back["labels"], labels) and torch.equal(back["targets"], labels)
     assert torch.equal(back["a"], x[:4]) and labels.tolist() == [3, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("data:\n  batch_size: abc\n", "data.batch_size must be an integer, got 'abc'"),
+        ("train:\n  tensorboard: maybe\n", "train.tensorboard must be true or false"),
+        ("model:\n  options: [1]\n", "model.options must be a mapping of keys to values"),
+        ("model: 3\n", "config section 'model' must be a mapping of keys, got 3"),
+        ("data:\n  num_workers: -2\n", "data.num_workers must be >= 0, got -2"),
+        ("train:\n  momentum: 1.5\n", r"momentum must lie in \[0, 1\), got 1.5"),
+        ("train:\n  weight_decay: -1\n", "weight_decay must be a finite number >= 0"),
+        ("train:\n  lr: .inf\n", "lr must be a finite number > 0, got inf"),
+    ],
+)
+def test_config_values_of_the_wrong_kind_are_named(tmp_path, yaml_text, message):
+    """A YAML config's values are checked against the config's field types and ranges
+    (several were internal TypeErrors, and tensorboard: maybe was taken as true)."""
+    from pellucid.errors import ConfigError
+
+    (tmp_path / "c.yaml").write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "c.yaml")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,21 @@ from pellucid.errors import ConfigError
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 AUGMENTS = ("none", "shift", "shift-flip")
+
+
+def _check_types(obj: Any, section: str) -> None:
+    """Every field of the config dataclass ``obj`` holds a value of its annotated kind (a
+    YAML config can hold ``batch_size: abc``); a :class:`ConfigError` names the first that
+    does not."""
+    from pellucid.option_types import describe, fits
+
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if not fits(value, hints[f.name]):
+            raise ConfigError(
+                f"{section}.{f.name} must be {describe(hints[f.name])}, got {value!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,10 @@ class DataConfig:
             isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
         ):
             raise ConfigError(f"data seed must be an integer >= 0 or None, got {self.seed!r}")
+        _check_types(self, "data")
+        for key in ("max_shift", "num_workers"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"data.{key} must be >= 0, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,9 @@ class ModelConfig:
     options: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
 
+    def __post_init__(self) -> None:
+        _check_types(self, "model")
+
 
 @dataclass(frozen=True)
 class MethodConfig:
@@ -58,6 +81,9 @@ class MethodConfig:
 
     name: str = "standard"
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_types(self, "method")
 
 
 @dataclass(frozen=True)
@@ -76,6 +102,7 @@ class TrainConfig:
     grad_clip: float | None = None
 
     def __post_init__(self) -> None:
+        _check_types(self, "train")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose from: {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
@@ -152,6 +179,8 @@ class RunConfig:
 
 
 def _section(kind: type, raw: dict[str, Any], where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config section {where!r} must be a mapping of keys, got {raw!r}")
     allowed = {f.name for f in fields(kind)}
     bad = set(raw) - allowed
     if bad:

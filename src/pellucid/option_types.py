@@ -66,4 +66,6 @@ def describe(hint: Any) -> str:
         args = [a for a in typing.get_args(hint) if a is not Ellipsis]
         plural = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
         return f"a list of {plural.get(args[0], describe(args[0]))}" if args else "a list"
+    if origin in (dict, collections.abc.Mapping):
+        return "a mapping of keys to values"
     return names.get(hint, getattr(hint, "__name__", str(hint)))
