@@ -210,8 +210,26 @@ def test_explain_writes_overlays_maps_and_metrics(capsys, tiny_run, tmp_path):
     assert code == 0, err
     record = json.loads((tmp_path / "exp2" / "metrics.json").read_text())
     assert "kept_probability" not in record and len(record["target_probability"]) == 3
+
     code, _, err = run(capsys, "explain", str(tiny_run), "--option", "iters=5", "--out", str(out))
     assert code == 1 and "no option 'iters'" in err and "Traceback" not in err
+
+
+def test_explain_points_out_classes_the_model_all_but_rules_out(capsys, tiny_run, tmp_path):
+    import pellucid.cli.explain as cli_explain
+
+    argv = ["explain", str(tiny_run), "--n", "3", "--explainer", "centre", "--target", "label"]
+    code, stdout, err = run(capsys, *argv, "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    probs = json.loads((tmp_path / "a" / "metrics.json").read_text())["target_probability"]
+    expected = sum(p < cli_explain.LOW_PROBABILITY for p in probs)
+    assert ("note:" in stdout) == (expected > 0)
+    cli_explain.LOW_PROBABILITY, old = 1.01, cli_explain.LOW_PROBABILITY  # every image
+    try:
+        code, stdout, err = run(capsys, *argv, "--out", str(tmp_path / "b"))
+    finally:
+        cli_explain.LOW_PROBABILITY = old
+    assert code == 0 and "note: 3 of 3 images explain a class" in stdout
 
 
 def test_compare_explainers_one_table(capsys, tiny_run, tmp_path):
