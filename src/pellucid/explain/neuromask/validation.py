@@ -5,8 +5,9 @@ Explaining Predictions of Deep Neural Networks through Mask Learning", SMARTCOMP
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import numbers
+import typing
 from typing import Any
 
 from pellucid.errors import ConfigError, DataError
@@ -20,6 +21,7 @@ from pellucid.explain.neuromask.options import (
     SPARSITY,
     NeuroMaskOptions,
 )
+from pellucid.option_types import describe, fits
 
 __all__ = ["areas", "is_fill", "validate"]
 
@@ -86,34 +88,16 @@ def _check_area(o: NeuroMaskOptions) -> None:
         )
 
 
-INTEGERS = ("mask_size", "mask_scale", "pyramid", "refine_steps", "iterations", "patience", "seed")
-NUMBERS = (
-    "blur_sigma",
-    "l_pred",
-    "l_sparse",
-    "l_smooth",
-    "l_delete",
-    "smooth_map",
-    "refine",
-    "temperature",
-    "logit_bound",
-    "lr",
-    "tol",
-)
-OPTIONAL = ("mask_size", "blur_sigma")
-
-
 def _types(o: NeuroMaskOptions) -> None:
-    """The numeric options hold numbers (integers where counted), e.g. not the string a
-    command-line value such as ``lr=nan`` reads as."""
-    for key in (*INTEGERS, *NUMBERS):
-        value = getattr(o, key)
-        if value is None and key in OPTIONAL:
-            continue
-        kinds = numbers.Integral if key in INTEGERS else numbers.Real
-        if not isinstance(value, kinds) or isinstance(value, bool):
-            kind = "an integer" if key in INTEGERS else "a number"
-            raise ConfigError(f"NeuroMask option {key} must be {kind}, got {value!r}")
+    """Every option holds a value of its annotated kind (:mod:`pellucid.option_types`), e.g.
+    not the string a command-line value such as ``lr=nan`` reads as."""
+    hints = typing.get_type_hints(NeuroMaskOptions)
+    for f in dataclasses.fields(o):
+        value = getattr(o, f.name)
+        if not fits(value, hints[f.name]):
+            raise ConfigError(
+                f"NeuroMask option {f.name} must be {describe(hints[f.name])}, got {value!r}"
+            )
 
 
 def validate(o: NeuroMaskOptions) -> None:
