@@ -86,9 +86,12 @@ def config_from_args(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from pellucid.training import train_run
+    from pellucid.training.distributed import is_main_process
 
     config = config_from_args(args)
     metrics = train_run(config, args.out, resume=args.resume, progress=not args.quiet)
+    if not is_main_process():  # under torchrun, rank 0 reports for the group
+        return metrics
     if not args.quiet and not args.json:
         print(
             f"{config.method.name} {config.model.name} on {config.data.name}: "

@@ -65,9 +65,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    if getattr(args, "json", False) and result is not None:
+    if getattr(args, "json", False) and result is not None and _is_main_process():
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
     return 0
+
+
+def _is_main_process() -> bool:
+    """False on the ranks > 0 of a torchrun group: rank 0 prints for the group."""
+    from pellucid.training.distributed import is_main_process
+
+    return is_main_process()
 
 
 if __name__ == "__main__":  # pragma: no cover

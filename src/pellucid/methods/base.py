@@ -41,6 +41,9 @@ class Method(nn.Module):
     """
 
     name: str = "base"
+    #: Whether some parameters may get no gradient in a step (e.g. a path used only in some
+    #: epochs); multi-process training then has DDP look for them after every backward.
+    unused_parameters: bool = False
 
     def __init__(self, model: nn.Module, num_classes: int) -> None:
         super().__init__()

@@ -147,6 +147,11 @@ class CSG(Method):
         return std, gated
 
     # -- Method API -------------------------------------------------------------------
+    @property
+    def unused_parameters(self) -> bool:  # type: ignore[override]
+        """The STD epochs of alternating mode leave G without a gradient."""
+        return self.mode == "alternating"
+
     def on_epoch_start(self, epoch: int) -> None:
         if self.mode == "alternating":
             if epoch < self.warmup_epochs:

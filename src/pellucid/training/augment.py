@@ -11,16 +11,27 @@ from pellucid.data.base import Batch
 SPATIAL = ("image", "mask", "parts")
 
 
-def random_shift(batch: Batch, max_shift: int, gen: torch.Generator, flip: bool = False) -> Batch:
+def random_shift(
+    batch: Batch,
+    max_shift: int,
+    gen: torch.Generator,
+    flip: bool = False,
+    shard: tuple[int, int] = (0, 1),
+) -> Batch:
     """Translate each image by up to ``max_shift`` pixels (edge padding); optionally flip.
 
     Masks and part masks move with the image; landmarks and boxes are shifted too.
+    ``shard = (rank, world_size)``: the batch is slice ``rank`` of a global batch of
+    ``world_size`` equal slices (multi-process training); the draws are made for the global
+    batch and this slice's are used, so the images get the shifts they get in one process.
     """
     n, _, h, w = batch.image.shape
     device = batch.image.device
-    d = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=gen)  # (N, 2) dy, dx
-    flips = torch.rand(n, generator=gen) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
-    d, flips = d.to(device), flips.to(device)
+    rank, world = shard
+    total, rows_of = n * world, slice(rank * n, (rank + 1) * n)
+    d = torch.randint(-max_shift, max_shift + 1, (total, 2), generator=gen)  # (N', 2) dy, dx
+    flips = torch.rand(total, generator=gen) < 0.5 if flip else torch.zeros(total, dtype=torch.bool)
+    d, flips = d[rows_of].to(device), flips[rows_of].to(device)  # (N, 2), (N,)
     rows = torch.arange(h, device=device)[None, :] - d[:, :1] + max_shift  # (N, H)
     cols = torch.arange(w, device=device)[None, :] - d[:, 1:] + max_shift  # (N, W)
     cols = torch.where(flips[:, None], cols.flip(1), cols)

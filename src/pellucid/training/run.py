@@ -31,6 +31,7 @@ from pellucid.errors import PellucidError
 from pellucid.io import load_tensors, read_json, save_tensors, write_json
 from pellucid.methods import Method, build_method
 from pellucid.models import build_model
+from pellucid.training import distributed
 from pellucid.training.loop import evaluate, fit
 from pellucid.training.setup import resolve_device, seed_everything
 
@@ -60,7 +61,10 @@ def train_run(
 ) -> dict[str, Any]:
     """Train as ``config`` says and write a complete run directory at ``out``.
 
-    Returns the metrics written to ``metrics.json``.
+    Returns the metrics written to ``metrics.json`` (``processes``: how many processes
+    trained). Under ``torchrun`` every process calls this with the same arguments; they
+    train together (:func:`~pellucid.training.fit`) and rank 0 alone writes and evaluates;
+    every rank returns its metrics.
     """
     out = Path(out)
     if resume and (out / "config.yaml").is_file():
@@ -80,24 +84,44 @@ def train_run(
     if config.init:
         init_model, _ = load_run(config.init)
         load_init_weights(method, init_model.state_dict(), config.init)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
-    history = fit(
-        method, train_set, val_set, config.train, config.data, out, resume=resume, progress=progress
-    )
+    with distributed.session(resolve_device(config.train.device)) as ctx:
+        if ctx.is_main:  # under torchrun, rank 0 alone writes the run directory
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(config, out / "config.yaml")
+        history = fit(
+            method,
+            train_set,
+            val_set,
+            config.train,
+            config.data,
+            out,
+            resume=resume,
+            progress=progress,
+        )
+        metrics = None
+        if ctx.is_main:
+            metrics = _finish_run(out, method, config, history, ctx)
+        return distributed.broadcast_object(metrics, ctx)
+
+
+def _finish_run(
+    out: Path, method: Method, config: RunConfig, history: Any, ctx: distributed.Distributed
+) -> dict[str, Any]:
+    """Weights, history and test metrics of a trained run, written to ``out``."""
     save_run_weights(out, method)
     write_json(out / "history.json", history.epochs)
     metrics = {
         "method": config.method.name,
         "model": config.model.name,
         "dataset": config.data.name,
-        "seed": seed,
+        "seed": config.train.seed,
         "data_seed": config.data_seed,
         "epochs": config.train.epochs,
         "train_seconds": round(history.train_seconds, 3),
         "seconds_per_epoch": round(history.train_seconds / max(1, len(history.epochs)), 3),
+        "processes": ctx.world_size,
     }
-    metrics.update(_evaluate(method, config, resolve_device(config.train.device)))
+    metrics.update(_evaluate(method, config, ctx.device))
     write_json(out / "metrics.json", metrics)
     return metrics
 

@@ -1,0 +1,45 @@
+"""Trains a tiny network without BatchNorm with ``pellucid.training.fit`` and writes its
+weights: run once as a plain process and once under torchrun by ``test_distributed.py``,
+which compares the two (same global batches, averaged gradients -> the same weights)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+from torch import nn
+
+from pellucid.config import DataConfig, TrainConfig
+from pellucid.data import load_dataset
+from pellucid.io import save_tensors
+from pellucid.methods import build_method
+from pellucid.training import fit, seed_everything
+from pellucid.training.distributed import is_main_process
+
+
+def main(out: str, method_name: str = "standard") -> None:
+    torch.set_num_threads(1)
+    seed_everything(0)
+    data = load_dataset("mnist", "train", seed=0, n=400)  # 280 training images
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(4),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    )
+    method = build_method(method_name, model, 10)
+    train = TrainConfig(epochs=2, lr=0.05, seed=3, device="cpu", schedule="cosine")
+    history = fit(method, data, None, train, DataConfig(batch_size=32, max_shift=2), progress=False)
+    if is_main_process():
+        save_tensors(f"{out}/weights.safetensors", method.state_dict())
+        with open(f"{out}/history.json", "w") as fh:
+            json.dump(history.epochs, fh)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,171 @@
+"""Multi-process training with torchrun (pellucid.training.distributed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from pellucid.data import Batch
+from pellucid.errors import ConfigError
+from pellucid.io import load_tensors
+from pellucid.methods import build_method
+from pellucid.models import build_model
+from pellucid.training import distributed
+from pellucid.training.augment import random_shift
+
+HERE = Path(__file__).parent
+
+
+def _torchrun(*args: str, nproc: int = 2, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += ["--nproc-per-node", str(nproc), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _why(res: subprocess.CompletedProcess) -> str:
+    """A failed launch's stderr: the workers' own messages come first, torchrun's last."""
+    err = res.stderr
+    return err if len(err) < 6000 else err[:4000] + "\n...\n" + err[-2000:]
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_shards_of_each_batch_are_the_single_process_batch(world):
+    n, batch = 70, 8  # 8 full batches, 6 images dropped
+    single = DataLoader(
+        range(n),
+        batch_size=batch,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(5),
+        drop_last=True,
+    )
+    shards = []
+    for rank in range(world):
+        gen = torch.Generator().manual_seed(5)
+        sampler = distributed.ShardSampler(n, batch, world, rank, gen)
+        loader = DataLoader(range(n), batch_size=batch // world, sampler=sampler, generator=gen)
+        assert len(loader) == len(single) == n // batch
+        shards.append(list(loader))
+    for i, expected in enumerate(single):
+        got = torch.cat([shards[r][i] for r in range(world)])
+        assert got.tolist() == expected.tolist()
+
+
+def test_global_batch_must_split_evenly():
+    with pytest.raises(ConfigError, match="divisible by their number; use e.g. 30"):
+        distributed.ShardSampler(100, 31, 2, 0, torch.Generator())
+
+
+def test_shifts_of_a_shard_are_those_of_the_whole_batch():
+    images = torch.rand(6, 1, 8, 8)
+    whole = random_shift(
+        Batch(image=images, label=torch.zeros(6, dtype=torch.long)),
+        2,
+        torch.Generator().manual_seed(1),
+        flip=True,
+    )
+    for rank in range(2):
+        part = images[rank * 3 : rank * 3 + 3]
+        shard = random_shift(
+            Batch(image=part, label=torch.zeros(3, dtype=torch.long)),
+            2,
+            torch.Generator().manual_seed(1),
+            flip=True,
+            shard=(rank, 2),
+        )
+        assert torch.equal(shard.image, whole.image[rank * 3 : rank * 3 + 3])
+
+
+def test_world_size_without_torchrun_names_the_launcher(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(ConfigError, match="MASTER_ADDR is not set.*torchrun"):
+        with distributed.session(torch.device("cpu")):
+            pass
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ConfigError, match="WORLD_SIZE='two' is not an integer"):
+        distributed.requested_world_size()
+
+
+def test_single_process_session_is_a_no_op(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with distributed.session(torch.device("cpu")) as ctx:
+        assert not ctx.enabled and ctx.is_main and ctx.device == torch.device("cpu")
+    assert distributed.is_main_process()
+    monkeypatch.setenv("RANK", "1")
+    assert not distributed.is_main_process()
+
+
+def test_csg_declares_unused_parameters_only_when_alternating():
+    model = build_model("convnet", 1, 10, widths=[4, 4, 8, 8])
+    assert not build_method("csg", model, 10).unused_parameters
+    assert build_method("csg", model, 10, mode="alternating").unused_parameters
+    assert not build_method("standard", model, 10).unused_parameters
+
+
+def test_two_processes_train_the_same_weights_as_one(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    worker = str(HERE / "ddp_worker.py")
+    res = subprocess.run(
+        [sys.executable, worker, str(one)], capture_output=True, text=True, timeout=240
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _torchrun(worker, str(two))
+    assert res.returncode == 0, _why(res)
+    a = load_tensors(one / "weights.safetensors")
+    b = load_tensors(two / "weights.safetensors")
+    assert a.keys() == b.keys()
+    moved = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert moved < 1e-5, f"weights differ by {moved}"
+    ha = json.loads((one / "history.json").read_text())
+    hb = json.loads((two / "history.json").read_text())
+    for ea, eb in zip(ha, hb, strict=True):
+        assert ea["train_accuracy"] == eb["train_accuracy"]
+        assert ea["train_loss"] == pytest.approx(eb["train_loss"], rel=1e-5)
+
+
+def test_torchrun_cli_writes_one_run_from_rank_0(tmp_path):
+    out = tmp_path / "run"
+    res = _torchrun(
+        "-m",
+        "pellucid",
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-option",
+        "n=300",
+        "--model",
+        "convnet",
+        "--model-option",
+        "widths=[4,4,8,8]",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert res.returncode == 0, _why(res)
+    metrics = json.loads(res.stdout)  # one JSON document: rank 1 printed nothing
+    assert metrics["processes"] == 2
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["processes"] == 2 and saved["test_accuracy"] == metrics["test_accuracy"]
+    assert (out / "checkpoint" / "state.pt").is_file()
+    assert not list(out.rglob("*.tmp*"))
+
+    import pellucid
+
+    model, config = pellucid.load_run(out)
+    assert config.data.batch_size == 16 and not model.training
