@@ -53,6 +53,30 @@ def table_train_speed(r: dict) -> str:
     )
 
 
+def table_distributed(r: dict) -> str:
+    rows = [
+        "| how | training s | images/s | speed-up | whole command, s | test accuracy |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, arm in r["arms"].items():
+        acc = " / ".join(f"{a:.4f}" for a in arm["test_accuracy"])
+        rows.append(
+            f"| {name} | {arm['train_seconds']} | {arm['images_per_second']} | "
+            f"{arm['speedup_vs_one_thread']}x | {arm['wall_seconds']} | {acc} |"
+        )
+    m = r["machine"]
+    rows += [
+        "",
+        f"{r['model']} on {r['dataset']}, {r['epochs']} epochs, global batch {r['batch_size']} "
+        f"({r['train_images_per_epoch']} images per epoch), seed 0; median of {r['repeats']} "
+        "alternating repeats (test accuracy: each repeat). Training seconds are the loop's own "
+        "epoch timings (rank 0's under torchrun); the whole command adds data generation, "
+        f"start-up and evaluation. Speed-up is against one process on one thread. "
+        f"`{r['command']}` ({m['date']}, {m['cpus']} CPUs: {m['cpu']}, torch {m['torch']}).",
+    ]
+    return "\n".join(rows)
+
+
 def table_mnist_resnet8(r: dict) -> str:
     rows = [
         "| seed | test accuracy | training seconds |",
@@ -236,6 +260,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "explainers_validation": table_explainers_validation,
     "explainers_variants": table_explainers_variants,
     "train_speed": table_train_speed,
+    "distributed": table_distributed,
     "mnist_resnet8": table_mnist_resnet8,
     "shapes_difficulty": table_shapes,
     "csg": table_csg,

@@ -137,8 +137,9 @@ def session(device: torch.device) -> Iterator[Distributed]:
     world = requested_world_size()
     if world == 1 or (dist.is_available() and dist.is_initialized()):
         ctx = current(device)
-        if ctx.enabled:
-            ctx = Distributed(ctx.world_size, ctx.rank, ctx.local_rank, device)
+        if ctx.enabled and device.type == "cuda" and device.index is None:
+            # a group the caller initialised: still one GPU per process
+            ctx = current(torch.device("cuda", ctx.local_rank))
         yield ctx
         return
     if not dist.is_available():
