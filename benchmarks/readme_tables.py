@@ -77,6 +77,36 @@ def table_distributed(r: dict) -> str:
     return "\n".join(rows)
 
 
+def table_localisation(r: dict) -> str:
+    def cell(d: dict, key: str) -> str:
+        v = d.get(key)
+        return f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "-"
+
+    names = {"standard": "standard", "csg": "CSG", "centre": "always-centre control"}
+    q_cols = [(q, k) for q in r["qs"] for k in ("share_above", "mean_iou")]
+    head = " | ".join(
+        f"{'IoU > 0.3' if k == 'share_above' else 'mean IoU'}, top {q:.0%} ↑" for q, k in q_cols
+    )
+    rows = [
+        f"| network | test accuracy | {head} | pointing game ↑ |",
+        "| --- | ---: |" + " ---: |" * (len(q_cols) + 1),
+    ]
+    for key, label in names.items():
+        d = r["summary"][key]
+        cells = " | ".join(cell(d, f"{k}@{q}") for q, k in q_cols)
+        rows.append(
+            f"| {label} | {cell(d, 'test_accuracy')} | {cells} | {cell(d, 'pointing_game')} |"
+        )
+    m = r["machine"]
+    rows += [
+        "",
+        f"{r['dataset']}, every test image, mean ± std over seeds {r['seeds']}; "
+        f"{r['protocol']}. CSG options {r['csg_options']}, recipe as in the CSG benchmark. "
+        f"`{r['command']}` ({m['date']}).",
+    ]
+    return "\n".join(rows)
+
+
 def table_mnist_resnet8(r: dict) -> str:
     rows = [
         "| seed | test accuracy | training seconds |",
@@ -260,6 +290,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "explainers_validation": table_explainers_validation,
     "explainers_variants": table_explainers_variants,
     "train_speed": table_train_speed,
+    "localisation": table_localisation,
     "distributed": table_distributed,
     "mnist_resnet8": table_mnist_resnet8,
     "shapes_difficulty": table_shapes,

@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from pellucid.cli import commands, explain
+from pellucid.cli import apps, commands, explain
 from pellucid.errors import PellucidError
 
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_figures(sub)
     explain.add_explain(sub, EXPLAINERS)
     explain.add_compare_explainers(sub, EXPLAINERS)
+    apps.add_localise(sub, EXPLAINERS)
     commands.add_report(sub)
     commands.add_demo(sub)
     return parser

@@ -20,6 +20,7 @@ single-process one.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -161,6 +162,8 @@ def session(device: torch.device) -> Iterator[Distributed]:
         dist.barrier()
     finally:
         dist.destroy_process_group()
+        # free what still refers to the group's work while the interpreter is fully alive
+        gc.collect()
 
 
 def broadcast_object(obj: Any, ctx: Distributed) -> Any:
