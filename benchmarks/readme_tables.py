@@ -100,7 +100,8 @@ def table_localisation(r: dict) -> str:
     m = r["machine"]
     rows += [
         "",
-        f"{r['dataset']}, every test image, mean ± std over seeds {r['seeds']}; "
+        f"{r['dataset']}, all {r['per_seed'][0]['standard']['n']} test images, mean ± std "
+        f"over seeds {r['seeds']}; "
         f"{r['protocol']}. CSG options {r['csg_options']}, recipe as in the CSG benchmark. "
         f"`{r['command']}` ({m['date']}).",
     ]

@@ -11,7 +11,13 @@ from pellucid.cli.arguments import common_output, parse_options
 
 
 def add_train(sub, datasets, models, methods) -> None:
-    p = sub.add_parser("train", help="train a network and write a run directory")
+    p = sub.add_parser(
+        "train",
+        help="train a network and write a run directory",
+        epilog="Several processes: torchrun --standalone --nproc-per-node K -m pellucid train "
+        "... (--batch-size is then the global batch, split over the K processes; rank 0 "
+        "writes the run).",
+    )
     config_arguments(p, datasets, models, methods)
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
