@@ -1,6 +1,10 @@
 """Trains a tiny network without BatchNorm with ``pellucid.training.fit`` and writes its
 weights: run once as a plain process and once under torchrun by ``test_distributed.py``,
-which compares the two (same global batches, averaged gradients -> the same weights)."""
+which compares the two (same global batches, averaged gradients -> the same weights).
+
+``python ddp_worker.py OUT [MODE]``; MODE ``full`` (default) trains 2 epochs; ``crash``
+checkpoints to OUT/run and stops with exit code 3 at the start of the second epoch (an
+interrupted run); ``resume`` continues OUT/run with ``resume=True``."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from pellucid.training import fit, seed_everything
 from pellucid.training.distributed import is_main_process
 
 
-def main(out: str, method_name: str = "standard") -> None:
+def main(out: str, mode: str = "full") -> None:
     torch.set_num_threads(1)
     seed_everything(0)
     data = load_dataset("mnist", "train", seed=0, n=400)  # 280 training images
@@ -32,9 +36,24 @@ def main(out: str, method_name: str = "standard") -> None:
         nn.Flatten(),
         nn.Linear(8, 10),
     )
-    method = build_method(method_name, model, 10)
+    method = build_method("standard", model, 10)
     train = TrainConfig(epochs=2, lr=0.05, seed=3, device="cpu", schedule="cosine")
-    history = fit(method, data, None, train, DataConfig(batch_size=32, max_shift=2), progress=False)
+    run = f"{out}/run" if mode in ("crash", "resume") else None
+    if mode == "crash":
+        import pellucid.training.loop as loop
+
+        original = loop._train_epoch
+
+        def stop_at_second(*args, **kwargs):
+            if args[7] == 1:  # epoch index
+                raise SystemExit(3)
+            return original(*args, **kwargs)
+
+        loop._train_epoch = stop_at_second
+    data_cfg = DataConfig(batch_size=32, max_shift=2)
+    history = fit(
+        method, data, None, train, data_cfg, out=run, resume=mode == "resume", progress=False
+    )
     if is_main_process():
         save_tensors(f"{out}/weights.safetensors", method.state_dict())
         with open(f"{out}/history.json", "w") as fh:

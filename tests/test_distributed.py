@@ -169,3 +169,30 @@ def test_torchrun_cli_writes_one_run_from_rank_0(tmp_path):
 
     model, config = pellucid.load_run(out)
     assert config.data.batch_size == 16 and not model.training
+
+
+def test_a_run_interrupted_under_torchrun_resumes_in_one_process(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    worker = str(HERE / "ddp_worker.py")
+    res = subprocess.run(
+        [sys.executable, worker, str(one)], capture_output=True, text=True, timeout=240
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _torchrun(worker, str(two), "crash")
+    assert res.returncode != 0  # stopped at the start of the second epoch
+    from pellucid.io import load_state
+
+    saved = load_state(two / "run" / "checkpoint" / "state.pt")
+    assert saved["epoch"] == 1
+    res = subprocess.run(
+        [sys.executable, worker, str(two), "resume"], capture_output=True, text=True, timeout=240
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    a = load_tensors(one / "weights.safetensors")
+    b = load_tensors(two / "weights.safetensors")
+    moved = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert moved < 1e-5, f"resumed weights differ by {moved}"
+    # the first epoch was not trained again: its record (with its timing) is the checkpoint's
+    history = json.loads((two / "history.json").read_text())
+    assert len(history) == 2 and history[0] == saved["history"][0]
