@@ -133,29 +133,39 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path):
         assert ea["train_loss"] == pytest.approx(eb["train_loss"], rel=1e-5)
 
 
-def test_torchrun_cli_writes_one_run_from_rank_0(tmp_path):
+def test_train_nproc_launches_torchrun_and_rank_0_alone_writes_and_prints(tmp_path):
     out = tmp_path / "run"
-    res = _torchrun(
-        "-m",
-        "pellucid",
-        "train",
-        "--dataset",
-        "mnist",
-        "--data-option",
-        "n=300",
-        "--model",
-        "convnet",
-        "--model-option",
-        "widths=[4,4,8,8]",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-        "--json",
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pellucid",
+            "train",
+            "--nproc",
+            "2",
+            "--dataset",
+            "mnist",
+            "--data-option",
+            "n=300",
+            "--model",
+            "convnet",
+            "--model-option",
+            "widths=[4,4,8,8]",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
     )
     assert res.returncode == 0, _why(res)
     metrics = json.loads(res.stdout)  # one JSON document: rank 1 printed nothing
@@ -196,3 +206,17 @@ def test_a_run_interrupted_under_torchrun_resumes_in_one_process(tmp_path):
     # the first epoch was not trained again: its record (with its timing) is the checkpoint's
     history = json.loads((two / "history.json").read_text())
     assert len(history) == 2 and history[0] == saved["history"][0]
+
+
+def test_train_nproc_checks_before_launching(capsys, tmp_path):
+    from pellucid.cli.commands import _without_nproc
+    from pellucid.cli.main import main
+
+    out = tmp_path / "never"
+    assert main(["train", "--batch-size", "15", "--nproc", "2", "--out", str(out)]) == 1
+    assert "must be divisible by 2" in capsys.readouterr().err
+    assert main(["train", "--nproc=0", "--out", str(out)]) == 1
+    assert "--nproc must be >= 1" in capsys.readouterr().err
+    assert not out.exists()
+    argv = ["train", "--nproc", "2", "--epochs", "1", "--nproc=3", "--out", "x"]
+    assert _without_nproc(argv) == ["train", "--epochs", "1", "--out", "x"]

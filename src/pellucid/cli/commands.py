@@ -21,6 +21,14 @@ def add_train(sub, datasets, models, methods) -> None:
     config_arguments(p, datasets, models, methods)
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train with K processes on this machine (starts torchrun; --batch-size is the "
+        "global batch)",
+    )
     common_output(p)
     p.set_defaults(func=cmd_train)
 
@@ -95,6 +103,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from pellucid.training.distributed import is_main_process
 
     config = config_from_args(args)
+    if args.nproc != 1:
+        return _launch_torchrun(args, config)
     metrics = train_run(config, args.out, resume=args.resume, progress=not args.quiet)
     if not is_main_process():  # under torchrun, rank 0 reports for the group
         return metrics
@@ -105,6 +115,47 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             f"({metrics['train_seconds']:.1f} s training) -> {args.out}"
         )
     return metrics
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def _launch_torchrun(args: argparse.Namespace, config: Any) -> None:
+    """``pellucid train --nproc K``: the same command under ``torchrun --standalone`` with K
+    processes (checked here first, so that a bad flag fails once, not K times)."""
+    import os
+    import subprocess
+    import sys
+
+    from pellucid.errors import ConfigError, PellucidError
+    from pellucid.training.distributed import requested_world_size
+
+    k = args.nproc
+    if k < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {k}")
+    if requested_world_size() > 1:
+        raise ConfigError("--nproc inside a torchrun launch: give one or the other")
+    if config.data.batch_size % k:
+        raise ConfigError(
+            f"--batch-size {config.data.batch_size} is the global batch of the {k} processes "
+            f"and must be divisible by {k}"
+        )
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // k)))
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd = [*launch, "--nproc-per-node", str(k), "-m", "pellucid", *_without_nproc(args.argv)]
+    code = subprocess.run(cmd, env=env).returncode  # the processes print for themselves
+    if code != 0:
+        raise PellucidError(f"torchrun with {k} processes exited with code {code}")
 
 
 def add_import(sub, datasets, models, methods) -> None:
