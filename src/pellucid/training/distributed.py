@@ -36,9 +36,12 @@ from pellucid.errors import ConfigError, PellucidError
 __all__ = [
     "Distributed",
     "ShardSampler",
+    "all_reduce_sum",
+    "barrier",
     "broadcast_object",
     "current",
     "is_main_process",
+    "requested_world_size",
     "session",
 ]
 
