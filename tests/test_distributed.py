@@ -36,6 +36,19 @@ def _why(res: subprocess.CompletedProcess) -> str:
     return err if len(err) < 6000 else err[:4000] + "\n...\n" + err[-2000:]
 
 
+def _worker_dirs(tmp_path: Path) -> tuple[Path, Path, str]:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    return one, two, str(HERE / "ddp_worker.py")
+
+
+def _one_process(worker: str, out: Path, *args: str) -> None:
+    """The worker as a plain process (no torchrun); it must succeed."""
+    cmd = [sys.executable, worker, str(out), *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
 @pytest.mark.parametrize("world", [2, 4])
 def test_shards_of_each_batch_are_the_single_process_batch(world):
     n, batch = 70, 8  # 8 full batches, 6 images dropped
@@ -112,13 +125,8 @@ def test_csg_declares_unused_parameters_only_when_alternating():
 
 
 def test_two_processes_train_the_same_weights_as_one(tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
-    one.mkdir(), two.mkdir()
-    worker = str(HERE / "ddp_worker.py")
-    res = subprocess.run(
-        [sys.executable, worker, str(one)], capture_output=True, text=True, timeout=240
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
+    one, two, worker = _worker_dirs(tmp_path)
+    _one_process(worker, one)
     res = _torchrun(worker, str(two))
     assert res.returncode == 0, _why(res)
     a = load_tensors(one / "weights.safetensors")
@@ -182,23 +190,15 @@ def test_train_nproc_launches_torchrun_and_rank_0_alone_writes_and_prints(tmp_pa
 
 
 def test_a_run_interrupted_under_torchrun_resumes_in_one_process(tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
-    one.mkdir(), two.mkdir()
-    worker = str(HERE / "ddp_worker.py")
-    res = subprocess.run(
-        [sys.executable, worker, str(one)], capture_output=True, text=True, timeout=240
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
+    one, two, worker = _worker_dirs(tmp_path)
+    _one_process(worker, one)
     res = _torchrun(worker, str(two), "crash")
     assert res.returncode != 0  # stopped at the start of the second epoch
     from pellucid.io import load_state
 
     saved = load_state(two / "run" / "checkpoint" / "state.pt")
     assert saved["epoch"] == 1
-    res = subprocess.run(
-        [sys.executable, worker, str(two), "resume"], capture_output=True, text=True, timeout=240
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
+    _one_process(worker, two, "resume")
     a = load_tensors(one / "weights.safetensors")
     b = load_tensors(two / "weights.safetensors")
     moved = max(float((a[k] - b[k]).abs().max()) for k in a)

@@ -99,7 +99,7 @@ def localise(
     """
     from pellucid.data import make_loader
     from pellucid.explain import build_explainer
-    from pellucid.metrics.localisation import pointing_game, top_q_iou
+    from pellucid.metrics.localisation import class_mean, pointing_game, top_q_iou
     from pellucid.state import model_device
 
     _check(q, threshold, target)
@@ -123,8 +123,7 @@ def localise(
         hits.append(pointing_game(maps, batch.mask)["hits"].cpu())
         labels.append(classes.cpu())
     iou, hit, y = torch.cat(ious), torch.cat(hits), torch.cat(labels)
-    # the pointing game's accuracy is averaged over the explained classes (TorchRay)
-    per_class = [hit[y == c].float().mean() for c in torch.unique(y)]
+
     return LocalisationResult(
         explainer=explainer,
         layer=getattr(exp, "layer", None),
@@ -134,7 +133,7 @@ def localise(
         n=count,
         mean_iou=round(float(iou.mean()), 5),
         share_above=round(float((iou > threshold).float().mean()), 5),
-        pointing_game=round(float(torch.stack(per_class).mean()), 5),
+        pointing_game=round(class_mean(hit, y), 5),  # averaged over the explained classes
         iou=[round(float(v), 5) for v in iou],
         pointing=[bool(v) for v in hit],
     )

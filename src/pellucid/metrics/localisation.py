@@ -145,9 +145,15 @@ def pointing_game(
     if y is None:
         accuracy = float(rate.mean())
     else:
-        y = y.to(m.device)
-        accuracy = float(torch.stack([rate[y == c].mean() for c in torch.unique(y)]).mean())
+        accuracy = class_mean(rate, y.to(m.device))
     return {"hits": hits, "accuracy": accuracy}
+
+
+def class_mean(values: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean of ``values`` (N,) within each class of ``labels`` (N,), then over the classes
+    present: the pointing game's accuracy "averaged over classes" (TorchRay)."""
+    rate = values.float()
+    return float(torch.stack([rate[labels == c].mean() for c in torch.unique(labels)]).mean())
 
 
 # ------------------------------------------------------------------- energy pointing game

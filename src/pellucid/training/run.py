@@ -111,12 +111,7 @@ def _finish_run(
     save_run_weights(out, method)
     write_json(out / "history.json", history.epochs)
     metrics = {
-        "method": config.method.name,
-        "model": config.model.name,
-        "dataset": config.data.name,
-        "seed": config.train.seed,
-        "data_seed": config.data_seed,
-        "epochs": config.train.epochs,
+        **_run_identity(config),
         "train_seconds": round(history.train_seconds, 3),
         "seconds_per_epoch": round(history.train_seconds / max(1, len(history.epochs)), 3),
         "processes": ctx.world_size,
@@ -192,12 +187,7 @@ def run_from_weights(
         raise PellucidError(f"the weights do not fit the config's model: {err}") from None
     device = resolve_device(config.train.device)
     metrics = {
-        "method": config.method.name,
-        "model": config.model.name,
-        "dataset": config.data.name,
-        "seed": config.train.seed,
-        "data_seed": config.data_seed,
-        "epochs": config.train.epochs,
+        **_run_identity(config),
         "train_seconds": None,
         "weights": str(weights),
     }
@@ -207,6 +197,18 @@ def run_from_weights(
     save_run_weights(out, method)
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _run_identity(config: RunConfig) -> dict[str, Any]:
+    """What every run's ``metrics.json`` starts with: method, model, dataset, seeds, epochs."""
+    return {
+        "method": config.method.name,
+        "model": config.model.name,
+        "dataset": config.data.name,
+        "seed": config.train.seed,
+        "data_seed": config.data_seed,
+        "epochs": config.train.epochs,
+    }
 
 
 def _check_names(config: RunConfig) -> None:
