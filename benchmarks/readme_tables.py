@@ -278,6 +278,55 @@ def table_decoupling(r: dict) -> str:
     return "\n".join(rows)
 
 
+def table_adversarial(r: dict) -> str:
+    s = r["summary"]
+    order = ("fgsm", "pgd", "cw")
+    attacks = sorted(r["attacks"], key=lambda a: order.index(a) if a in order else len(order))
+    first = r["per_seed"][0]["networks"]
+    names = {"csg": "CSG", "standard": "standard", "decoupled": "decoupled", "dense": "dense+ft"}
+    head = " | ".join(f"{a.upper() if a != 'cw' else 'C&W'}: LR / RF / proto ↑" for a in attacks)
+    rows = [
+        f"| comparison | network | feature (dims) | {head} |",
+        "| --- | --- | --- |" + " ---: |" * len(attacks),
+    ]
+    spreads = []
+    for row in s["auc"]:
+        cells = []
+        for a in attacks:
+            vals = [row.get(f"{a}/{d}") for d in ("logistic", "forest", "prototype")]
+            spreads += [v["std"] for v in vals if v]
+            cells.append(" / ".join(f"{v['mean']:.3f}" if v else "-" for v in vals))
+        dims = first[row["network"]]["features"][row["feature"]]
+        rows.append(
+            f"| {row['comparison']} | {names[row['network']]} | {row['feature']} ({dims}) | "
+            + " | ".join(cells)
+            + " |"
+        )
+    rows += [
+        "",
+        "| network | test accuracy | "
+        + " | ".join(f"{a.upper() if a != 'cw' else 'C&W'} success rate" for a in attacks)
+        + " |",
+        "| --- | ---: |" + " ---: |" * len(attacks),
+    ]
+    for net, label in names.items():
+        acc = s["accuracy"][net]
+        rates = " | ".join(f"{s['success_rate'][net][a]['mean']:.3f}" for a in attacks)
+        rows.append(f"| {label} | {acc['mean']:.4f} ± {acc['std']:.4f} | {rates} |")
+    m = r["machine"]
+    opts = "; ".join(f"{a} {r['attacks'][a]}" for a in attacks)
+    rows += [
+        "",
+        f"{r['dataset']}, {r['n']} test images per network (the correctly classified ones "
+        f"attacked), mean over seeds {r['seeds']} (largest std of an AUC: {max(spreads):.3f}). "
+        f"LR: logistic regression, RF: random forest (5-fold cross-validated, an image and its "
+        f"attacked version always in the same fold), proto: unsupervised cosine distance to "
+        f"the predicted class's prototype. Attacks (torchattacks): {opts}. "
+        f"`{r['command']}` ({m['date']}, {r['wall_seconds'] / 60:.0f} min).",
+    ]
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
     "decoupling": table_decoupling,
     "icnn": table_icnn,
@@ -296,6 +345,8 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "mnist_resnet8": table_mnist_resnet8,
     "shapes_difficulty": table_shapes,
     "csg": table_csg,
+    "adversarial": table_adversarial,
+    "adversarial_shapes": table_adversarial,
 }
 
 

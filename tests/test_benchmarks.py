@@ -262,3 +262,25 @@ def test_rest_images_are_the_ones_no_other_part_used() -> None:
     assert len(set(some)) == 100 and set(some) <= set(rest)
     assert min(some) == rest[0] and max(some) > rest[-1] - 2 * len(rest) // 100  # spread out
     assert images.rest_indices(size, 10**6) == rest
+
+
+def test_adversarial_summary_averages_seeds_and_skips_missing_scores():
+    adversarial = importlib.import_module("adversarial")  # benchmarks/adversarial.py
+
+    def seed_row(auc: float, prototype: float | None) -> dict:
+        scores = {"logistic": auc, "forest": auc, "prototype": prototype}
+        report = {"attack": "fgsm", "success_rate": auc / 2, "auc": {}}
+        nets = {}
+        for net, feats in adversarial.FEATURES.items():
+            nets[net] = {
+                "test_accuracy": 0.9,
+                "attacks": [{**report, "auc": dict.fromkeys(feats, scores)}],
+            }
+        return {"networks": nets}
+
+    s = adversarial.summarise([seed_row(0.8, 0.6), seed_row(0.9, None)], ["fgsm"])
+    row = next(r for r in s["auc"] if r["network"] == "decoupled" and r["feature"] == "path")
+    assert row["fgsm/logistic"] == {"mean": 0.85, "std": pytest.approx(0.0707, abs=1e-4)}
+    assert "fgsm/prototype" not in row  # one seed had no score: no mean of the others
+    assert s["success_rate"]["csg"]["fgsm"]["mean"] == 0.425
+    assert len(s["auc"]) == len(adversarial.ROWS)

@@ -4,7 +4,7 @@ from pellucid.demo import EXPLAIN_RUN, run_demo
 
 
 def test_demo_trains_explains_reports_then_reuses(tmp_path, capsys):
-    kwargs = dict(epochs=1, n_explain=3, explain_iterations=3, limit=300)
+    kwargs = dict(epochs=1, n_explain=3, explain_iterations=3, limit=300, n_adversarial=60)
     first = run_demo(tmp_path, **kwargs)
     out = capsys.readouterr().out
     assert "test acc" in out and str(tmp_path.resolve()) in out and "report:" in out
@@ -13,6 +13,12 @@ def test_demo_trains_explains_reports_then_reuses(tmp_path, capsys):
     assert {"neuromask", "gradcam", "occlusion", "centre"} <= set(first["explanations"])
     html = (tmp_path / "report.html").read_text()
     assert 'id="explanations"' in html and 'id="filters"' in html and "csg" in html
+    detected = first["adversarial"]  # the runs with enough correct test images
+    assert detected and set(detected) <= {"standard", "csg", "decoupling"}
+    for name, res in detected.items():
+        assert (tmp_path / name / "adversarial.json").is_file()
+        assert [a["attack"] for a in res["attacks"]] == ["fgsm", "pgd", "cw"]
+    assert 'id="adversarial"' in html and "gate-groups" in html or "csg" not in detected
     mtime = (tmp_path / "standard" / "model.safetensors").stat().st_mtime
     again = run_demo(tmp_path, **kwargs)
     assert "reusing finished run" in capsys.readouterr().out

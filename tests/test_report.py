@@ -17,7 +17,7 @@ from pellucid.cli.main import main
 from pellucid.report.html import build_report
 
 EVIL = '<script>alert("pwned")</script>'
-SECTIONS = ("summary", "curves", "filters", "explanations", "configs")
+SECTIONS = ("summary", "curves", "filters", "explanations", "adversarial", "configs")
 
 
 def _train(out: Path, method: str) -> Path:
@@ -47,10 +47,35 @@ def report(tmp_path_factory) -> Path:
         ]
     )
     assert code == 0
+    _save_detection(csg)
     cfg = yaml.safe_load((std / "config.yaml").read_text())
     cfg["info"]["class_names"][0] = EVIL  # user-supplied text that must come out escaped
     (std / "config.yaml").write_text(yaml.safe_dump(cfg))
     return build_report([std, csg], root / "report.html", title=f"demo {EVIL}")
+
+
+def _save_detection(run: Path) -> None:
+    """What ``pellucid detect-adversarial RUN --save`` writes (built from the result classes,
+    not attacked: the tiny run classifies too few images for that), one name with markup."""
+    from pellucid.apps.adversarial import AttackReport, DetectionResult
+    from pellucid.io import write_json
+
+    auc = {"gate-groups": {"logistic": 0.91, "forest": 0.97, "prototype": None}}
+    auc["logits"] = {"logistic": 0.95, "forest": 0.9, "prototype": 0.8}
+    reports = [AttackReport(EVIL, {"eps": 0.2}, 40, 0.5, 20, 0.2, 3.1, auc)]
+    result = DetectionResult(50, 0.8, {"gate-groups": 3, "logits": 3}, ["layer4"], 5, 90, reports)
+    write_json(run / "adversarial.json", result.to_dict())
+
+
+def test_report_shows_saved_adversarial_detection(report: Path) -> None:
+    html = report.read_text()
+    section = html[html.index('<section id="adversarial">') : html.index('<section id="configs">')]
+    assert "csg: 50 test images, clean accuracy 0.8000" in section
+    assert section.count("<tr>") == 3  # header + one row per feature kind
+    assert '<td class="best">0.9700</td>' in section  # forest column's best
+    assert '<td class="best">0.9500</td>' in section  # logistic column's best
+    assert "<td>–</td>" in section  # no prototype score for gate-groups
+    assert "&lt;script&gt;" in section
 
 
 def test_report_is_self_contained_and_escaped(report: Path) -> None:

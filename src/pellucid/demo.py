@@ -5,7 +5,10 @@
 2. trains a small conv net on cluttered-mnist (digits placed on a 64x64 canvas with clutter,
    so that explanations can be checked against the digit's mask) and explains test images
    with NeuroMask and every baseline (``compare-explainers``);
-3. writes ``OUT/report.html`` from the saved results and prints a compact table.
+3. detects adversarial examples (FGSM, PGD, C&W) from the standard network's activations, the
+   CSG network's gate groups and the decoupled network's calculation paths
+   (``detect-adversarial``; skipped with a note when torchattacks is not installed);
+4. writes ``OUT/report.html`` from the saved results and prints a compact table.
 
 Finished runs are reused unless ``fresh``; every step shows a progress bar.
 """
@@ -22,6 +25,7 @@ from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, Tr
 from pellucid.io import read_json
 
 EXPLAIN_RUN = "explain-cluttered"
+ADVERSARIAL_RUNS = ("standard", "csg", "decoupling")
 
 
 def demo_configs(
@@ -102,6 +106,7 @@ def run_demo(
     explain_iterations: int | None = None,
     report: bool = True,
     limit: int | None = None,
+    n_adversarial: int = 200,
 ) -> dict[str, Any]:
     """Train (or reuse) every demo run under ``out``, explain, write the report, print a table.
 
@@ -136,6 +141,8 @@ def run_demo(
         if not quiet:
             print(f"[explain] reusing {explain_dir}")
     results["explanations"] = rows
+    if n_adversarial > 0:
+        results["adversarial"] = _adversarial(out, configs, n_adversarial, fresh, quiet)
 
     if report:
         from pellucid.report.html import build_report
@@ -150,8 +157,45 @@ def run_demo(
     return results
 
 
+def _adversarial(
+    out: Path, configs: dict[str, RunConfig], n: int, fresh: bool, quiet: bool
+) -> dict[str, Any]:
+    """Detection results of the :data:`ADVERSARIAL_RUNS` (saved as RUN/adversarial.json,
+    reused unless ``fresh``); empty when torchattacks is missing."""
+    from pellucid.apps.adversarial import detect_adversarial_run
+    from pellucid.errors import PellucidError
+    from pellucid.io import write_json
+    from pellucid.report.html_runs import ADVERSARIAL_FILE
+
+    try:
+        from pellucid.apps.attacks import torchattacks_module
+
+        torchattacks_module()
+    except PellucidError as err:
+        if not quiet:
+            print(f"[adversarial] skipped: {err}")
+        return {}
+    found: dict[str, Any] = {}
+    for name in (r for r in ADVERSARIAL_RUNS if r in configs):
+        path = out / name / ADVERSARIAL_FILE
+        if path.is_file() and not fresh:
+            found[name] = read_json(path)
+            continue
+        if not quiet:
+            print(f"[adversarial] FGSM, PGD and C&W on {n} test images of the {name} run")
+        try:
+            found[name] = detect_adversarial_run(str(out / name), n=n, folds=5).to_dict()
+        except PellucidError as err:  # e.g. too few correct predictions after a short run
+            if not quiet:
+                print(f"[adversarial] {name}: skipped: {err}")
+            continue
+        write_json(path, found[name])
+    return found
+
+
 def _print_summary(results: dict[str, Any], out: Path, seconds: float) -> None:
-    runs = {k: v for k, v in results.items() if k not in ("explanations", "report")}
+    skip = ("explanations", "report", "adversarial")
+    runs = {k: v for k, v in results.items() if k not in skip}
     shown = [(k, label) for k, label in COLUMNS if any(k in m for m in runs.values())]
     head = f"{'run':<19}{'dataset':<17}" + "".join(f"{label:>13}" for _, label in shown)
     print("\n" + head)
@@ -166,6 +210,15 @@ def _print_summary(results: dict[str, Any], out: Path, seconds: float) -> None:
         print("\n" + f"{'explainer':<22}" + "".join(f"{x:>13}" for x in labels))
         for name, row in rows.items():
             print(f"{name:<22}" + "".join(f"{_cell(row.get(k)):>13}" for k in keys))
+    adversarial = results.get("adversarial") or {}
+    if adversarial:
+        print("\nadversarial detection, ROC-AUC of the logistic detector (cross-validated)")
+        attacks = [a["attack"] for a in next(iter(adversarial.values()))["attacks"]]
+        print(f"{'run':<14}{'feature':<14}" + "".join(f"{a:>9}" for a in attacks))
+        for name, res in adversarial.items():
+            for feature in res["features"]:
+                cells = [a["auc"][feature]["logistic"] for a in res["attacks"]]
+                print(f"{name:<14}{feature:<14}" + "".join(f"{_cell(c):>9}" for c in cells))
     print(f"\nruns written to {out.resolve()} ({seconds:.0f} s)")
     if "report" in results:
         print(f"report: {results['report']}")

@@ -1,4 +1,4 @@
-"""Name -> factory registries for datasets, models, methods, explainers and metrics.
+"""Name -> factory registries for datasets, models, methods, explainers, metrics and attacks.
 
 Registries are filled by decorators where each object is defined; the CLI takes its choices
 from them, never from a second list.
@@ -111,3 +111,4 @@ MODELS: Registry[Callable[..., Any]] = Registry("model")
 METHODS: Registry[Callable[..., Any]] = Registry("method")
 EXPLAINERS: Registry[Callable[..., Any]] = Registry("explainer")
 METRICS: Registry[Callable[..., Any]] = Registry("metric")
+ATTACKS: Registry[Callable[..., Any]] = Registry("attack")

@@ -1,4 +1,4 @@
-"""CLI commands of the applications: ``pellucid localise``."""
+"""CLI commands of the applications: ``pellucid localise``, ``pellucid detect-adversarial``."""
 
 from __future__ import annotations
 
@@ -68,3 +68,119 @@ def cmd_localise(args: argparse.Namespace) -> dict[str, Any]:
                 f"{s['pointing_game']:.3f} |"
             )
     return summaries
+
+
+def add_detect_adversarial(sub, attacks) -> None:
+    from pellucid.apps.adversarial import FEATURES
+
+    p = sub.add_parser(
+        "detect-adversarial",
+        help="adversarial-sample detection from a run's paths / gate groups / activations",
+        description="For each run: attack its correctly classified test images (torchattacks: "
+        "FGSM, PGD, C&W), then score how well clean and successfully attacked images are told "
+        "apart from the network's features -- the calculation path of a decoupled run, the "
+        "gate-grouped activations of a CSG run, the layer activations and the logits of any "
+        "run. ROC-AUC of a cross-validated logistic regression and random forest, and of the "
+        "unsupervised distance to the predicted class's prototype (1.0 = perfect, 0.5 = "
+        "chance). Needs torchattacks (pip install --no-deps torchattacks==3.5.1).",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument(
+        "--attack",
+        action="append",
+        choices=attacks.names(),
+        help="attack (repeatable; default: all of " + ", ".join(attacks.names()) + ")",
+    )
+    p.add_argument(
+        "--attack-option",
+        action="append",
+        metavar="ATTACK.K=V",
+        help="an attack's option, e.g. pgd.eps=0.1 or cw.c=5",
+    )
+    p.add_argument(
+        "--features",
+        nargs="+",
+        choices=FEATURES,
+        help="feature kinds (default: the run's method: csg gate-groups, decoupling path; "
+        "plus activations and logits)",
+    )
+    p.add_argument("--layer", action="append", help="layer(s) of the activations (repeatable)")
+    p.add_argument("--n", type=int, default=500, help="test images, spread evenly (default 500)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument(
+        "--prototype-images", type=int, default=2000, help="training images for the prototypes"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, help="write the full results to this JSON")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="also write each run's results to RUN/adversarial.json (shown by pellucid report)",
+    )
+    common_output(p)
+    p.set_defaults(func=cmd_detect_adversarial)
+
+
+def attack_options(names: list[str], pairs: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``--attack-option ATTACK.K=V`` pairs -> attack name -> options, for ``names``."""
+    from pellucid.errors import ConfigError
+
+    out: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for key, value in parse_options(pairs, "--attack-option").items():
+        attack, dot, option = key.partition(".")
+        if not dot or not option:
+            raise ConfigError(f"--attack-option expects ATTACK.KEY=VALUE, got {key!r}")
+        if attack not in out:
+            raise ConfigError(
+                f"--attack-option {key}: attack {attack!r} is not run; attacks: {', '.join(names)}"
+            )
+        out[attack][option] = value
+    return out
+
+
+def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.apps.adversarial import detect_adversarial_run
+    from pellucid.io import write_json
+    from pellucid.registry import ATTACKS
+
+    attacks = attack_options(args.attack or ATTACKS.names(), args.attack_option)
+    results = {
+        run: detect_adversarial_run(
+            run,
+            attacks,
+            args.features,
+            args.layer,
+            split=args.split,
+            device=args.device,
+            n=args.n,
+            folds=args.folds,
+            prototype_images=args.prototype_images,
+            seed=args.seed,
+        )
+        for run in args.runs
+    }
+    if args.out is not None:
+        write_json(args.out, {run: r.to_dict() for run, r in results.items()})
+    if args.save:
+        from pellucid.report.html_runs import ADVERSARIAL_FILE
+
+        for run, r in results.items():
+            write_json(Path(run) / ADVERSARIAL_FILE, r.to_dict())
+    tables = {run: r.table() for run, r in results.items()}
+    if not args.quiet and not args.json:
+        print("| run | attack | success | pairs | feature | logistic | forest | prototype |")
+        print("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |")
+        for run, rows in tables.items():
+            for row in rows:
+                aucs = " | ".join(_auc(row[k]) for k in ("logistic", "forest", "prototype"))
+                print(
+                    f"| {run} | {row['attack']} | {row['success_rate']:.3f} | {row['pairs']} | "
+                    f"{row['feature']} | {aucs} |"
+                )
+    return tables
+
+
+def _auc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

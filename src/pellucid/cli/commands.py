@@ -288,6 +288,12 @@ def add_demo(sub) -> None:
     p.add_argument("--fresh", action="store_true", help="re-train runs that already exist")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--n-explain", type=int, default=16, help="test images to explain")
+    p.add_argument(
+        "--n-adversarial",
+        type=int,
+        default=200,
+        help="test images attacked for adversarial detection (0: skip that step)",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     common_output(p)
     p.set_defaults(func=cmd_demo)
@@ -303,6 +309,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         quiet=args.quiet or args.json,
         n_explain=args.n_explain,
         report=not args.no_report,
+        n_adversarial=args.n_adversarial,
     )
 
 

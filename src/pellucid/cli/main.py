@@ -14,8 +14,9 @@ from pellucid.errors import PellucidError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import pellucid.apps.attacks  # noqa: F401  (fills the attack registry)
     import pellucid.explain  # noqa: F401  (fills the explainer registry)
-    from pellucid.registry import DATASETS, EXPLAINERS, METHODS, MODELS
+    from pellucid.registry import ATTACKS, DATASETS, EXPLAINERS, METHODS, MODELS
 
     parser = argparse.ArgumentParser(
         prog="pellucid",
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             f"datasets: {', '.join(DATASETS.names())}. models: {', '.join(MODELS.names())}, "
             f"tv:NAME. methods: {', '.join(METHODS.names())}. explainers: "
-            f"{', '.join(EXPLAINERS.names())}. `pellucid COMMAND --help` for a command's options."
+            f"{', '.join(EXPLAINERS.names())}. attacks: {', '.join(ATTACKS.names())}. "
+            "`pellucid COMMAND --help` for a command's options."
         ),
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -38,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_explain(sub, EXPLAINERS)
     explain.add_compare_explainers(sub, EXPLAINERS)
     apps.add_localise(sub, EXPLAINERS)
+    apps.add_detect_adversarial(sub, ATTACKS)
     commands.add_report(sub)
     commands.add_demo(sub)
     return parser

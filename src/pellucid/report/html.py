@@ -9,7 +9,8 @@ Sections (each only when some run has what it needs):
 summary (every run's metrics with the direction of each and the best value marked),
 training curves, filters (MI matrices; CSG gate matrix and class filters), calculation paths
 (decoupling), filter parts (ICNN), explanations (``pellucid compare-explainers`` results saved
-in ``RUN/explanations``), configs (the resolved config and the command that reproduces a run).
+in ``RUN/explanations``), adversarial detection (``pellucid detect-adversarial --save`` results
+in ``RUN/adversarial.json``), configs (the resolved config and the command that reproduces a run).
 
 Rendering is here (:func:`build_report` and its Jinja2 :data:`TEMPLATE`); the data of the
 sections is collected by :mod:`pellucid.report.html_runs` and the figures are made by
@@ -26,8 +27,10 @@ from pellucid.errors import DataError
 from pellucid.io import atomic_write_text
 from pellucid.report.html_figures import filter_figures, optional_figures, training_curves
 from pellucid.report.html_runs import (  # noqa: F401  (re-exported)
+    ADVERSARIAL_FILE,
     EXPLANATIONS_DIR,
     RunRecord,
+    adversarial_sections,
     explanation_sections,
     png_uri,
     read_run,
@@ -77,6 +80,9 @@ def build_report(
     explanations = explanation_sections(records)
     if explanations:
         sections["explanations"] = explanations
+    adversarial = adversarial_sections(records)
+    if adversarial:
+        sections["adversarial"] = adversarial
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     html = env.from_string(TEMPLATE).render(
         title=title, runs=records, sections=sections, version=__version__
@@ -125,6 +131,7 @@ from the runs' saved results. ↑ higher is better, ↓ lower is better, ★ bes
 {% if sections.paths %}<a href="#paths">paths</a>{% endif %}
 {% if sections.parts %}<a href="#parts">filter parts</a>{% endif %}
 {% if sections.explanations %}<a href="#explanations">explanations</a>{% endif %}
+{% if sections.adversarial %}<a href="#adversarial">adversarial detection</a>{% endif %}
 <a href="#configs">configs</a>
 </nav>
 
@@ -202,6 +209,29 @@ runs the gate matrix (filters sorted by assigned class) and one class's top filt
 {% if e.gallery %}<figure><img alt="explanation gallery of {{ e.run }}" src="{{ e.gallery }}">
 <figcaption>The same images under every explainer (object outline in green).</figcaption>
 </figure>{% endif %}
+{% endfor %}
+</section>
+{% endif %}
+
+{% if sections.adversarial %}
+<section id="adversarial">
+<h2>Adversarial detection</h2>
+<p class="muted">ROC-AUC of telling clean test images from their successful attacks apart
+(1 = perfect, 0.5 = chance): logistic regression and random forest cross-validated on the
+features, prototype = unsupervised distance to the predicted class's mean clean features.</p>
+{% for a in sections.adversarial %}
+<h3>{{ a.run }}: {{ a.n }} test images, clean accuracy {{ a.accuracy }}</h3>
+<div class="scroll"><table>
+<thead><tr><th>attack</th><th>success rate</th><th>pairs</th><th>feature</th>
+{% for d in a.detectors %}<th>{{ d }} ↑</th>{% endfor %}</tr></thead>
+<tbody>
+{% for row in a.rows %}<tr><td>{{ row.attack }}</td><td>{{ row.success }}</td>
+<td>{{ row.pairs }}</td><td>{{ row.feature }}</td>
+{% for cell in row.cells %}<td{% if cell.best %} class="best"{% endif %}>{{ cell.text }}</td>
+{% endfor %}</tr>
+{% endfor %}
+</tbody>
+</table></div>
 {% endfor %}
 </section>
 {% endif %}

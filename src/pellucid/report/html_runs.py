@@ -20,6 +20,7 @@ from pellucid.errors import DataError
 from pellucid.io import read_json
 
 EXPLANATIONS_DIR = "explanations"
+ADVERSARIAL_FILE = "adversarial.json"  # ``pellucid detect-adversarial RUN --save``
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RunRecord:
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     explanations: dict[str, Any] | None = None
+    adversarial: dict[str, Any] | None = None
 
     @property
     def method(self) -> str:
@@ -55,8 +57,10 @@ def read_run(path: str | Path) -> RunRecord:
     history = read_json(path / "history.json") if (path / "history.json").is_file() else []
     exp_file = path / EXPLANATIONS_DIR / "compare.json"
     explanations = read_json(exp_file) if exp_file.is_file() else None
+    adv_file = path / ADVERSARIAL_FILE
+    adversarial = read_json(adv_file) if adv_file.is_file() else None
     return RunRecord(path.name, path, config, text, read_json(path / "metrics.json"), history,
-                     explanations)  # fmt: skip
+                     explanations, adversarial)  # fmt: skip
 
 
 def png_uri(data: bytes) -> str:
@@ -152,6 +156,47 @@ def explanation_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
                 "columns": [{"key": k, "arrow": arrows[k]} for k in keys],
                 "rows": rows,
                 "gallery": _file_uri(gallery) if gallery.is_file() else None,
+            }
+        )
+    return out
+
+
+# ----------------------------------------------------------------- adversarial detection
+def adversarial_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
+    """Per run with saved ``detect-adversarial`` results: one row per attack and feature
+    kind, ROC-AUC of each detector (best of the run's rows marked per column)."""
+    out = []
+    detectors = ("logistic", "forest", "prototype")
+    for r in runs:
+        a = r.adversarial
+        if not a:
+            continue
+        rows = []
+        for report in a.get("attacks", []):
+            for feature, scores in report.get("auc", {}).items():
+                rows.append(
+                    {
+                        "attack": report.get("attack", "?"),
+                        "success": _fmt(_num(report.get("success_rate"))),
+                        "pairs": report.get("pairs", ""),
+                        "feature": feature,
+                        "values": [_num(scores.get(d)) for d in detectors],
+                    }
+                )
+        best = [max((v for row in rows if (v := row["values"][i]) is not None), default=None)
+                for i in range(len(detectors))]  # fmt: skip
+        for row in rows:
+            row["cells"] = [
+                {"text": _fmt(v), "best": v is not None and len(rows) > 1 and v == best[i]}
+                for i, v in enumerate(row.pop("values"))
+            ]
+        out.append(
+            {
+                "run": r.name,
+                "n": a.get("n", ""),
+                "accuracy": _fmt(_num(a.get("clean_accuracy"))),
+                "detectors": detectors,
+                "rows": rows,
             }
         )
     return out

@@ -1,0 +1,440 @@
+"""Adversarial-sample detection from what an interpretable network computes.
+
+Both papers that propose it use the same idea: an adversarial input is classified as some
+class c, but the network reaches c by an unusual route.
+
+- Network decoupling (Li et al., ECCV 2020; decoupling.md, "Analyses and applications"): the
+  *calculation path* (every gated layer's binary gates, concatenated) of an attacked image is
+  unlike the paths of clean images of its predicted class. Features ``path``.
+- Class-Specific Gates (Liang et al., ECCV 2020; csg.md, "Applications"): the filters that
+  fire on an attacked image are not the predicted class's filters. Features ``gate-groups``:
+  the gated layer's channel activations averaged within each class's filter group,
+  ``g_c = sum_k G[c, k] a_k / sum_k G[c, k]`` (N, C).
+
+Baselines on the same images: ``activations`` (the global-average-pooled channel activations
+of the named layers: for a standard network, the features CSG's are compared with; for a
+decoupled one, the continuous counterpart of its path) and ``logits``.
+
+Protocol. The first ``n`` images of the split (spread evenly over it) that the model
+classifies correctly are attacked; the attack's successful images (prediction changed) and
+their clean originals form a balanced clean-vs-adversarial set. For every feature kind:
+
+- supervised (the papers' protocol): a logistic regression (standardised features) and a
+  random forest are trained on the features and scored by cross-validated ROC-AUC; the
+  folds are grouped so that an image and its attacked version are never split between
+  training and test;
+- unsupervised (decoupling.md): the cosine distance of the features to the *prototype* of
+  the predicted class, the mean feature vector of correctly classified clean training
+  images of that class, scored by ROC-AUC -- no adversarial example is needed to fit it.
+
+The attacks do not know about the detector (an oblivious, not adaptive, adversary), as in
+both papers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pellucid.apps import attacks as _attacks  # noqa: F401  (fills ATTACKS)
+from pellucid.errors import ConfigError, DataError
+from pellucid.registry import ATTACKS
+
+__all__ = [
+    "DEFAULT_ATTACKS",
+    "FEATURES",
+    "AttackReport",
+    "DetectionResult",
+    "detect_adversarial",
+    "detect_adversarial_run",
+    "feature_vectors",
+    "prototype_scores",
+    "supervised_auc",
+]
+
+FEATURES = ("activations", "gate-groups", "path", "logits")
+DETECTORS = ("logistic", "forest")
+DEFAULT_ATTACKS: dict[str, dict[str, Any]] = {"fgsm": {}, "pgd": {}, "cw": {}}
+MIN_PAIRS = 10  # fewer successful attacks than this: no AUC (None)
+
+
+@dataclass
+class AttackReport:
+    """Detection of one attack: the attack's success and, per feature kind, the ROC-AUC of
+    each detector (``logistic``, ``forest``: cross-validated; ``prototype``: unsupervised);
+    None when fewer than ``MIN_PAIRS`` attacks succeeded."""
+
+    attack: str
+    options: dict[str, Any]
+    attacked: int  # correctly classified clean images that were attacked
+    success_rate: float  # share of them whose prediction the attack changed
+    pairs: int  # successful attacks = clean / adversarial pairs used for detection
+    linf: float  # mean L-inf norm of the successful perturbations (pixel units)
+    l2: float  # mean L2 norm
+    auc: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+
+@dataclass
+class DetectionResult:
+    """Adversarial detection of one model on ``n`` test images."""
+
+    n: int
+    clean_accuracy: float
+    features: dict[str, int]  # feature kind -> its dimension
+    layers: list[str]
+    folds: int
+    prototype_images: int
+    attacks: list[AttackReport]
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per attack and feature kind."""
+        return [
+            {"attack": r.attack, "success_rate": r.success_rate, "pairs": r.pairs, "feature": f}
+            | scores
+            for r in self.attacks
+            for f, scores in r.auc.items()
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_kinds(features: Sequence[str], gates: torch.Tensor | None, layers: Sequence[str]):
+    if isinstance(features, str):
+        features = [features]
+    if not features:
+        raise ConfigError("detect_adversarial: no feature kind given")
+    for kind in features:
+        if kind not in FEATURES:
+            raise ConfigError(f"unknown feature kind {kind!r}; choose from: {', '.join(FEATURES)}")
+    if "gate-groups" in features:
+        if gates is None:
+            raise ConfigError("feature 'gate-groups' needs the gate matrix G (a CSG run)")
+        if len(layers) != 1:
+            raise ConfigError("feature 'gate-groups' needs exactly one layer (the gated one)")
+    if "activations" in features or "gate-groups" in features:
+        if not layers:
+            raise ConfigError("features 'activations' / 'gate-groups' need a layer name")
+    return list(features)
+
+
+@torch.no_grad()
+def feature_vectors(
+    model: nn.Module,
+    images: torch.Tensor,
+    features: Sequence[str] = ("activations",),
+    layers: Sequence[str] = (),
+    gates: torch.Tensor | None = None,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Predictions and feature vectors of ``images`` in one forward pass per batch.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier (eval mode inside, restored after); for ``path`` a decoupled model.
+    features : sequence of str
+        ``activations``: GAP of each layer in ``layers``, concatenated; ``gate-groups``: the
+        one layer's GAP averaged within each class's filter group of ``gates`` (C, K);
+        ``path``: the binary calculation path; ``logits``: the model's output.
+
+    Returns
+    -------
+    (Tensor (N,), dict)
+        Predicted classes, and feature kind -> (N, D) float tensor, on the CPU.
+    """
+    from pellucid.apps.attacks import check_images
+    from pellucid.hooks import capture
+    from pellucid.state import model_device, model_state
+
+    check_images(images)
+    layers = list(layers)
+    features = _check_kinds(features, gates, layers)
+    names = layers if {"activations", "gate-groups"} & set(features) else []
+    device = model_device(model)
+    preds: list[torch.Tensor] = []
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in features}
+    with model_state(model), capture(model, names, detach=True) as store:
+        for i in range(0, len(images), batch_size):
+            logits = model(images[i : i + batch_size].to(device))
+            preds.append(logits.argmax(1).cpu())
+            pooled = [_gap(store[n], n) for n in names]
+            for kind in features:
+                if kind == "activations":
+                    out[kind].append(torch.cat(pooled, 1).cpu())
+                elif kind == "gate-groups":
+                    out[kind].append(_group(pooled[0], gates).cpu())
+                elif kind == "path":
+                    out[kind].append(_path(model).cpu())
+                else:
+                    out[kind].append(logits.float().cpu())
+    return torch.cat(preds), {k: torch.cat(v) for k, v in out.items()}
+
+
+def _gap(t: torch.Tensor, name: str) -> torch.Tensor:
+    if t.dim() == 4:
+        return t.float().mean(dim=(2, 3))
+    if t.dim() == 2:
+        return t.float()
+    raise ConfigError(f"layer {name!r} outputs shape {tuple(t.shape)}, not (N, C[, H, W])")
+
+
+def _group(pooled: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+    g = gates.detach().float().to(pooled.device)  # (C, K)
+    if g.dim() != 2 or g.shape[1] != pooled.shape[1]:
+        raise ConfigError(
+            f"gate matrix of shape {tuple(g.shape)} does not match the layer's "
+            f"{pooled.shape[1]} channels"
+        )
+    return pooled @ g.T / g.sum(1).clamp_min(1e-8)  # (N, C)
+
+
+def _path(model: nn.Module) -> torch.Tensor:
+    from pellucid.methods.controllers import gated_layers, last_gates
+
+    if not gated_layers(model):
+        raise ConfigError("feature 'path' needs a decoupled model (controlling modules)")
+    return torch.cat([g.float() for g in last_gates(model).values()], 1)
+
+
+def supervised_auc(
+    clean: torch.Tensor | np.ndarray,
+    adversarial: torch.Tensor | np.ndarray,
+    detector: str = "logistic",
+    folds: int = 5,
+    seed: int = 0,
+) -> float:
+    """Cross-validated ROC-AUC of a clean-vs-adversarial classifier.
+
+    ``clean[i]`` and ``adversarial[i]`` are the features of one image and of its attacked
+    version; the folds keep each pair together (``GroupKFold``), so no image is seen in
+    training and scored in test. ``detector``: ``logistic`` (standardised logistic
+    regression) or ``forest`` (random forest, 200 trees). Higher is better; 0.5 is chance.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    a, b = np.asarray(clean, dtype=np.float64), np.asarray(adversarial, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise DataError(f"clean {a.shape} and adversarial {b.shape} features must be (N, D) alike")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise DataError("features contain NaN or infinite values")
+    if not 2 <= folds <= len(a):
+        raise ConfigError(f"folds must lie in [2, {len(a)}] (the pairs), got {folds}")
+    if detector == "logistic":
+        est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    elif detector == "forest":
+        est = RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=1)
+    else:
+        raise ConfigError(f"unknown detector {detector!r}; choose from: {', '.join(DETECTORS)}")
+    x = np.concatenate([a, b])
+    y = np.r_[np.zeros(len(a)), np.ones(len(b))]
+    groups = np.r_[np.arange(len(a)), np.arange(len(b))]
+    cv = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    proba = cross_val_predict(est, x, y, groups=groups, cv=cv, method="predict_proba")[:, 1]
+    return float(roc_auc_score(y, proba))
+
+
+def prototype_scores(
+    prototypes: torch.Tensor, features: torch.Tensor, predicted: torch.Tensor
+) -> torch.Tensor:
+    """Unsupervised anomaly score: 1 - cos(features, prototype of the predicted class).
+
+    ``prototypes`` (C, D): a class's mean feature vector on clean images (a row of zeros
+    for a class without any, which scores 1). Higher = less like the class's clean images.
+    """
+    proto = prototypes[predicted.long()]  # (N, D)
+    cos = torch.nn.functional.cosine_similarity(features.float(), proto.float(), dim=1, eps=1e-8)
+    return 1.0 - cos
+
+
+def _prototypes(feats: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.Tensor:
+    onehot = torch.nn.functional.one_hot(labels.long(), classes).float()  # (N, C)
+    counts = onehot.sum(0)[:, None]
+    return onehot.T @ feats.float() / counts.clamp_min(1)  # zeros for an empty class
+
+
+def _spread(data: Any, n: int | None) -> torch.utils.data.Dataset:
+    if n is None or n >= len(data):
+        return data
+    idx = np.linspace(0, len(data) - 1, n).round().astype(int)
+    return torch.utils.data.Subset(data, sorted(set(idx.tolist())))
+
+
+def _images(data: Any, n: int | None, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from pellucid.data import make_loader
+
+    if n is not None and n < 1:
+        raise ConfigError(f"{what}: n must be >= 1, got {n}")
+    subset = _spread(data, n)
+    if len(subset) == 0:
+        raise DataError(f"{what}: the dataset is empty")
+    xs, ys = zip(*((b.image, b.label) for b in make_loader(subset, batch_size=512)), strict=True)
+    return torch.cat(xs), torch.cat(ys).long()
+
+
+def _roc(clean: torch.Tensor, adv: torch.Tensor) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.zeros(len(clean)), np.ones(len(adv))]
+    return float(roc_auc_score(y, torch.cat([clean, adv]).numpy()))
+
+
+def detect_adversarial(
+    model: nn.Module,
+    data: Any,
+    train_data: Any | None = None,
+    attacks: Mapping[str, Mapping[str, Any]] | Sequence[str] = ("fgsm", "pgd", "cw"),
+    features: Sequence[str] = ("activations", "logits"),
+    layers: Sequence[str] = (),
+    gates: torch.Tensor | None = None,
+    n: int | None = 500,
+    prototype_images: int = 2000,
+    folds: int = 5,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> DetectionResult:
+    """Clean-vs-adversarial detection ROC-AUC per attack and feature kind (module docstring).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier of pixel-space images (its device is used; left as it was).
+    data : Dataset
+        Test images; ``n`` of them, spread evenly, are used (all when None).
+    train_data : Dataset, optional
+        Clean images for the unsupervised prototypes (``prototype_images`` of them, spread
+        evenly; only correctly classified ones count); None: no unsupervised score.
+    attacks : mapping or sequence
+        Attack name -> options (``{"pgd": {"eps": 0.05}}``), or names with default options.
+    features : sequence of str
+        Kinds from :data:`FEATURES`; ``layers`` names the layers of ``activations`` (and the
+        one gated layer of ``gate-groups``, whose matrix is ``gates``).
+    folds : int
+        Cross-validation folds of the supervised detectors.
+
+    Returns
+    -------
+    DetectionResult
+        Per attack: success rate, perturbation size, and per feature kind the ROC-AUC of the
+        logistic, forest and prototype detectors (higher is better, 0.5 = chance).
+    """
+    from pellucid.apps.attacks import attack
+
+    attacks = {a: {} for a in attacks} if not isinstance(attacks, Mapping) else dict(attacks)
+    if not attacks:
+        raise ConfigError("detect_adversarial: no attack given")
+    for name in attacks:
+        if name not in ATTACKS:
+            raise ConfigError(ATTACKS.unknown_message(name))
+    features = _check_kinds(features, gates, list(layers))
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ConfigError(f"folds must be an integer >= 2, got {folds!r}")
+    images, labels = _images(data, n, "detect_adversarial")
+    kw = {"features": features, "layers": layers, "gates": gates, "batch_size": batch_size}
+    pred, clean = feature_vectors(model, images, **kw)
+    correct = pred == labels
+    if int(correct.sum()) < MIN_PAIRS:
+        raise DataError(
+            f"detect_adversarial: only {int(correct.sum())} of {len(images)} images are "
+            f"classified correctly; at least {MIN_PAIRS} are needed"
+        )
+    images, labels = images[correct], labels[correct]
+    clean = {k: v[correct] for k, v in clean.items()}
+    protos = None
+    if train_data is not None:
+        tx, ty = _images(train_data, prototype_images, "prototype images")
+        tpred, tfeat = feature_vectors(model, tx, **kw)
+        ok = tpred == ty
+        classes = max(int(ty.max()), int(labels.max())) + 1
+        protos = {k: _prototypes(v[ok], ty[ok], classes) for k, v in tfeat.items()}
+
+    reports = []
+    for name, options in attacks.items():
+        adv = attack(model, images, labels, name, seed=seed, batch_size=batch_size, **options)
+        adv = adv.cpu()
+        apred, afeat = feature_vectors(model, adv, **kw)
+        hit = apred != labels
+        delta = (adv - images)[hit].flatten(1)
+        report = AttackReport(
+            attack=name,
+            options=dict(options),
+            attacked=len(images),
+            success_rate=round(float(hit.float().mean()), 5),
+            pairs=int(hit.sum()),
+            linf=round(float(delta.abs().amax(1).mean()), 5) if len(delta) else math.nan,
+            l2=round(float(delta.norm(dim=1).mean()), 5) if len(delta) else math.nan,
+        )
+        for kind in features:
+            a, b = clean[kind][hit], afeat[kind][hit]
+            scores: dict[str, float | None] = dict.fromkeys((*DETECTORS, "prototype"))
+            if report.pairs >= max(MIN_PAIRS, folds):
+                for det in DETECTORS:
+                    scores[det] = round(supervised_auc(a, b, det, folds, seed), 5)
+                if protos is not None:
+                    p = protos[kind]
+                    s_clean = prototype_scores(p, a, labels[hit])  # clean: predicted = label
+                    s_adv = prototype_scores(p, b, apred[hit])
+                    scores["prototype"] = round(_roc(s_clean, s_adv), 5)
+            report.auc[kind] = scores
+        reports.append(report)
+    return DetectionResult(
+        n=len(correct),
+        clean_accuracy=round(float(correct.float().mean()), 5),
+        features={k: int(v.shape[1]) for k, v in clean.items()},
+        layers=list(layers),
+        folds=folds,
+        prototype_images=0 if protos is None else int(ok.sum()),
+        attacks=reports,
+    )
+
+
+def default_features(method: Any) -> tuple[list[str], list[str], torch.Tensor | None]:
+    """(features, layers, gates) of a run's method: CSG: gate groups and the gated layer's
+    activations; decoupling: the path and the gated layers' activations; otherwise the
+    analysis layer's activations; ``logits`` always."""
+    from pellucid.methods.controllers import gated_layers
+
+    model = method.inference_model()
+    if method.name == "csg":
+        return ["gate-groups", "activations", "logits"], [method.layer], method.gates
+    if gated_layers(model):
+        return ["path", "activations", "logits"], list(gated_layers(model)), None
+    return ["activations", "logits"], [method.analysis_layer()], None
+
+
+def detect_adversarial_run(
+    run: str,
+    attacks: Mapping[str, Mapping[str, Any]] | Sequence[str] = ("fgsm", "pgd", "cw"),
+    features: Sequence[str] | None = None,
+    layers: Sequence[str] | None = None,
+    split: str = "test",
+    device: str = "auto",
+    **kwargs: Any,
+) -> DetectionResult:
+    """:func:`detect_adversarial` on a run directory's model and ``split``; prototypes from
+    its training split. Features and layers default to the run's method
+    (:func:`default_features`)."""
+    from pellucid.data import load_dataset
+    from pellucid.training import load_method
+    from pellucid.training.setup import resolve_device
+
+    method, config = load_method(run, resolve_device(device))
+    kinds, default_layers, gates = default_features(method)
+    features = list(features) if features is not None else kinds
+    layers = list(layers) if layers is not None else default_layers
+    opts = dict(seed=config.data_seed, **config.data.options)
+    data = load_dataset(config.data.name, split, **opts)
+    train = load_dataset(config.data.name, "train", **opts)
+    model = method.inference_model()
+    return detect_adversarial(model, data, train, attacks, features, layers, gates=gates, **kwargs)

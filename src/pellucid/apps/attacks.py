@@ -1,0 +1,175 @@
+"""Adversarial attacks, through torchattacks (Kim, "Torchattacks: A PyTorch Repository for
+Adversarial Attacks", 2020), behind one call shape.
+
+``attack(model, images, labels, "pgd", eps=0.1)`` returns adversarial images in pixel space
+([0, 1], like every pellucid dataset; our models normalise internally), computed in eval
+mode with frozen parameters; the model's train/eval modes and ``requires_grad`` flags are
+restored afterwards, also when the attack raises. Attacks are registered in
+:data:`pellucid.registry.ATTACKS` (``pellucid attacks`` lists them):
+
+- ``fgsm``: one signed-gradient step of size eps (Goodfellow et al., ICLR 2015);
+- ``pgd``: projected gradient descent in the L-inf ball of radius eps, random start
+  (Madry et al., ICLR 2018);
+- ``cw``: Carlini & Wagner's L2 attack (IEEE S&P 2017), a fixed trade-off constant ``c``.
+
+The defaults are the settings of ``benchmarks/adversarial.py`` on mnist: L-inf eps 0.2 (the
+MNIST convention is 0.1-0.3; at 0.1 FGSM changed only 23 % of a convnet's correct
+predictions), PGD 20 steps of 0.02, C&W c = 1 for 100 Adam steps at lr 0.05 (at lr 0.01 it
+succeeded on 23 %, at 0.05 on 70 %). torchattacks' own defaults (eps 8/255) are the CIFAR
+convention; for colour images such as ``shapes`` a smaller eps is the usual choice.
+
+torchattacks 3.5.1 declares ``requests~=2.25.1`` without importing it; installing it with
+``pip install --no-deps torchattacks==3.5.1`` keeps a newer ``requests`` (every module it
+does import -- torch, torchvision, scipy, numpy, tqdm -- comes with pellucid). ``make``
+installs it that way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from pellucid.errors import ConfigError, DataError, PellucidError
+from pellucid.registry import ATTACKS
+
+__all__ = ["attack", "check_images", "torchattacks_module"]
+
+INSTALL_HINT = "pip install --no-deps torchattacks==3.5.1"
+
+
+def torchattacks_module() -> Any:
+    """The ``torchattacks`` module, or a clear error saying how to install it."""
+    try:
+        import torchattacks
+    except ImportError:
+        raise PellucidError(
+            f"adversarial attacks need torchattacks, which is not installed: {INSTALL_HINT} "
+            "(--no-deps: its pin requests~=2.25.1 is unused and would downgrade requests)"
+        ) from None
+    return torchattacks
+
+
+def _positive(attack: str, name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"attack {attack!r}: {name} must be a number > 0, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"attack {attack!r}: {name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _steps(attack: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"attack {attack!r}: steps must be an integer >= 1, got {value!r}")
+    return value
+
+
+@ATTACKS.register("fgsm", help="FGSM: one signed-gradient step of size eps (L-inf)")
+def fgsm(model: nn.Module, eps: float = 0.2) -> Any:
+    """Fast gradient sign method (Goodfellow et al., ICLR 2015)."""
+    return torchattacks_module().FGSM(model, eps=_positive("fgsm", "eps", eps))
+
+
+@ATTACKS.register("pgd", help="PGD: L-inf projected gradient descent, random start")
+def pgd(model: nn.Module, eps: float = 0.2, alpha: float = 0.02, steps: int = 20) -> Any:
+    """Projected gradient descent in the L-inf ball (Madry et al., ICLR 2018)."""
+    return torchattacks_module().PGD(
+        model,
+        eps=_positive("pgd", "eps", eps),
+        alpha=_positive("pgd", "alpha", alpha),
+        steps=_steps("pgd", steps),
+        random_start=True,
+    )
+
+
+@ATTACKS.register("cw", help="Carlini-Wagner L2: Adam on a tanh-box, fixed constant c")
+def cw(
+    model: nn.Module, c: float = 1.0, kappa: float = 0.0, steps: int = 100, lr: float = 0.05
+) -> Any:
+    """Carlini & Wagner's L2 attack (IEEE S&P 2017), without the binary search over c."""
+    if isinstance(kappa, bool) or not isinstance(kappa, int | float) or not kappa >= 0:
+        raise ConfigError(f"attack 'cw': kappa must be a number >= 0, got {kappa!r}")
+    return torchattacks_module().CW(
+        model,
+        c=_positive("cw", "c", c),
+        kappa=float(kappa),
+        steps=_steps("cw", steps),
+        lr=_positive("cw", "lr", lr),
+    )
+
+
+def check_images(images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+    """Pixel-space images (N, C, H, W) in [0, 1], finite; labels (N,) integers >= 0."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images)
+        raise DataError(f"images must be a tensor (N, C, H, W), got {shape}")
+    if images.shape[0] == 0:
+        raise DataError("images: the batch is empty")
+    if not images.is_floating_point():
+        raise DataError(f"images must be floating point in [0, 1], got {images.dtype}")
+    if not torch.isfinite(images).all():
+        raise DataError("images contain NaN or infinite values")
+    low, high = float(images.min()), float(images.max())
+    if low < -1e-6 or high > 1 + 1e-6:
+        raise DataError(
+            f"images must be pixel values in [0, 1] (models normalise internally), "
+            f"got values in [{low:.3g}, {high:.3g}]"
+        )
+    if labels is not None:
+        if labels.shape != (images.shape[0],):
+            want, got = (images.shape[0],), tuple(labels.shape)
+            raise DataError(f"labels must have shape {want}, got {got}")
+        if labels.is_floating_point() or (labels.numel() and int(labels.min()) < 0):
+            raise DataError("labels must be non-negative integers")
+
+
+def attack(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    name: str = "pgd",
+    seed: int = 0,
+    batch_size: int = 256,
+    **options: Any,
+) -> torch.Tensor:
+    """Adversarial versions of ``images`` against ``model`` (untargeted, true ``labels``).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier of pixel-space images; left as it was (modes, ``requires_grad``).
+    images : Tensor (N, C, H, W)
+        In [0, 1], on any device (moved to the model's).
+    labels : Tensor (N,)
+        The classes the attack moves away from.
+    name : str
+        A registered attack (``fgsm``, ``pgd``, ``cw``); ``options`` are its options.
+    seed : int
+        Seeds the attack's randomness (PGD's random start); the global RNG is untouched.
+
+    Returns
+    -------
+    Tensor (N, C, H, W)
+        Adversarial images in [0, 1], on the model's device, detached.
+    """
+    from pellucid.state import model_device, model_state
+
+    check_images(images, labels)
+    device = model_device(model)
+    images, labels = images.to(device), labels.to(device).long()
+    with model_state(model):
+        atk = ATTACKS.build(name, model, fixed=("model",), **options)  # options checked first
+        with torch.no_grad():
+            classes = model(images[:1]).shape[1]
+        if int(labels.max()) >= classes:
+            raise DataError(f"label {int(labels.max())} out of range for a {classes}-class model")
+        cuda = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            out = [
+                atk(images[i : i + batch_size], labels[i : i + batch_size]).detach()
+                for i in range(0, len(images), batch_size)
+            ]
+    return torch.cat(out).clamp_(0.0, 1.0)

@@ -1,0 +1,267 @@
+"""Adversarial attacks and detection (pellucid.apps.attacks / .adversarial,
+``pellucid detect-adversarial``)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pellucid.apps.adversarial import (
+    detect_adversarial,
+    feature_vectors,
+    prototype_scores,
+    supervised_auc,
+)
+from pellucid.apps.attacks import attack
+from pellucid.data.base import DatasetInfo, PellucidDataset
+from pellucid.errors import ConfigError, DataError, PellucidError
+
+
+def test_a_missing_torchattacks_says_how_to_install_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchattacks", None)  # import raises ImportError
+    with pytest.raises(PellucidError, match="pip install --no-deps torchattacks==3.5.1"):
+        attack(nn.Linear(4, 2), torch.rand(2, 1, 2, 2), torch.tensor([0, 1]), "fgsm")
+
+
+def _bars(n: int = 64, size: int = 12, seed: int = 0) -> PellucidDataset:
+    """Two classes: a bright bar in the left or in the right half, on faint noise."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 1, size, size, generator=g) * 0.3
+    labels = torch.arange(n) % 2
+    half = size // 2
+    images[labels == 0, :, 2:-2, 1 : half - 1] += 0.6
+    images[labels == 1, :, 2:-2, half + 1 : -1] += 0.6
+    info = DatasetInfo("bars", 2, 1, (size, size), ("left", "right"), (0.3,), (0.3,))
+    return PellucidDataset(info, images.clamp(0, 1), labels)
+
+
+def _trained_net(data: PellucidDataset) -> nn.Module:
+    """A small conv net (named layers ``conv``, ``head``) fitted to ``data`` in ~0.5 s."""
+    torch.manual_seed(0)
+    net = nn.Sequential()
+    net.add_module("conv", nn.Conv2d(1, 6, 3, padding=1))
+    net.add_module("relu", nn.ReLU())
+    net.add_module("pool", nn.AdaptiveAvgPool2d(2))
+    net.add_module("flat", nn.Flatten())
+    net.add_module("head", nn.Linear(24, 2))
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(60):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(data.images), data.labels).backward()
+        opt.step()
+    net.eval()
+    assert (net(data.images).argmax(1) == data.labels).float().mean() > 0.95
+    return net
+
+
+@pytest.fixture(scope="module")
+def bars_and_net():
+    data = _bars()
+    return data, _trained_net(data)
+
+
+# -- attacks --------------------------------------------------------------------------------
+def test_fgsm_stays_in_the_eps_ball_and_in_pixel_range(bars_and_net):
+    data, net = bars_and_net
+    adv = attack(net, data.images[:16], data.labels[:16], "fgsm", eps=0.05)
+    assert adv.shape == (16, 1, 12, 12)
+    assert float((adv - data.images[:16]).abs().max()) <= 0.05 + 1e-6
+    assert float(adv.min()) >= 0 and float(adv.max()) <= 1
+    assert not torch.equal(adv, data.images[:16])
+
+
+def test_pgd_lowers_accuracy_is_seeded_and_leaves_the_model_and_global_rng_alone(bars_and_net):
+    data, net = bars_and_net
+    net.train()
+    net.conv.eval()  # a mixed state must come back exactly
+    net.head.weight.requires_grad_(False)
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a = attack(net, data.images, data.labels, "pgd", eps=0.3, alpha=0.05, steps=10, seed=1)
+    assert torch.equal(torch.rand(3), expected_next)  # the global RNG was not consumed
+    b = attack(net, data.images, data.labels, "pgd", eps=0.3, alpha=0.05, steps=10, seed=1)
+    assert torch.equal(a, b)
+    assert net.training and not net.conv.training and net.relu.training
+    assert not net.head.weight.requires_grad and net.conv.weight.requires_grad
+    net.eval()
+    net.head.weight.requires_grad_(True)
+    with torch.no_grad():
+        clean = (net(data.images).argmax(1) == data.labels).float().mean()
+        attacked = (net(a).argmax(1) == data.labels).float().mean()
+    assert attacked < clean - 0.3
+
+
+def test_bad_attack_input_is_named(bars_and_net):
+    data, net = bars_and_net
+    x, y = data.images[:4], data.labels[:4]
+    with pytest.raises(DataError, match="NaN"):
+        attack(net, torch.full_like(x, float("nan")), y, "fgsm")
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        attack(net, x * 255, y, "fgsm")
+    with pytest.raises(DataError, match=r"\(N, C, H, W\)"):
+        attack(net, x[0], y, "fgsm")
+    with pytest.raises(DataError, match="out of range for a 2-class model"):
+        attack(net, x, torch.tensor([0, 1, 2, 0]), "fgsm")
+    with pytest.raises(DataError, match="labels must have shape"):
+        attack(net, x, y[:3], "fgsm")
+    with pytest.raises(PellucidError, match="unknown attack 'pdg'.*did you mean 'pgd'"):
+        attack(net, x, y, "pdg")
+    with pytest.raises(ConfigError, match="eps must be a number > 0"):
+        attack(net, x, y, "fgsm", eps=-0.1)
+    with pytest.raises(ConfigError, match="steps must be an integer"):
+        attack(net, x, y, "pgd", steps=0)
+    with pytest.raises(ConfigError, match="has no option 'epsilon'; options: eps"):
+        attack(net, x, y, "fgsm", epsilon=0.1)
+
+
+# -- features and detectors ---------------------------------------------------------------
+def test_gate_groups_average_each_class_filter_group(bars_and_net):
+    data, net = bars_and_net
+    gates = torch.tensor([[1.0, 1, 0, 0, 0, 0], [0, 0, 0, 0.5, 1, 1]])  # (C=2, K=6)
+    pred, feats = feature_vectors(
+        net, data.images[:5], ["activations", "gate-groups", "logits"], ["conv"], gates
+    )
+    with torch.no_grad():
+        act = net.conv(data.images[:5]).mean(dim=(2, 3))
+        logits = net(data.images[:5])
+    assert torch.allclose(feats["activations"], act, atol=1e-6)
+    assert torch.allclose(feats["gate-groups"][:, 0], act[:, :2].mean(1), atol=1e-6)
+    expected = (0.5 * act[:, 3] + act[:, 4] + act[:, 5]) / 2.5
+    assert torch.allclose(feats["gate-groups"][:, 1], expected, atol=1e-6)
+    assert torch.allclose(feats["logits"], logits, atol=1e-6)
+    assert torch.equal(pred, logits.argmax(1))
+
+
+def test_path_features_are_the_decoupled_gates():
+    from pellucid.methods.decoupling import gated_layers, insert_controllers, last_gates
+    from pellucid.models import build_model
+
+    model = build_model("convnet", in_channels=1, num_classes=3, widths=[4, 8])
+    insert_controllers(model, init_bias=0.0)
+    torch.manual_seed(1)
+    for conv in gated_layers(model).values():  # some gates shut, some open
+        nn.init.normal_(conv.controller.weight2)
+    images = torch.rand(6, 1, 12, 12)
+    _, feats = feature_vectors(model, images, ["path"])
+    model.eval()
+    with torch.no_grad():
+        model(images)
+    expected = torch.cat([g.float() for g in last_gates(model).values()], 1)
+    assert torch.equal(feats["path"], expected)
+    assert 0 < float(expected.mean()) < 1
+    plain = build_model("convnet", in_channels=1, num_classes=3, widths=[4, 8])
+    with pytest.raises(ConfigError, match="needs a decoupled model"):
+        feature_vectors(plain, images, ["path"])
+
+
+def test_feature_errors_are_named(bars_and_net):
+    data, net = bars_and_net
+    x = data.images[:3]
+    with pytest.raises(ConfigError, match="unknown feature kind 'paths'"):
+        feature_vectors(net, x, ["paths"])
+    with pytest.raises(ConfigError, match="needs the gate matrix"):
+        feature_vectors(net, x, ["gate-groups"], ["conv"])
+    with pytest.raises(ConfigError, match="need a layer name"):
+        feature_vectors(net, x, ["activations"])
+    with pytest.raises(ConfigError, match="does not match the layer's 6 channels"):
+        feature_vectors(net, x, ["gate-groups"], ["conv"], torch.ones(2, 5))
+    with pytest.raises(PellucidError, match="nope"):
+        feature_vectors(net, x, ["activations"], ["nope"])
+
+
+def test_supervised_auc_separates_separable_features_and_keeps_pairs_together():
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=(40, 3))
+    assert supervised_auc(clean, clean + [4.0, 0, 0], "logistic") > 0.99
+    assert supervised_auc(clean, clean + [4.0, 0, 0], "forest") > 0.99
+    # an image and its attacked version with identical features: if a pair were split
+    # between folds, two different models would score the two copies and break the ties
+    for detector in ("logistic", "forest"):
+        assert supervised_auc(clean, clean.copy(), detector) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="unknown detector"):
+        supervised_auc(clean, clean, "svm")
+    with pytest.raises(DataError, match="NaN"):
+        supervised_auc(clean, np.full_like(clean, np.nan))
+    with pytest.raises(ConfigError, match="folds"):
+        supervised_auc(clean[:3], clean[:3], folds=5)
+
+
+def test_prototype_score_is_the_cosine_distance_to_the_predicted_class():
+    protos = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    feats = torch.tensor([[2.0, 0.0], [2.0, 0.0], [1.0, 1.0]])
+    scores = prototype_scores(protos, feats, torch.tensor([0, 1, 2]))
+    assert scores.tolist() == pytest.approx([0.0, 1.0, 1.0])  # no prototype: distance 1
+
+
+def test_detection_end_to_end_on_a_small_model(bars_and_net):
+    data, net = bars_and_net
+    res = detect_adversarial(
+        net,
+        data,
+        train_data=_bars(seed=1),
+        attacks={"pgd": {"eps": 0.4, "alpha": 0.05, "steps": 10}},
+        features=["activations", "logits"],
+        layers=["conv"],
+        n=None,
+        folds=3,
+    )
+    assert res.n == 64 and res.clean_accuracy > 0.95
+    assert res.features == {"activations": 6, "logits": 2}
+    (report,) = res.attacks
+    assert report.attack == "pgd" and report.options["eps"] == 0.4
+    assert 0 < report.success_rate <= 1 and report.pairs >= 10
+    assert 0 < report.linf <= 0.4 + 1e-6
+    for feature in ("activations", "logits"):
+        for detector in ("logistic", "forest", "prototype"):
+            assert 0 <= report.auc[feature][detector] <= 1
+    rows = res.table()
+    assert len(rows) == 2 and {r["feature"] for r in rows} == {"activations", "logits"}
+    json.dumps(res.to_dict())  # serialisable as it is
+
+
+def test_detection_rejects_bad_setups(bars_and_net):
+    data, net = bars_and_net
+    with pytest.raises(ConfigError, match="unknown attack"):
+        detect_adversarial(net, data, attacks=["deepfool"], layers=["conv"])
+    with pytest.raises(ConfigError, match="folds"):
+        detect_adversarial(net, data, attacks=["fgsm"], layers=["conv"], folds=1)
+    with pytest.raises(ConfigError, match="n must be >= 1"):
+        detect_adversarial(net, data, attacks=["fgsm"], layers=["conv"], n=0)
+    untrained = nn.Sequential(nn.Flatten(), nn.Linear(144, 2))
+    nn.init.zeros_(untrained[1].weight)
+    with torch.no_grad():
+        untrained[1].bias.copy_(torch.tensor([5.0, 0.0]))  # always class 0
+    few = PellucidDataset(data.info, data.images[:20], torch.ones(20, dtype=torch.long))
+    with pytest.raises(DataError, match="only 0 of 20 images are classified correctly"):
+        detect_adversarial(untrained, few, attacks=["fgsm"], features=["logits"])
+
+
+# -- CLI ------------------------------------------------------------------------------------
+def test_detect_adversarial_cli_writes_results(capsys, tmp_path):
+    from conftest import train_tiny_run
+    from pellucid.cli.main import main
+
+    run = train_tiny_run(tmp_path / "run", epochs=3)
+    out = tmp_path / "adv.json"
+    argv = ["detect-adversarial", str(run), "--attack", "fgsm", "--n", "96", "--folds", "2"]
+    code = main([*argv, "--attack-option", "fgsm.eps=0.3", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "| fgsm |" in printed.out and "| activations |" in printed.out
+    saved = json.loads(out.read_text())[str(run)]
+    assert saved["attacks"][0]["options"] == {"eps": 0.3}
+    assert set(saved["features"]) == {"activations", "logits"}
+
+    for bad, message in (
+        (["--attack-option", "eps=0.1"], "expects ATTACK.KEY=VALUE"),
+        (["--attack-option", "pgd.eps=0.1"], "attack 'pgd' is not run"),
+    ):
+        assert main([*argv, *bad]) == 1
+        assert message in capsys.readouterr().err
