@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint format bench clean
 
+# torchattacks (adversarial detection) with --no-deps: 3.5.1 pins requests~=2.25.1 without
+# importing it, and the modules it does import all come with pellucid
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	# attacks for adversarial detection; --no-deps: torchattacks 3.5.1 pins requests~=2.25.1
-	# without importing it, and its real dependencies all come with pellucid
 	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
 	@touch $(STAMP)
 

@@ -41,7 +41,7 @@ def _bars(n: int = 64, size: int = 12, seed: int = 0) -> PellucidDataset:
     return PellucidDataset(info, images.clamp(0, 1), labels)
 
 
-def _trained_net(data: PellucidDataset) -> nn.Module:
+def _trained_net(data: PellucidDataset, classes: int = 2) -> nn.Module:
     """A small conv net (named layers ``conv``, ``head``) fitted to ``data`` in ~0.5 s."""
     torch.manual_seed(0)
     net = nn.Sequential()
@@ -49,7 +49,7 @@ def _trained_net(data: PellucidDataset) -> nn.Module:
     net.add_module("relu", nn.ReLU())
     net.add_module("pool", nn.AdaptiveAvgPool2d(2))
     net.add_module("flat", nn.Flatten())
-    net.add_module("head", nn.Linear(24, 2))
+    net.add_module("head", nn.Linear(24, classes))
     opt = torch.optim.Adam(net.parameters(), lr=0.05)
     for _ in range(60):
         opt.zero_grad()
@@ -224,6 +224,17 @@ def test_detection_end_to_end_on_a_small_model(bars_and_net):
     rows = res.table()
     assert len(rows) == 2 and {r["feature"] for r in rows} == {"activations", "logits"}
     json.dumps(res.to_dict())  # serialisable as it is
+
+
+def test_prototypes_cover_classes_no_training_image_has():
+    data = _bars()
+    net = _trained_net(data, classes=3)  # class 2 never occurs: no prototype, distance 1
+    with torch.no_grad():  # class 2 sits between the two: where every attack lands first
+        net.head.weight[2] = (net.head.weight[0] + net.head.weight[1]) / 2
+        net.head.bias[2] = 5.0
+    res = detect_adversarial(net, data, _bars(seed=1), ["pgd"], ["logits"], n=None, folds=2)
+    assert res.clean_accuracy > 0.95 and res.attacks[0].pairs >= 10
+    assert res.attacks[0].auc["logits"]["prototype"] > 0.5
 
 
 def test_detection_rejects_bad_setups(bars_and_net):

@@ -283,6 +283,14 @@ def _images(data: Any, n: int | None, what: str) -> tuple[torch.Tensor, torch.Te
     return torch.cat(xs), torch.cat(ys).long()
 
 
+@torch.no_grad()
+def _num_classes(model: nn.Module, image: torch.Tensor) -> int:
+    from pellucid.state import model_device, model_state
+
+    with model_state(model):
+        return int(model(image.to(model_device(model))).shape[1])
+
+
 def _roc(clean: torch.Tensor, adv: torch.Tensor) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -356,7 +364,9 @@ def detect_adversarial(
         tx, ty = _images(train_data, prototype_images, "prototype images")
         tpred, tfeat = feature_vectors(model, tx, **kw)
         ok = tpred == ty
-        classes = max(int(ty.max()), int(labels.max())) + 1
+        classes = _num_classes(model, images[:1])  # any class an attack may push towards
+        if int(ty.max()) >= classes:
+            raise DataError(f"prototype images: label {int(ty.max())} >= {classes} classes")
         protos = {k: _prototypes(v[ok], ty[ok], classes) for k, v in tfeat.items()}
 
     reports = []
