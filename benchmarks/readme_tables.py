@@ -314,7 +314,12 @@ def table_adversarial(r: dict) -> str:
         rates = " | ".join(f"{s['success_rate'][net][a]['mean']:.3f}" for a in attacks)
         rows.append(f"| {label} | {acc['mean']:.4f} ± {acc['std']:.4f} | {rates} |")
     m = r["machine"]
-    opts = "; ".join(f"{a} {r['attacks'][a]}" for a in attacks)
+
+    def fmt(options: dict) -> str:
+        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in sorted(options.items()))  # fmt: skip
+
+    opts = "; ".join(f"{a} {fmt(r['attacks'][a])}" for a in attacks)
     rows += [
         "",
         f"{r['dataset']}, {r['n']} test images per network (the correctly classified ones "
