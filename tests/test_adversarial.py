@@ -237,6 +237,13 @@ def test_prototypes_cover_classes_no_training_image_has():
     assert res.attacks[0].auc["logits"]["prototype"] > 0.5
 
 
+def test_detection_defaults_to_the_last_conv_layer_and_takes_one_attack_name(bars_and_net):
+    data, net = bars_and_net
+    res = detect_adversarial(net, data, attacks="fgsm", n=40, folds=2)
+    assert res.layers == ["conv"] and res.features == {"activations": 6, "logits": 2}
+    assert [a.attack for a in res.attacks] == ["fgsm"]
+
+
 def test_detection_rejects_bad_setups(bars_and_net):
     data, net = bars_and_net
     with pytest.raises(ConfigError, match="unknown attack"):

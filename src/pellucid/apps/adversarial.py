@@ -327,7 +327,8 @@ def detect_adversarial(
         Attack name -> options (``{"pgd": {"eps": 0.05}}``), or names with default options.
     features : sequence of str
         Kinds from :data:`FEATURES`; ``layers`` names the layers of ``activations`` (and the
-        one gated layer of ``gate-groups``, whose matrix is ``gates``).
+        one gated layer of ``gate-groups``, whose matrix is ``gates``); default: the model's
+        last conv stage.
     folds : int
         Cross-validation folds of the supervised detectors.
 
@@ -339,13 +340,20 @@ def detect_adversarial(
     """
     from pellucid.apps.attacks import attack
 
+    if isinstance(attacks, str):
+        attacks = [attacks]
     attacks = {a: {} for a in attacks} if not isinstance(attacks, Mapping) else dict(attacks)
     if not attacks:
         raise ConfigError("detect_adversarial: no attack given")
     for name in attacks:
         if name not in ATTACKS:
             raise ConfigError(ATTACKS.unknown_message(name))
-    features = _check_kinds(features, gates, list(layers))
+    layers = list(layers)
+    if not layers and {"activations", "gate-groups"} & set(features):
+        from pellucid.models import default_layer
+
+        layers = [default_layer(model)]  # the last conv stage
+    features = _check_kinds(features, gates, layers)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ConfigError(f"folds must be an integer >= 2, got {folds!r}")
     images, labels = _images(data, n, "detect_adversarial")
