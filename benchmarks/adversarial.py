@@ -23,6 +23,7 @@ predicted class's prototype. The comparisons the papers make:
 and every network's logits, the baseline any classifier has.
 
     python benchmarks/adversarial.py [--dataset mnist] [--seeds 0 1 2] [--n 500] [--workers 2]
+    python benchmarks/adversarial.py --eps 0.1 --attacks fgsm pgd --result adversarial_eps01
 
 Results: benchmarks/results/adversarial.json (mnist), adversarial_shapes.json.
 """
@@ -63,7 +64,9 @@ FEATURES = {
 }
 
 
-def run_seed(dataset: str, seed: int, n: int, tmp: str) -> dict[str, Any]:
+def run_seed(
+    dataset: str, seed: int, n: int, tmp: str, attacks: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """Train the four networks of one seed and score detection on each."""
     import torch
 
@@ -98,7 +101,7 @@ def run_seed(dataset: str, seed: int, n: int, tmp: str) -> dict[str, Any]:
         start = time.perf_counter()
         res = detect_adversarial_run(
             str(run),
-            ATTACKS[dataset],
+            attacks,
             FEATURES[name],
             layers[name],
             device="cpu",
@@ -163,10 +166,24 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--n", type=int, default=500, help="test images per network")
     ap.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")
+    ap.add_argument(
+        "--eps", type=float, help="another L-inf budget for FGSM and PGD (PGD steps of eps/10)"
+    )
+    ap.add_argument("--attacks", nargs="+", help="a subset of the attacks (default: all)")
+    ap.add_argument("--result", help="results name (default adversarial[_DATASET])")
     args = ap.parse_args()
+    attacks = {a: dict(o) for a, o in ATTACKS[args.dataset].items()}
+    if args.attacks:
+        attacks = {a: attacks[a] for a in args.attacks}
+    if args.eps is not None:
+        for name, opts in attacks.items():
+            if "eps" in opts:
+                opts["eps"] = args.eps
+            if name == "pgd":
+                opts["alpha"] = args.eps / 10
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        jobs = [(args.dataset, s, args.n, tmp) for s in args.seeds]
+        jobs = [(args.dataset, s, args.n, tmp, attacks) for s in args.seeds]
         if args.workers > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(args.workers) as pool:
                 per_seed = list(pool.map(run_seed, *zip(*jobs, strict=True)))
@@ -177,12 +194,12 @@ def main() -> None:
 
     dataset = args.dataset
     write_result(
-        "adversarial" if dataset == "mnist" else f"adversarial_{dataset}",
+        args.result or ("adversarial" if dataset == "mnist" else f"adversarial_{dataset}"),
         {
             "dataset": dataset,
             "seeds": args.seeds,
             "n": args.n,
-            "attacks": ATTACKS[dataset],
+            "attacks": attacks,
             "features": FEATURES,
             "recipes": {
                 "csg": {**csg.RECIPES[dataset], "overrides": csg.MAIN_OVERRIDES},
@@ -195,7 +212,7 @@ def main() -> None:
             "training features (unsupervised)",
             "wall_seconds": round(time.perf_counter() - start, 1),
             "per_seed": per_seed,
-            "summary": summarise(per_seed, list(ATTACKS[dataset])),
+            "summary": summarise(per_seed, list(attacks)),
         },
     )
 

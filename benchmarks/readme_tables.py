@@ -352,6 +352,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "csg": table_csg,
     "adversarial": table_adversarial,
     "adversarial_shapes": table_adversarial,
+    "adversarial_eps01": table_adversarial,
 }
 
 
