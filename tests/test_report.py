@@ -17,7 +17,9 @@ from pellucid.cli.main import main
 from pellucid.report.html import build_report
 
 EVIL = '<script>alert("pwned")</script>'
-SECTIONS = ("summary", "curves", "filters", "explanations", "adversarial", "configs")
+SECTIONS = (
+    "summary", "curves", "filters", "explanations", "localisation", "adversarial", "configs"
+)  # fmt: skip
 
 
 def _train(out: Path, method: str) -> Path:
@@ -48,6 +50,7 @@ def report(tmp_path_factory) -> Path:
     )
     assert code == 0
     _save_detection(csg)
+    assert main(["localise", str(std), str(csg), "--n", "8", "--save", "--quiet"]) == 0
     cfg = yaml.safe_load((std / "config.yaml").read_text())
     cfg["info"]["class_names"][0] = EVIL  # user-supplied text that must come out escaped
     (std / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -76,6 +79,21 @@ def test_report_shows_saved_adversarial_detection(report: Path) -> None:
     assert '<td class="best">0.9500</td>' in section  # logistic column's best
     assert "<td>–</td>" in section  # no prototype score for gate-groups
     assert "&lt;script&gt;" in section
+
+
+def test_report_shows_saved_localisation_of_every_run(report: Path) -> None:
+    import json
+
+    html = report.read_text()
+    section = html[html.index('<section id="localisation">') : html.index('<section id="adv')]
+    assert section.count("<tr>") == 3  # header + the two runs
+    assert 'class="best"' in section  # same explainer, q and threshold: comparable rows
+    assert "std&lt;b&gt;run" in section and "<td>csg</td>" in section
+    assert "gradcam at layer4, top 0.3000, IoU &gt; 0.3000, target label, 8 images" in section
+    saved = json.loads((report.parent / "csg" / "localisation.json").read_text())
+    assert f"<td>{saved['pointing_game']:.4f}</td>" in section or (
+        f'<td class="best">{saved["pointing_game"]:.4f}</td>' in section
+    )
 
 
 def test_report_is_self_contained_and_escaped(report: Path) -> None:

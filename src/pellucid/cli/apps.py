@@ -33,6 +33,11 @@ def add_localise(sub, explainers) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, help="write the scores (per image too) to this JSON")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="also write each run's scores to RUN/localisation.json (shown by pellucid report)",
+    )
     common_output(p)
     p.set_defaults(func=cmd_localise)
 
@@ -58,6 +63,11 @@ def cmd_localise(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.out is not None:
         write_json(args.out, {run: vars(r) for run, r in results.items()})
+    if args.save:
+        from pellucid.report.html_runs import LOCALISATION_FILE
+
+        for run, r in results.items():
+            write_json(Path(run) / LOCALISATION_FILE, vars(r))
     summaries = {run: r.summary() for run, r in results.items()}
     if not args.quiet and not args.json:
         print(f"| run | images | mean IoU | IoU > {args.threshold:g} | pointing game |")

@@ -9,8 +9,9 @@ Sections (each only when some run has what it needs):
 summary (every run's metrics with the direction of each and the best value marked),
 training curves, filters (MI matrices; CSG gate matrix and class filters), calculation paths
 (decoupling), filter parts (ICNN), explanations (``pellucid compare-explainers`` results saved
-in ``RUN/explanations``), adversarial detection (``pellucid detect-adversarial --save`` results
-in ``RUN/adversarial.json``), configs (the resolved config and the command that reproduces a run).
+in ``RUN/explanations``), localisation (``pellucid localise --save``: ``RUN/localisation.json``),
+adversarial detection (``pellucid detect-adversarial --save``: ``RUN/adversarial.json``),
+configs (the resolved config and the command that reproduces a run).
 
 Rendering is here (:func:`build_report` and its Jinja2 :data:`TEMPLATE`); the data of the
 sections is collected by :mod:`pellucid.report.html_runs` and the figures are made by
@@ -29,9 +30,11 @@ from pellucid.report.html_figures import filter_figures, optional_figures, train
 from pellucid.report.html_runs import (  # noqa: F401  (re-exported)
     ADVERSARIAL_FILE,
     EXPLANATIONS_DIR,
+    LOCALISATION_FILE,
     RunRecord,
     adversarial_sections,
     explanation_sections,
+    localisation_table,
     png_uri,
     read_run,
     summary_table,
@@ -80,6 +83,9 @@ def build_report(
     explanations = explanation_sections(records)
     if explanations:
         sections["explanations"] = explanations
+    localisation = localisation_table(records)
+    if localisation:
+        sections["localisation"] = localisation
     adversarial = adversarial_sections(records)
     if adversarial:
         sections["adversarial"] = adversarial
@@ -131,6 +137,7 @@ from the runs' saved results. ↑ higher is better, ↓ lower is better, ★ bes
 {% if sections.paths %}<a href="#paths">paths</a>{% endif %}
 {% if sections.parts %}<a href="#parts">filter parts</a>{% endif %}
 {% if sections.explanations %}<a href="#explanations">explanations</a>{% endif %}
+{% if sections.localisation %}<a href="#localisation">localisation</a>{% endif %}
 {% if sections.adversarial %}<a href="#adversarial">adversarial detection</a>{% endif %}
 <a href="#configs">configs</a>
 </nav>
@@ -210,6 +217,25 @@ runs the gate matrix (filters sorted by assigned class) and one class's top filt
 <figcaption>The same images under every explainer (object outline in green).</figcaption>
 </figure>{% endif %}
 {% endfor %}
+</section>
+{% endif %}
+
+{% if sections.localisation %}
+<section id="localisation">
+<h2>Localisation</h2>
+<p class="muted">The explainer's map of each test image, its top q of pixels compared with the
+object mask (CSG paper, Sec. 4.3): mean IoU, share of images above the IoU threshold, and the
+class-averaged pointing game. ★ marks the best run when all rows use the same setting.</p>
+<div class="scroll"><table>
+<thead><tr><th>run</th><th>setting</th>
+{% for c in sections.localisation.columns %}<th>{{ c }} ↑</th>{% endfor %}</tr></thead>
+<tbody>
+{% for row in sections.localisation.rows %}<tr><td>{{ row.run }}</td><td>{{ row.setting }}</td>
+{% for cell in row.cells %}<td{% if cell.best %} class="best"{% endif %}>{{ cell.text }}</td>
+{% endfor %}</tr>
+{% endfor %}
+</tbody>
+</table></div>
 </section>
 {% endif %}
 

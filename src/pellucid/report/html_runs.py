@@ -21,6 +21,7 @@ from pellucid.io import read_json
 
 EXPLANATIONS_DIR = "explanations"
 ADVERSARIAL_FILE = "adversarial.json"  # ``pellucid detect-adversarial RUN --save``
+LOCALISATION_FILE = "localisation.json"  # ``pellucid localise RUN --save``
 
 
 @dataclass
@@ -35,6 +36,7 @@ class RunRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     explanations: dict[str, Any] | None = None
     adversarial: dict[str, Any] | None = None
+    localisation: dict[str, Any] | None = None
 
     @property
     def method(self) -> str:
@@ -57,10 +59,10 @@ def read_run(path: str | Path) -> RunRecord:
     history = read_json(path / "history.json") if (path / "history.json").is_file() else []
     exp_file = path / EXPLANATIONS_DIR / "compare.json"
     explanations = read_json(exp_file) if exp_file.is_file() else None
-    adv_file = path / ADVERSARIAL_FILE
-    adversarial = read_json(adv_file) if adv_file.is_file() else None
+    saved = {f: read_json(path / f) if (path / f).is_file() else None
+             for f in (ADVERSARIAL_FILE, LOCALISATION_FILE)}  # fmt: skip
     return RunRecord(path.name, path, config, text, read_json(path / "metrics.json"), history,
-                     explanations, adversarial)  # fmt: skip
+                     explanations, saved[ADVERSARIAL_FILE], saved[LOCALISATION_FILE])  # fmt: skip
 
 
 def png_uri(data: bytes) -> str:
@@ -200,3 +202,37 @@ def adversarial_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+# -------------------------------------------------------------------------- localisation
+LOCALISATION_SCORES = (("mean_iou", "mean IoU"), ("share_above", "IoU > threshold"),
+                       ("pointing_game", "pointing game"))  # fmt: skip
+
+
+def localisation_table(runs: list[RunRecord]) -> dict[str, Any] | None:
+    """One row per run with saved ``localise`` results (all scores: higher is better; the
+    best marked when runs share explainer, q and threshold, i.e. are comparable)."""
+    saved = [(r, r.localisation) for r in runs if r.localisation]
+    if not saved:
+        return None
+    keys = [k for k, _ in LOCALISATION_SCORES]
+    setting = {(s.get("explainer"), s.get("q"), s.get("threshold")) for _, s in saved}
+    best = {k: max((v for _, s in saved if (v := _num(s.get(k))) is not None), default=None)
+            for k in keys}  # fmt: skip
+    rows = []
+    for r, s in saved:
+        cells = []
+        for k in keys:
+            v = _num(s.get(k))
+            mark = v is not None and len(saved) > 1 and len(setting) == 1 and v == best[k]
+            cells.append({"text": _fmt(v), "best": mark})
+        rows.append(
+            {
+                "run": r.name,
+                "setting": f"{s.get('explainer', '?')} at {s.get('layer') or '-'}, top "
+                f"{_fmt(_num(s.get('q')))}, IoU > {_fmt(_num(s.get('threshold')))}, "
+                f"target {s.get('target', '?')}, {s.get('n', '?')} images",
+                "cells": cells,
+            }
+        )
+    return {"columns": [label for _, label in LOCALISATION_SCORES], "rows": rows}
