@@ -316,3 +316,16 @@ def test_help_lists_every_registry(capsys):
         main(["explain", "--help"])
     out = capsys.readouterr().out
     assert all(name in out for name in EXPLAINERS.names())
+
+
+def test_named_options_group_by_name_and_name_the_flag():
+    from pellucid.cli.arguments import parse_named_options
+    from pellucid.errors import ConfigError
+
+    pairs = ["integrated-gradients.n-steps=8", "neuromask.lr=0.1", "neuromask.iterations=5"]
+    assert parse_named_options(pairs, "--option") == {
+        "integrated-gradients": {"n_steps": 8},
+        "neuromask": {"lr": 0.1, "iterations": 5},
+    }
+    with pytest.raises(ConfigError, match="--attack-option expects ATTACK.KEY=VALUE"):
+        parse_named_options(["eps=0.1"], "--attack-option", "ATTACK")

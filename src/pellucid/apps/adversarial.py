@@ -264,19 +264,12 @@ def _prototypes(feats: torch.Tensor, labels: torch.Tensor, classes: int) -> torc
     return onehot.T @ feats.float() / counts.clamp_min(1)  # zeros for an empty class
 
 
-def _spread(data: Any, n: int | None) -> torch.utils.data.Dataset:
-    if n is None or n >= len(data):
-        return data
-    idx = np.linspace(0, len(data) - 1, n).round().astype(int)
-    return torch.utils.data.Subset(data, sorted(set(idx.tolist())))
-
-
 def _images(data: Any, n: int | None, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from pellucid.data import make_loader
+    from pellucid.data import make_loader, spread_subset
 
     if n is not None and n < 1:
         raise ConfigError(f"{what}: n must be >= 1, got {n}")
-    subset = _spread(data, n)
+    subset = spread_subset(data, n)
     if len(subset) == 0:
         raise DataError(f"{what}: the dataset is empty")
     xs, ys = zip(*((b.image, b.label) for b in make_loader(subset, batch_size=512)), strict=True)

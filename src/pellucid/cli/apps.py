@@ -6,7 +6,33 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pellucid.cli.arguments import common_output, parse_options
+from pellucid.cli.arguments import common_output, parse_named_options, parse_options
+from pellucid.report.html_runs import ADVERSARIAL_FILE, LOCALISATION_FILE
+
+
+def run_outputs(p: argparse.ArgumentParser, what: str, saved_as: str) -> None:
+    """The flags every per-run application command shares: split, device, ``--out`` (one JSON
+    for all runs) and ``--save`` (each run's result in ``RUN/saved_as``, for the report)."""
+    p.add_argument("--split", default="test")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, help=f"write {what} to this JSON")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help=f"also write each run's result to RUN/{saved_as} (shown by pellucid report)",
+    )
+    common_output(p)
+
+
+def write_outputs(args: argparse.Namespace, results: dict[str, Any], saved_as: str) -> None:
+    """Write run -> result to ``--out`` and, with ``--save``, each into its run directory."""
+    from pellucid.io import write_json
+
+    if args.out is not None:
+        write_json(args.out, results)
+    if args.save:
+        for run, result in results.items():
+            write_json(Path(run) / saved_as, result)
 
 
 def add_localise(sub, explainers) -> None:
@@ -30,21 +56,12 @@ def add_localise(sub, explainers) -> None:
     p.add_argument("--q", type=float, default=0.3, help="share of pixels kept (default 0.3)")
     p.add_argument("--threshold", type=float, default=0.3, help="IoU threshold (default 0.3)")
     p.add_argument("--target", choices=("label", "predicted"), default="label")
-    p.add_argument("--split", default="test")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", type=Path, help="write the scores (per image too) to this JSON")
-    p.add_argument(
-        "--save",
-        action="store_true",
-        help="also write each run's scores to RUN/localisation.json (shown by pellucid report)",
-    )
-    common_output(p)
+    run_outputs(p, "the scores (per image too)", LOCALISATION_FILE)
     p.set_defaults(func=cmd_localise)
 
 
 def cmd_localise(args: argparse.Namespace) -> dict[str, Any]:
     from pellucid.apps.localisation import localise_run
-    from pellucid.io import write_json
 
     options = parse_options(args.option, "--option")
     results = {
@@ -61,13 +78,7 @@ def cmd_localise(args: argparse.Namespace) -> dict[str, Any]:
         )
         for run in args.runs
     }
-    if args.out is not None:
-        write_json(args.out, {run: vars(r) for run, r in results.items()})
-    if args.save:
-        from pellucid.report.html_runs import LOCALISATION_FILE
-
-        for run, r in results.items():
-            write_json(Path(run) / LOCALISATION_FILE, vars(r))
+    write_outputs(args, {run: vars(r) for run, r in results.items()}, LOCALISATION_FILE)
     summaries = {run: r.summary() for run, r in results.items()}
     if not args.quiet and not args.json:
         print(f"| run | images | mean IoU | IoU > {args.threshold:g} | pointing game |")
@@ -121,15 +132,7 @@ def add_detect_adversarial(sub, attacks) -> None:
         "--prototype-images", type=int, default=2000, help="training images for the prototypes"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", default="test")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", type=Path, help="write the full results to this JSON")
-    p.add_argument(
-        "--save",
-        action="store_true",
-        help="also write each run's results to RUN/adversarial.json (shown by pellucid report)",
-    )
-    common_output(p)
+    run_outputs(p, "the full results", ADVERSARIAL_FILE)
     p.set_defaults(func=cmd_detect_adversarial)
 
 
@@ -137,22 +140,17 @@ def attack_options(names: list[str], pairs: list[str] | None) -> dict[str, dict[
     """``--attack-option ATTACK.K=V`` pairs -> attack name -> options, for ``names``."""
     from pellucid.errors import ConfigError
 
-    out: dict[str, dict[str, Any]] = {name: {} for name in names}
-    for key, value in parse_options(pairs, "--attack-option").items():
-        attack, dot, option = key.partition(".")
-        if not dot or not option:
-            raise ConfigError(f"--attack-option expects ATTACK.KEY=VALUE, got {key!r}")
-        if attack not in out:
+    given = parse_named_options(pairs, "--attack-option", "ATTACK")
+    for attack in given:
+        if attack not in names:
             raise ConfigError(
-                f"--attack-option {key}: attack {attack!r} is not run; attacks: {', '.join(names)}"
+                f"--attack-option: attack {attack!r} is not run; attacks: {', '.join(names)}"
             )
-        out[attack][option] = value
-    return out
+    return {name: given.get(name, {}) for name in names}
 
 
 def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
     from pellucid.apps.adversarial import detect_adversarial_run
-    from pellucid.io import write_json
     from pellucid.registry import ATTACKS
 
     attacks = attack_options(args.attack or ATTACKS.names(), args.attack_option)
@@ -171,13 +169,7 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
         )
         for run in args.runs
     }
-    if args.out is not None:
-        write_json(args.out, {run: r.to_dict() for run, r in results.items()})
-    if args.save:
-        from pellucid.report.html_runs import ADVERSARIAL_FILE
-
-        for run, r in results.items():
-            write_json(Path(run) / ADVERSARIAL_FILE, r.to_dict())
+    write_outputs(args, {run: r.to_dict() for run, r in results.items()}, ADVERSARIAL_FILE)
     tables = {run: r.table() for run, r in results.items()}
     if not args.quiet and not args.json:
         print("| run | attack | success | pairs | feature | logistic | forest | prototype |")

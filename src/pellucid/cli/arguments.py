@@ -10,7 +10,7 @@ import yaml
 
 from pellucid.errors import ConfigError
 
-__all__ = ["common_output", "image_choice", "parse_options"]
+__all__ = ["common_output", "image_choice", "parse_named_options", "parse_options"]
 
 
 def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
@@ -21,6 +21,21 @@ def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
             raise ConfigError(f"{flag} expects KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
         out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def parse_named_options(
+    pairs: list[str] | None, flag: str, what: str = "NAME"
+) -> dict[str, dict[str, Any]]:
+    """Parse ``NAME.key=value`` pairs (options of several named things, e.g. explainers or
+    attacks; ``what`` names them in errors) into name -> options; a name's ``_`` is read
+    back as ``-``."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in parse_options(pairs, flag).items():
+        name, dot, option = key.partition(".")
+        if not dot or not name or not option:
+            raise ConfigError(f"{flag} expects {what}.KEY=VALUE, got {key!r}")
+        out.setdefault(name.replace("_", "-"), {})[option] = value
     return out
 
 

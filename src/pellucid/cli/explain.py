@@ -8,8 +8,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pellucid.cli.arguments import common_output, image_choice, parse_options
-from pellucid.errors import ConfigError
+from pellucid.cli.arguments import (
+    common_output,
+    image_choice,
+    parse_named_options,
+    parse_options,
+)
 
 
 def add_explain(sub, explainers) -> None:
@@ -110,12 +114,7 @@ def add_compare_explainers(sub, explainers) -> None:
 def cmd_compare_explainers(args: argparse.Namespace) -> dict[str, Any]:
     from pellucid.explain.run import compare_run
 
-    per: dict[str, dict[str, Any]] = {}
-    for key, value in parse_options(args.option, "--option").items():
-        if "." not in key:
-            raise ConfigError(f"--option expects NAME.KEY=VALUE, got {key!r}")
-        name, opt = key.split(".", 1)
-        per.setdefault(name.replace("_", "-"), {})[opt] = value
+    per = parse_named_options(args.option, "--option")
     result = compare_run(
         args.run,
         explainers=args.explainers,

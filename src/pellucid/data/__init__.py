@@ -26,6 +26,7 @@ __all__ = [
     "dataset_names",
     "load_dataset",
     "make_loader",
+    "spread_subset",
 ]
 
 
@@ -71,3 +72,14 @@ def make_loader(
         drop_last=drop_last,
         persistent_workers=num_workers > 0,
     )
+
+
+def spread_subset(dataset: Dataset, n: int | None) -> Dataset:
+    """``n`` images spread evenly over ``dataset`` (indices ``round(linspace(0, len - 1, n))``:
+    every class of a class-ordered split); the whole dataset when ``n`` is None or too large."""
+    import numpy as np
+
+    if n is None or n >= len(dataset):
+        return dataset
+    idx = np.linspace(0, len(dataset) - 1, n).round().astype(int)
+    return torch.utils.data.Subset(dataset, sorted(set(idx.tolist())))

@@ -70,16 +70,13 @@ def calculation_paths(
     max_images : int, optional
         Use this many images, evenly spaced over a dataset (all classes of a sorted set).
     """
-    from pellucid.data import make_loader
+    from pellucid.data import make_loader, spread_subset
     from pellucid.methods.decoupling import gated_layers, last_gates
 
     if not gated_layers(model):
         raise ConfigError("calculation_paths: the model has no controlling modules (decoupling)")
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        if max_images is not None and max_images < len(data):
-            idx = np.linspace(0, len(data) - 1, max_images).round().astype(int)
-            data = torch.utils.data.Subset(data, sorted(set(idx.tolist())))
-        data = make_loader(data, batch_size=batch_size)
+        data = make_loader(spread_subset(data, max_images), batch_size=batch_size)
     device = torch.device(device) if device else model_device(model)
     rows, labels, layers = [], [], []
     was_training = model.training
