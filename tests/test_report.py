@@ -18,7 +18,8 @@ from pellucid.report.html import build_report
 
 EVIL = '<script>alert("pwned")</script>'
 SECTIONS = (
-    "summary", "curves", "filters", "explanations", "localisation", "adversarial", "configs"
+    "summary", "curves", "filters", "explanations", "localisation", "adversarial", "sanity",
+    "configs",
 )  # fmt: skip
 
 
@@ -51,6 +52,8 @@ def report(tmp_path_factory) -> Path:
     assert code == 0
     _save_detection(csg)
     assert main(["localise", str(std), str(csg), "--n", "8", "--save", "--quiet"]) == 0
+    sanity = ["sanity-check", str(csg), "--explainers", "gradcam", "random", "--n", "4"]
+    assert main([*sanity, "--quiet"]) == 0  # written to csg/sanity, where the report looks
     cfg = yaml.safe_load((std / "config.yaml").read_text())
     cfg["info"]["class_names"][0] = EVIL  # user-supplied text that must come out escaped
     (std / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -72,13 +75,25 @@ def _save_detection(run: Path) -> None:
 
 def test_report_shows_saved_adversarial_detection(report: Path) -> None:
     html = report.read_text()
-    section = html[html.index('<section id="adversarial">') : html.index('<section id="configs">')]
+    section = html[html.index('<section id="adversarial">') : html.index('<section id="sanity">')]
     assert "csg: 50 test images, clean accuracy 0.8000" in section
     assert section.count("<tr>") == 3  # header + one row per feature kind
     assert '<td class="best">0.9700</td>' in section  # forest column's best
     assert '<td class="best">0.9500</td>' in section  # logistic column's best
     assert "<td>–</td>" in section  # no prototype score for gate-groups
     assert "&lt;script&gt;" in section
+
+
+def test_report_shows_the_sanity_check(report: Path) -> None:
+    html = report.read_text()
+    section = html[html.index('<section id="sanity">') : html.index('<section id="configs">')]
+    assert "<h3>csg: 4 test images of shapes, target = label, seed 0</h3>" in section
+    assert section.count("<tr>") == 3  # header + gradcam + random
+    assert "cascade +fc ↓" in section and "cascade +layer1 ↓" in section
+    assert "random labels" not in section  # no random-label run was given
+    assert section.count("<img ") == 2  # the cascade curves and the maps
+    random_row = section[section.index("<td>random</td>") :].split("</tr>")[0]
+    assert random_row.count("1.0000") == 6  # the control ignores the model: full + 5 steps
 
 
 def test_report_shows_saved_localisation_of_every_run(report: Path) -> None:

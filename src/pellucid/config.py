@@ -42,6 +42,11 @@ class DataConfig:
     (cluttered-mnist's clutter, shapes). ``None`` (default) uses the training seed
     (``train.seed``), as every run did before this option existed; set it to train several
     seeds on the same data, so that their spread is the training's alone.
+
+    ``random_labels`` trains on a permutation of the training split's labels (drawn from
+    the data seed; class frequencies kept), for the data randomisation sanity check
+    (Adebayo et al. 2018, :func:`pellucid.metrics.data_randomisation`). Validation and test
+    keep their true labels, so their accuracy shows the model learnt nothing transferable.
     """
 
     name: str = "mnist"
@@ -51,6 +56,7 @@ class DataConfig:
     max_shift: int = 2
     num_workers: int = 0
     seed: int | None = None
+    random_labels: bool = False
 
     def __post_init__(self) -> None:
         if self.seed is not None and (

@@ -57,6 +57,11 @@ def config_arguments(p: argparse.ArgumentParser, datasets, models, methods) -> N
     p.add_argument(
         "--data-seed", type=int, help="seed of the data split and synthetic images (default --seed)"
     )
+    p.add_argument(
+        "--random-labels",
+        action="store_true",
+        help="train on permuted labels (the data randomisation sanity check's model)",
+    )
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUT/tb")
 
@@ -76,6 +81,8 @@ def config_from_args(args: argparse.Namespace):
     for flag, key in (("batch_size", "batch_size"), ("augment", "augment"), ("data_seed", "seed")):
         if getattr(args, flag) is not None:
             data = dataclasses.replace(data, **{key: getattr(args, flag)})
+    if args.random_labels:
+        data = dataclasses.replace(data, random_labels=True)
     if args.model:
         model = dataclasses.replace(model, name=args.model)
     model_opts = {**model.options, **parse_options(args.model_option, "--model-option")}

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_figures(sub)
     explain.add_explain(sub, EXPLAINERS)
     explain.add_compare_explainers(sub, EXPLAINERS)
+    explain.add_sanity_check(sub, EXPLAINERS)
     apps.add_localise(sub, EXPLAINERS)
     apps.add_detect_adversarial(sub, ATTACKS)
     commands.add_report(sub)

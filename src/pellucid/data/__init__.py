@@ -27,6 +27,7 @@ __all__ = [
     "load_dataset",
     "make_loader",
     "spread_subset",
+    "with_random_labels",
 ]
 
 
@@ -83,3 +84,37 @@ def spread_subset(dataset: Dataset, n: int | None) -> Dataset:
         return dataset
     idx = np.linspace(0, len(dataset) - 1, n).round().astype(int)
     return torch.utils.data.Subset(dataset, sorted(set(idx.tolist())))
+
+
+_LABEL_SALT = 0x1AB3_15ED  # with_random_labels: not the generator state the data used
+
+
+def with_random_labels(dataset: PellucidDataset, seed: int) -> PellucidDataset:
+    """``dataset`` with its labels randomly permuted: the training data of the data
+    randomisation sanity check (Adebayo et al. 2018, §3.2).
+
+    A permutation keeps every class's frequency, so a model can only fit it by memorising
+    images. The images and every other field (masks, parts) stay as they are; the
+    original dataset is not changed (a shallow copy gets the new label tensor).
+
+    Parameters
+    ----------
+    dataset : PellucidDataset
+        Usually a training split.
+    seed : int
+        Draws the permutation (from a private generator; the global RNG is untouched).
+    """
+    import copy
+
+    from pellucid.errors import DataError
+
+    if not isinstance(dataset, PellucidDataset):
+        raise DataError(
+            f"random labels need a pellucid dataset with a label tensor, got "
+            f"{type(dataset).__name__}"
+        )
+    gen = torch.Generator().manual_seed((int(seed) ^ _LABEL_SALT) % (1 << 63))
+    perm = torch.randperm(len(dataset), generator=gen)
+    out = copy.copy(dataset)
+    out.labels = dataset.labels[perm].clone()
+    return out

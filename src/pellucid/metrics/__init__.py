@@ -28,17 +28,23 @@ from pellucid.metrics.paths import (  # noqa: F401  (public API)
     layer_similarity,
     path_summary,
 )
+from pellucid.metrics.randomise import parameter_blocks, randomised_copy
 from pellucid.metrics.sanity import (
+    RANDOMISATION_MODES,
+    cascading_randomisation,
+    data_randomisation,
     model_randomisation,
-    randomised_copy,
     spearman_rank_correlation,
 )
 
 __all__ = [
+    "RANDOMISATION_MODES",
     "SPECS",
     "MetricSpec",
     "assigned_class",
+    "cascading_randomisation",
     "class_share",
+    "data_randomisation",
     "deletion_auc",
     "deletion_insertion",
     "energy_pointing_game",
@@ -50,6 +56,7 @@ __all__ = [
     "model_randomisation",
     "mutual_information_score",
     "noisy_linear_imputation",
+    "parameter_blocks",
     "pointing_game",
     "pointing_tolerance",
     "pooled_activations",

@@ -11,7 +11,8 @@ training curves, filters (MI matrices; CSG gate matrix and class filters), calcu
 (decoupling), filter parts (ICNN), explanations (``pellucid compare-explainers`` results saved
 in ``RUN/explanations``), localisation (``pellucid localise --save``: ``RUN/localisation.json``),
 adversarial detection (``pellucid detect-adversarial --save``: ``RUN/adversarial.json``),
-configs (the resolved config and the command that reproduces a run).
+sanity checks (``pellucid sanity-check``: ``RUN/sanity/``), configs (the resolved config and
+the command that reproduces a run).
 
 Rendering is here (:func:`build_report` and its Jinja2 :data:`TEMPLATE`); the data of the
 sections is collected by :mod:`pellucid.report.html_runs` and the figures are made by
@@ -37,6 +38,7 @@ from pellucid.report.html_runs import (  # noqa: F401  (re-exported)
     localisation_table,
     png_uri,
     read_run,
+    sanity_sections,
     summary_table,
 )
 
@@ -89,6 +91,9 @@ def build_report(
     adversarial = adversarial_sections(records)
     if adversarial:
         sections["adversarial"] = adversarial
+    sanity = sanity_sections(records)
+    if sanity:
+        sections["sanity"] = sanity
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     html = env.from_string(TEMPLATE).render(
         title=title, runs=records, sections=sections, version=__version__
@@ -139,6 +144,7 @@ from the runs' saved results. ↑ higher is better, ↓ lower is better, ★ bes
 {% if sections.explanations %}<a href="#explanations">explanations</a>{% endif %}
 {% if sections.localisation %}<a href="#localisation">localisation</a>{% endif %}
 {% if sections.adversarial %}<a href="#adversarial">adversarial detection</a>{% endif %}
+{% if sections.sanity %}<a href="#sanity">sanity checks</a>{% endif %}
 <a href="#configs">configs</a>
 </nav>
 
@@ -258,6 +264,33 @@ features, prototype = unsupervised distance to the predicted class's mean clean 
 {% endfor %}
 </tbody>
 </table></div>
+{% endfor %}
+</section>
+{% endif %}
+
+{% if sections.sanity %}
+<section id="sanity">
+<h2>Sanity checks</h2>
+<p class="muted">Spearman rank correlation between each explainer's maps of the trained model
+and of a damaged one (Adebayo et al. 2018): all weights re-initialised, the blocks
+re-initialised from the output towards the input (cascade), a model trained on permuted
+labels. Lower is better: a faithful explanation changes when what the model learnt is gone;
+the random and centre controls ignore the model.</p>
+{% for s in sections.sanity %}
+<h3>{{ s.run }}: {{ s.setting }}</h3>
+{% if s.random_label_run %}<p>Random-label model: <code>{{ s.random_label_run }}</code>
+(test accuracy {{ s.random_label_accuracy or "?" }})</p>{% endif %}
+<div class="scroll"><table>
+<thead><tr><th>explainer</th>{% for c in s.columns %}<th>{{ c }} ↓</th>{% endfor %}</tr></thead>
+<tbody>
+{% for row in s.rows %}<tr><td>{{ row.name }}</td>
+{% for cell in row.cells %}<td{% if cell.best %} class="best"{% endif %}>{{ cell.text }}</td>
+{% endfor %}</tr>
+{% endfor %}
+</tbody>
+</table></div>
+{% for f in s.figures %}<figure><img alt="sanity check of {{ s.run }}" src="{{ f.uri }}">
+<figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}
 {% endfor %}
 </section>
 {% endif %}

@@ -22,6 +22,7 @@ from pellucid.io import read_json
 EXPLANATIONS_DIR = "explanations"
 ADVERSARIAL_FILE = "adversarial.json"  # ``pellucid detect-adversarial RUN --save``
 LOCALISATION_FILE = "localisation.json"  # ``pellucid localise RUN --save``
+SANITY_FILE = "sanity/sanity.json"  # ``pellucid sanity-check RUN`` (default --out)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class RunRecord:
     explanations: dict[str, Any] | None = None
     adversarial: dict[str, Any] | None = None
     localisation: dict[str, Any] | None = None
+    sanity: dict[str, Any] | None = None
 
     @property
     def method(self) -> str:
@@ -60,9 +62,10 @@ def read_run(path: str | Path) -> RunRecord:
     exp_file = path / EXPLANATIONS_DIR / "compare.json"
     explanations = read_json(exp_file) if exp_file.is_file() else None
     saved = {f: read_json(path / f) if (path / f).is_file() else None
-             for f in (ADVERSARIAL_FILE, LOCALISATION_FILE)}  # fmt: skip
+             for f in (ADVERSARIAL_FILE, LOCALISATION_FILE, SANITY_FILE)}  # fmt: skip
     return RunRecord(path.name, path, config, text, read_json(path / "metrics.json"), history,
-                     explanations, saved[ADVERSARIAL_FILE], saved[LOCALISATION_FILE])  # fmt: skip
+                     explanations, saved[ADVERSARIAL_FILE], saved[LOCALISATION_FILE],
+                     saved[SANITY_FILE])  # fmt: skip
 
 
 def png_uri(data: bytes) -> str:
@@ -236,3 +239,61 @@ def localisation_table(runs: list[RunRecord]) -> dict[str, Any] | None:
             }
         )
     return {"columns": [label for _, label in LOCALISATION_SCORES], "rows": rows}
+
+
+# ------------------------------------------------------------------------- sanity checks
+def sanity_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
+    """Per run with saved ``sanity-check`` results: one row per explainer, the mean rank
+    correlation of each check (lower is better; the lowest of each column marked), and the
+    cascade and maps figures saved next to them."""
+    from pellucid.explain.sanity import sanity_columns
+
+    out = []
+    for r in runs:
+        s = r.sanity
+        if not s or not s.get("rows"):
+            continue
+        try:
+            cols = sanity_columns(s)
+            values = {name: [_num(get(row)) for _, get in cols] for name, row in s["rows"].items()}
+        except (KeyError, IndexError, TypeError):
+            raise DataError(
+                f"{r.path / SANITY_FILE} is not a pellucid sanity-check result"
+            ) from None
+        best = [min((v[i] for v in values.values() if v[i] is not None), default=None)
+                for i in range(len(cols))]  # fmt: skip
+        rows = [
+            {
+                "name": name,
+                "cells": [
+                    {"text": _fmt(v), "best": v is not None and v == best[i]}
+                    for i, v in enumerate(vals)
+                ],
+            }  # fmt: skip
+            for name, vals in values.items()
+        ]
+        folder = (r.path / SANITY_FILE).parent
+        figures = [
+            (folder / f, caption)
+            for f, caption in (
+                ("sanity_cascade.png", "Mean rank correlation as the blocks are re-initialised "
+                 "from the output towards the input (squares: the random-label model)."),
+                ("sanity_maps.png", "One image's map under the trained model and each damaged "
+                 "one (each map scaled by its largest magnitude)."),
+            )
+        ]  # fmt: skip
+        accuracy = _num(s.get("random_label_test_accuracy"))
+        out.append(
+            {
+                "run": r.name,
+                "setting": f"{s.get('n', '?')} {s.get('split', '?')} images of "
+                f"{s.get('dataset', '?')}, target = {s.get('target', '?')}, seed "
+                f"{s.get('seed', '?')}",
+                "random_label_run": s.get("random_label_run"),
+                "random_label_accuracy": _fmt(accuracy) if accuracy is not None else None,
+                "columns": [label for label, _ in cols],
+                "rows": rows,
+                "figures": [{"uri": _file_uri(f), "caption": c} for f, c in figures if f.is_file()],
+            }
+        )
+    return out

@@ -26,7 +26,7 @@ from torch import nn
 
 import pellucid
 from pellucid.config import RunConfig, load_config, save_config
-from pellucid.data import load_dataset
+from pellucid.data import load_dataset, with_random_labels
 from pellucid.errors import PellucidError
 from pellucid.io import load_tensors, read_json, save_tensors, write_json
 from pellucid.methods import Method, build_method
@@ -79,6 +79,8 @@ def train_run(
     train_set = load_dataset(config.data.name, "train", seed=config.data_seed, **opts)
     val_set = load_dataset(config.data.name, "val", seed=config.data_seed, **opts)
     config = config.replace(info=_info_dict(train_set))
+    if config.data.random_labels:  # the data randomisation sanity check's model
+        train_set = with_random_labels(train_set, config.data_seed)
     seed_everything(seed)
     method = build_from_config(config)
     if config.init:
@@ -208,6 +210,7 @@ def _run_identity(config: RunConfig) -> dict[str, Any]:
         "seed": config.train.seed,
         "data_seed": config.data_seed,
         "epochs": config.train.epochs,
+        **({"random_labels": True} if config.data.random_labels else {}),
     }
 
 

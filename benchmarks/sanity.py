@@ -1,0 +1,175 @@
+"""Sanity checks of every explainer (Adebayo et al. 2018) on the explainer benchmark's models.
+
+For each dataset and seed (one worker process per job, 1 thread):
+
+- the explainer benchmark's model (``explainers_runs.ensure_run``: the published weights for
+  seed 0, the recipe trained with the seed otherwise);
+- a random-label model: the same recipe and seed on the same data with the training labels
+  permuted (``DataConfig(random_labels=True)``), trained for ``--random-label-epochs``
+  epochs, long enough to fit many of its random labels, as the paper's models did (its
+  training accuracy is recorded);
+
+then on the same ``--n`` test images (spread evenly, target = true class), for every explainer
+(:func:`pellucid.explain.sanity.sanity_run`): the Spearman rank correlation between the maps
+of the trained model and those of
+
+- the fully re-initialised model (``full``),
+- the model with its blocks re-initialised from the output towards the input, cumulatively
+  (``cascading``: one value per step),
+- the random-label model (``data``).
+
+Lower is better: the maps of a faithful explainer change when what the model learnt is gone.
+The ``random`` and ``centre`` controls ignore the model and must score 1 (or be undefined).
+
+    python benchmarks/sanity.py [--datasets cluttered-mnist shapes] [--seeds 0 1 2] [--n 24]
+
+Result: benchmarks/results/sanity.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from _common import write_result
+from explainers_runs import RECIPES, ensure_run, recipe
+
+CHECKS = ["full", "cascading", "data"]
+
+
+def random_label_run(dataset: str, runs: Path, seed: int, epochs: int) -> Path:
+    """The recipe's random-label model of ``dataset`` and ``seed`` (trained once, reused)."""
+    from pellucid.training import train_run
+
+    out = runs / f"{dataset}-seed{seed}-random-labels-{epochs}ep"
+    if not (out / "metrics.json").is_file():
+        base = recipe(dataset, seed)
+        cfg = base.replace(
+            data=dataclasses.replace(base.data, random_labels=True),
+            train=dataclasses.replace(base.train, epochs=epochs),
+        )
+        print(f"training {dataset} on random labels (seed {seed}, {epochs} epochs) -> {out}")
+        train_run(cfg, out, progress=False)
+    return out
+
+
+def run_job(
+    dataset: str, seed: int, n: int, runs: Path, epochs: int, explainers: list[str] | None
+) -> dict[str, Any]:
+    import torch
+
+    from pellucid.explain.sanity import sanity_run
+    from pellucid.io import read_json
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    trained = ensure_run(dataset, runs, seed)
+    shuffled = random_label_run(dataset, runs, seed, epochs)
+    train_seconds = time.perf_counter() - start
+    res = sanity_run(
+        trained, explainers, n=n, checks=CHECKS, random_label_run=shuffled, seed=seed,
+        progress=False,
+    )  # fmt: skip
+    history = read_json(shuffled / "history.json")
+    print(f"{dataset} seed {seed}: done in {time.perf_counter() - start:.0f} s", flush=True)
+    return {
+        "dataset": dataset,
+        "seed": seed,
+        "test_accuracy": read_json(trained / "metrics.json")["test_accuracy"],
+        "random_label_test_accuracy": res["random_label_test_accuracy"],
+        "random_label_train_accuracy": round(history[-1]["train_accuracy"], 4),
+        "layers": res["layers"],
+        "n": res["n"],
+        "rows": res["rows"],
+        "train_seconds": round(train_seconds, 1),
+        "check_seconds": round(time.perf_counter() - start - train_seconds, 1),
+    }
+
+
+def _stats(values: list[float | None]) -> dict[str, float] | None:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return None
+    spread = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return {"mean": round(statistics.mean(vals), 4), "std": round(spread, 4), "seeds": len(vals)}
+
+
+def summarise(per_job: list[dict[str, Any]]) -> dict[str, Any]:
+    """dataset -> explainer -> check -> mean and std over the seeds (the cascade per step)."""
+    out: dict[str, Any] = {}
+    for dataset in dict.fromkeys(j["dataset"] for j in per_job):
+        jobs = [j for j in per_job if j["dataset"] == dataset]
+        layers = jobs[0]["layers"]
+        rows: dict[str, Any] = {}
+        for name in jobs[0]["rows"]:
+            get = [j["rows"][name] for j in jobs]
+            rows[name] = {
+                "full": _stats([g["full"]["mean"] for g in get]),
+                "full_abs": _stats([g["full"]["mean_abs"] for g in get]),
+                "cascading": [
+                    _stats([g["cascading"]["mean"][i] for g in get]) for i in range(len(layers))
+                ],
+                "data": _stats([g["data"]["mean"] for g in get]),
+                "data_abs": _stats([g["data"]["mean_abs"] for g in get]),
+            }
+        out[dataset] = {
+            "layers": layers,
+            "seeds": [j["seed"] for j in jobs],
+            "test_accuracy": _stats([j["test_accuracy"] for j in jobs]),
+            "random_label_train_accuracy": _stats([j["random_label_train_accuracy"] for j in jobs]),
+            "random_label_test_accuracy": _stats([j["random_label_test_accuracy"] for j in jobs]),
+            "rows": rows,
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--datasets", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--n", type=int, default=24, help="test images per model")
+    ap.add_argument("--random-label-epochs", type=int, default=30)
+    ap.add_argument("--explainers", nargs="+", help="default: all but neuromask-reference")
+    ap.add_argument("--runs", type=Path, default=Path("runs/bench-explainers"))
+    ap.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")
+    ap.add_argument("--result", default="sanity")
+    args = ap.parse_args()
+    start = time.perf_counter()
+    jobs = [
+        (ds, s, args.n, args.runs, args.random_label_epochs, args.explainers)
+        for ds in args.datasets
+        for s in args.seeds
+    ]
+    if args.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(args.workers) as pool:
+            per_job = list(pool.map(run_job, *zip(*jobs, strict=True)))
+    else:
+        per_job = [run_job(*job) for job in jobs]
+    write_result(
+        args.result,
+        {
+            "datasets": args.datasets,
+            "seeds": args.seeds,
+            "n": args.n,
+            "random_label_epochs": args.random_label_epochs,
+            "checks": CHECKS,
+            "recipes": {ds: dataclasses.asdict(RECIPES[ds]) for ds in args.datasets},
+            "protocol": "target = true class; Spearman rank correlation of each image's maps "
+            "from the trained model and from the damaged one (lower is better); full = every "
+            "weight re-initialised, cascading = blocks re-initialised from the output to the "
+            "input (cumulative), data = the recipe trained on permuted training labels",
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "per_job": per_job,
+            "summary": summarise(per_job),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

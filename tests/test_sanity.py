@@ -1,0 +1,234 @@
+"""Sanity checks (Adebayo et al. 2018): block-wise re-initialisation, cascading and
+independent randomisation, the data randomisation test with a random-label model, and
+``pellucid sanity-check``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+import torch
+from torch import nn
+
+from pellucid.data import load_dataset, with_random_labels
+from pellucid.errors import ConfigError, DataError
+from pellucid.metrics import (
+    cascading_randomisation,
+    data_randomisation,
+    parameter_blocks,
+    randomised_copy,
+)
+from pellucid.models import build_model
+
+BLOCKS = ["layer1", "layer2", "layer3", "layer4", "fc"]
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return build_model("convnet", 1, 3, widths=[8, 8, 16, 16])
+
+
+def _gradient_maps(images: torch.Tensor):
+    def make_maps(m: nn.Module) -> torch.Tensor:
+        m.eval()
+        x = images.clone().requires_grad_(True)
+        m(x)[:, 0].sum().backward()
+        return x.grad.sum(dim=1, keepdim=True)  # signed: abs correlations differ
+
+    return make_maps
+
+
+def _state(m: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def _changed(a: dict, b: dict) -> set[str]:
+    return {k.split(".")[0] for k in a if a[k].is_floating_point() and not torch.equal(a[k], b[k])}
+
+
+# ---------------------------------------------------------------- block re-initialisation
+
+
+def test_parameter_blocks_and_wrappers():
+    net = _net()
+    assert parameter_blocks(net) == BLOCKS
+
+    class Wrapper(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+    assert parameter_blocks(Wrapper()) == [f"net.{b}" for b in BLOCKS]
+
+
+def test_randomised_copy_of_named_blocks_only():
+    net = _net()
+    before = _state(net)
+    one = randomised_copy(net, seed=0, layers=["fc"])
+    two = randomised_copy(net, seed=0, layers=["layer4", "fc"])
+    assert _changed(before, _state(one)) == {"fc"}
+    assert _changed(before, _state(two)) == {"layer4", "fc"}
+    assert _changed(before, _state(net)) == set()  # the original is untouched
+    # a block draws the same weights whatever is randomised with it (a cascade's steps agree)
+    assert torch.equal(one.fc.weight, two.fc.weight)
+    assert not torch.equal(randomised_copy(net, seed=1, layers=["fc"]).fc.weight, one.fc.weight)
+    with pytest.raises(DataError, match="unknown layer 'layer9'.*layer1"):
+        randomised_copy(net, layers=["layer9"])
+
+
+# ----------------------------------------------------------------- cascading / independent
+
+
+def test_cascading_randomisation_orders_blocks_from_the_output():
+    net = _net()
+    net.train()
+    before = _state(net)
+    images = torch.rand(4, 1, 16, 16)
+    res = cascading_randomisation(_gradient_maps(images), net, seed=0)
+    assert res["layers"] == BLOCKS[::-1]
+    assert res["rank_correlation"].shape == (5, 4)
+    assert len(res["mean"]) == len(res["mean_abs"]) == 5
+    assert all(m < 0.95 for m in res["mean"])  # gradients depend on the weights
+    assert res["mean"] != res["mean_abs"]  # signed maps: both correlations are reported
+    assert net.training and _changed(before, _state(net)) == set()
+
+    ind = cascading_randomisation(_gradient_maps(images), net, mode="independent", seed=0)
+    assert ind["mean"][0] == pytest.approx(res["mean"][0])  # step 1: only fc in both
+    assert ind["mean"][1:] != pytest.approx(res["mean"][1:])
+
+    fixed = torch.rand(4, 1, 16, 16)
+    ignores = cascading_randomisation(lambda m: fixed, net)
+    assert torch.allclose(ignores["rank_correlation"], torch.ones(5, 4))
+
+
+def test_cascade_order_follows_execution_not_registration():
+    class Backwards(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Linear(4, 2)  # registered first, runs last
+            self.body = nn.Conv2d(1, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.head(self.body(x).mean(dim=(2, 3)))
+
+    images = torch.rand(2, 1, 8, 8)
+    res = cascading_randomisation(_gradient_maps(images), Backwards())
+    assert res["layers"] == ["head", "body"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "sideways"}, "unknown randomisation mode"),
+        ({"layers": []}, "layers is empty"),
+        ({"layers": ["fc", "fc"]}, "more than once"),
+        ({"layers": ["nope"]}, "unknown layer 'nope'"),
+    ],
+)
+def test_cascading_randomisation_bad_input(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        cascading_randomisation(lambda m: torch.rand(1, 1, 4, 4), _net(), **kwargs)
+
+
+# ---------------------------------------------------------------------- data randomisation
+
+
+def test_data_randomisation():
+    images = torch.rand(3, 1, 16, 16)
+    net = _net()
+    same = data_randomisation(_gradient_maps(images), net, net)
+    assert torch.allclose(same["rank_correlation"], torch.ones(3))
+    torch.manual_seed(5)
+    other = build_model("convnet", 1, 3, widths=[8, 8, 16, 16])
+    differs = data_randomisation(_gradient_maps(images), net, other)
+    assert differs["mean"] < 0.9
+    with pytest.raises(DataError, match="same architecture"):
+        data_randomisation(lambda m: torch.rand(1, 1, 4, 4 if m is net else 5), net, other)
+
+
+def test_with_random_labels_permutes_and_keeps_class_counts():
+    ds = load_dataset("shapes32", "train", seed=0, n=96)
+    labels = ds.labels.clone()
+    a, b = with_random_labels(ds, 0), with_random_labels(ds, 0)
+    c = with_random_labels(ds, 1)
+    assert torch.equal(a.labels, b.labels) and not torch.equal(a.labels, c.labels)
+    assert Counter(a.labels.tolist()) == Counter(labels.tolist())
+    assert (a.labels != labels).float().mean() > 0.5
+    assert torch.equal(ds.labels, labels)  # the original keeps its labels
+    assert torch.equal(a[3]["image"], ds[3]["image"]) and int(a[3]["label"]) == int(a.labels[3])
+    with pytest.raises(DataError, match="label tensor"):
+        with_random_labels(torch.utils.data.TensorDataset(torch.zeros(2)), 0)
+
+
+# ------------------------------------------------------------------------------- CLI / run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from conftest import TINY_TRAIN_ARGS, train_tiny_run
+    from pellucid.cli.main import main
+
+    root = tmp_path_factory.mktemp("sanity")
+    trained = train_tiny_run(root / "trained", epochs=2)
+    argv = [*TINY_TRAIN_ARGS, "--epochs", "2", "--random-labels", "--quiet"]
+    assert main([*argv, "--out", str(root / "shuffled")]) == 0
+    return trained, root / "shuffled"
+
+
+def test_random_label_run_is_recorded(runs):
+    from pellucid.training import load_run
+
+    _, shuffled = runs
+    metrics = json.loads((shuffled / "metrics.json").read_text())
+    assert metrics["random_labels"] is True
+    assert load_run(shuffled)[1].data.random_labels is True
+    assert "random_labels" not in json.loads((runs[0] / "metrics.json").read_text())
+
+
+def test_sanity_check_cli(runs, tmp_path, capsys):
+    from pellucid.cli.main import main
+
+    trained, shuffled = runs
+    out = tmp_path / "sanity"
+    argv = ["sanity-check", str(trained), "--n", "4", "--explainers", "gradcam", "random"]
+    assert main([*argv, "--random-label-run", str(shuffled), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| gradcam |" in printed and "random labels" in printed
+    result = json.loads((out / "sanity.json").read_text())
+    assert result["checks"] == ["full", "cascading", "data"]
+    assert result["layers"] == BLOCKS[::-1]
+    rows = result["rows"]
+    assert rows["random"]["full"]["mean"] == pytest.approx(1.0)  # the control ignores the model
+    assert rows["random"]["data"]["mean"] == pytest.approx(1.0)
+    assert rows["random"]["cascading"]["mean"] == pytest.approx([1.0] * 5)
+    assert rows["gradcam"]["full"]["mean"] < 0.99
+    assert len(rows["gradcam"]["full"]["per_image"]) == 4
+    for name in ("sanity.md", "sanity_cascade.png", "sanity_maps.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_sanity_check_refuses_a_run_not_trained_on_random_labels(runs, tmp_path, capsys):
+    from pellucid.cli.main import main
+
+    trained, _ = runs
+    argv = ["sanity-check", str(trained), "--explainers", "random", "--n", "2"]
+    assert main([*argv, "--random-label-run", str(trained), "--out", str(tmp_path)]) == 1
+    assert "not trained on random labels" in capsys.readouterr().err
+    assert main([*argv, "--checks", "data", "--out", str(tmp_path)]) == 1
+    assert "needs --random-label-run" in capsys.readouterr().err
+    assert not (tmp_path / "sanity.json").exists()  # nothing written on error
+
+
+def test_sanity_run_default_output_in_the_run(runs):
+    from pellucid.explain.sanity import SANITY_DIR, sanity_run
+
+    trained, _ = runs
+    res = sanity_run(
+        trained, ["saliency"], n=2, checks=["independent"], layers=["fc"], progress=False,
+        out=trained / SANITY_DIR,
+    )  # fmt: skip
+    assert res["rows"]["saliency"]["independent"]["layers"] == ["fc"]
+    assert (trained / SANITY_DIR / "sanity.json").is_file()
+    with pytest.raises(ConfigError, match="unknown or no checks"):
+        sanity_run(trained, ["saliency"], checks=["nope"])
