@@ -19,6 +19,7 @@ from readme_explainers import (
     table_explainers_road,
     table_explainers_seeds,
 )
+from readme_sanity import table_sanity
 from readme_validation import (
     table_explainers_rest,
     table_explainers_validation,
@@ -353,6 +354,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "adversarial": table_adversarial,
     "adversarial_shapes": table_adversarial,
     "adversarial_eps01": table_adversarial,
+    "sanity": table_sanity,
 }
 
 

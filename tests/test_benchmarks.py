@@ -284,3 +284,37 @@ def test_adversarial_summary_averages_seeds_and_skips_missing_scores():
     assert "fgsm/prototype" not in row  # one seed had no score: no mean of the others
     assert s["success_rate"]["csg"]["fgsm"]["mean"] == 0.425
     assert len(s["auc"]) == len(adversarial.ROWS)
+
+
+def test_sanity_summary_averages_seeds_and_keeps_undefined_controls():
+    sanity = importlib.import_module("sanity")  # benchmarks/sanity.py
+    tables = importlib.import_module("readme_sanity")
+
+    def job(seed: int, value: float) -> dict:
+        check = {"mean": value, "mean_abs": value}
+        return {
+            "dataset": "cluttered-mnist",
+            "seed": seed,
+            "test_accuracy": 0.95,
+            "random_label_test_accuracy": 0.1,
+            "random_label_train_accuracy": 0.99,
+            "layers": ["fc", "layer1"],
+            "rows": {
+                "gradcam": {"full": check, "data": check,
+                            "cascading": {"mean": [value, value / 2], "mean_abs": [0, 0]}},
+                "centre": {"full": {"mean": float("nan"), "mean_abs": float("nan")},
+                           "data": check, "cascading": {"mean": [float("nan")] * 2}},
+            },
+        }  # fmt: skip
+
+    s = sanity.summarise([job(0, 0.2), job(1, 0.4)])["cluttered-mnist"]
+    grad = s["rows"]["gradcam"]
+    assert grad["full"] == {"mean": pytest.approx(0.3), "std": pytest.approx(0.1414, abs=1e-4),
+                            "seeds": 2}  # fmt: skip
+    assert grad["cascading"][1]["mean"] == pytest.approx(0.15)
+    assert s["rows"]["centre"]["full"] is None  # constant maps: no correlation, not a 0
+    result = {"summary": {"cluttered-mnist": s}, "seeds": [0, 1], "n": 4, "command": "x",
+              "random_label_epochs": 30, "wall_seconds": 60, "machine": {"date": "d"}}  # fmt: skip
+    table = tables.table_sanity(result)
+    assert "| gradcam | 0.300 ± 0.141 | 0.300 ± 0.141 | 0.150 ± 0.071 | 0.300 ± 0.141 |" in table
+    assert "| centre | undefined | undefined | undefined |" in table

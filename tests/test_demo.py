@@ -8,6 +8,7 @@ def test_demo_trains_explains_reports_then_reuses(tmp_path, capsys):
     first = run_demo(tmp_path, **kwargs)
     out = capsys.readouterr().out
     assert "test acc" in out and str(tmp_path.resolve()) in out and "report:" in out
+    assert "\nsanity     " not in out and "sanity check: rank correlation" in out  # no run row
     assert {"standard", "csg", EXPLAIN_RUN} <= set(first)
     assert 0.0 <= first["standard"]["test_accuracy"] <= 1.0
     assert {"neuromask", "gradcam", "occlusion", "centre"} <= set(first["explanations"])
@@ -19,6 +20,15 @@ def test_demo_trains_explains_reports_then_reuses(tmp_path, capsys):
         assert (tmp_path / name / "adversarial.json").is_file()
         assert [a["attack"] for a in res["attacks"]] == ["fgsm", "pgd", "cw"]
     assert 'id="adversarial"' in html and "gate-groups" in html or "csg" not in detected
+    assert set(first["sanity"]) == {
+        "gradcam",
+        "saliency",
+        "integrated-gradients",
+        "centre",
+        "random",
+    }
+    assert first["sanity"]["random"]["full"]["mean"] == 1.0  # the control ignores the model
+    assert 'id="sanity"' in html and (tmp_path / EXPLAIN_RUN / "sanity" / "sanity.json").is_file()
     mtime = (tmp_path / "standard" / "model.safetensors").stat().st_mtime
     again = run_demo(tmp_path, **kwargs)
     assert "reusing finished run" in capsys.readouterr().out

@@ -4,7 +4,8 @@
    interpretable method this version has (CSG, decoupling, ICNN) on the same data and budget;
 2. trains a small conv net on cluttered-mnist (digits placed on a 64x64 canvas with clutter,
    so that explanations can be checked against the digit's mask) and explains test images
-   with NeuroMask and every baseline (``compare-explainers``);
+   with NeuroMask and every baseline (``compare-explainers``), then runs the cascading
+   randomisation sanity check of the fast explainers (``sanity-check``);
 3. detects adversarial examples (FGSM, PGD, C&W) from the standard network's activations, the
    CSG network's gate groups and the decoupled network's calculation paths
    (``detect-adversarial``; skipped with a note when torchattacks is not installed);
@@ -26,6 +27,9 @@ from pellucid.io import read_json
 
 EXPLAIN_RUN = "explain-cluttered"
 ADVERSARIAL_RUNS = ("standard", "csg", "decoupling")
+# the sanity check's explainers in the demo: the fast ones and the controls (NeuroMask's and
+# occlusion's full randomisation is in the compare-explainers table)
+SANITY_EXPLAINERS = ("gradcam", "saliency", "integrated-gradients", "centre", "random")
 
 
 def demo_configs(
@@ -107,11 +111,13 @@ def run_demo(
     report: bool = True,
     limit: int | None = None,
     n_adversarial: int = 200,
+    n_sanity: int = 8,
 ) -> dict[str, Any]:
     """Train (or reuse) every demo run under ``out``, explain, write the report, print a table.
 
-    Returns ``{run name: metrics}`` plus ``"explanations"`` (the compare-explainers rows) and
-    ``"report"`` (its path) when written.
+    Returns ``{run name: metrics}`` plus ``"explanations"`` (the compare-explainers rows),
+    ``"sanity"`` (the sanity-check rows; ``n_sanity`` images, 0 skips the step),
+    ``"adversarial"`` and ``"report"`` (its path) when written.
     """
     from pellucid.explain.run import compare_run
 
@@ -141,6 +147,8 @@ def run_demo(
         if not quiet:
             print(f"[explain] reusing {explain_dir}")
     results["explanations"] = rows
+    if n_sanity > 0:
+        results["sanity"] = _sanity(out / EXPLAIN_RUN, n_sanity, fresh, quiet)
     if n_adversarial > 0:
         results["adversarial"] = _adversarial(out, configs, n_adversarial, fresh, quiet)
 
@@ -155,6 +163,23 @@ def run_demo(
     if not quiet:
         _print_summary(results, out, time.perf_counter() - start)
     return results
+
+
+def _sanity(run: Path, n: int, fresh: bool, quiet: bool) -> dict[str, Any]:
+    """Cascading randomisation of the :data:`SANITY_EXPLAINERS` on ``n`` test images of the
+    explained run (saved in RUN/sanity, reused unless ``fresh``): the per-explainer rows."""
+    from pellucid.explain.sanity import SANITY_DIR, sanity_run
+
+    saved = run / SANITY_DIR / "sanity.json"
+    if saved.is_file() and not fresh:
+        if not quiet:
+            print(f"[sanity] reusing {saved.parent}")
+        return read_json(saved)["rows"]
+    if not quiet:
+        print(f"[sanity] cascading randomisation of {len(SANITY_EXPLAINERS)} explainers")
+    result = sanity_run(run, list(SANITY_EXPLAINERS), n=n, out=run / SANITY_DIR,
+                        progress=not quiet)  # fmt: skip
+    return result["rows"]
 
 
 def _adversarial(
@@ -194,7 +219,7 @@ def _adversarial(
 
 
 def _print_summary(results: dict[str, Any], out: Path, seconds: float) -> None:
-    skip = ("explanations", "report", "adversarial")
+    skip = ("explanations", "report", "adversarial", "sanity")
     runs = {k: v for k, v in results.items() if k not in skip}
     shown = [(k, label) for k, label in COLUMNS if any(k in m for m in runs.values())]
     head = f"{'run':<19}{'dataset':<17}" + "".join(f"{label:>13}" for _, label in shown)
@@ -210,6 +235,13 @@ def _print_summary(results: dict[str, Any], out: Path, seconds: float) -> None:
         print("\n" + f"{'explainer':<22}" + "".join(f"{x:>13}" for x in labels))
         for name, row in rows.items():
             print(f"{name:<22}" + "".join(f"{_cell(row.get(k)):>13}" for k in keys))
+    sanity = results.get("sanity") or {}
+    if sanity:
+        print("\nsanity check: rank correlation with the trained model's maps ↓ as the blocks")
+        print("are re-initialised from the output (cascade; last step: every weight random)")
+        for name, row in sanity.items():
+            steps = " ".join(_cell(v) for v in row["cascading"]["mean"])
+            print(f"{name:<22}{steps}")
     adversarial = results.get("adversarial") or {}
     if adversarial:
         print("\nadversarial detection, ROC-AUC of the logistic detector (cross-validated)")

@@ -301,6 +301,12 @@ def add_demo(sub) -> None:
         default=200,
         help="test images attacked for adversarial detection (0: skip that step)",
     )
+    p.add_argument(
+        "--n-sanity",
+        type=int,
+        default=8,
+        help="test images of the cascading randomisation sanity check (0: skip that step)",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     common_output(p)
     p.set_defaults(func=cmd_demo)
@@ -317,6 +323,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         n_explain=args.n_explain,
         report=not args.no_report,
         n_adversarial=args.n_adversarial,
+        n_sanity=args.n_sanity,
     )
 
 
