@@ -2,7 +2,9 @@
 weights: run once as a plain process and once under torchrun by ``test_distributed.py``,
 which compares the two (same global batches, averaged gradients -> the same weights).
 
-``python ddp_worker.py OUT [MODE]``; MODE ``full`` (default) trains 2 epochs; ``crash``
+``python ddp_worker.py OUT [MODE]``; MODE ``full`` (default) trains 2 epochs; ``icnn`` trains
+2 epochs with ICNN on the second conv (no BatchNorm; its statistics over the global batch);
+``crash``
 checkpoints to OUT/run and stops with exit code 3 at the start of the second epoch (an
 interrupted run); ``resume`` continues OUT/run with ``resume=True``."""
 
@@ -36,7 +38,10 @@ def main(out: str, mode: str = "full") -> None:
         nn.Flatten(),
         nn.Linear(8, 10),
     )
-    method = build_method("standard", model, 10)
+    if mode == "icnn":
+        method = build_method("icnn", model, 10, layer="3", bn=False, lambda_=10.0)
+    else:
+        method = build_method("standard", model, 10)
     train = TrainConfig(epochs=2, lr=0.05, seed=3, device="cpu", schedule="cosine")
     run = f"{out}/run" if mode in ("crash", "resume") else None
     if mode == "crash":

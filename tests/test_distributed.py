@@ -141,6 +141,24 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path):
         assert ea["train_loss"] == pytest.approx(eb["train_loss"], rel=1e-5)
 
 
+def test_icnn_statistics_are_the_global_batchs_under_torchrun(tmp_path):
+    """ICNN's log Z_T, filter categories and mask gain are batch statistics: with them summed
+    over the processes (and the gradient through Z_T too), two processes train what one does."""
+    one, two, worker = _worker_dirs(tmp_path)
+    _one_process(worker, one, "icnn")
+    res = _torchrun(worker, str(two), "icnn")
+    assert res.returncode == 0, _why(res)
+    a = load_tensors(one / "weights.safetensors")
+    b = load_tensors(two / "weights.safetensors")
+    assert {"filter_loss.log_z", "category", "class_mean", "icnn.mask.gain"} <= set(a)
+    assert a.keys() == b.keys()
+    assert torch.equal(a["category"], b["category"])
+    for key in a:
+        if a[key].is_floating_point():
+            diff = float((a[key] - b[key]).abs().max())
+            assert diff < 1e-4 * (1 + float(a[key].abs().max())), f"{key} differs by {diff}"
+
+
 def test_train_nproc_launches_torchrun_and_rank_0_alone_writes_and_prints(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

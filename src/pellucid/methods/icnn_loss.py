@@ -128,6 +128,24 @@ def mi_from_scores(
     return (log_p_t[target].exp() * lt.exp() * (lt - log_px)).sum(dim=0)
 
 
+def log_mean_exp(s: torch.Tensor, across_processes: bool = False) -> torch.Tensor:
+    """``log mean_x exp(s)`` over the maps (dim 0) of the batch: (K, M) from (N, K, M).
+
+    ``across_processes`` (training under torchrun): over the global batch, every process's
+    maps, with the gradient flowing back to each process's own maps
+    (:func:`pellucid.training.distributed.group_sum`), so K processes estimate Z_T as one
+    process does."""
+    lse = torch.logsumexp(s, dim=0)  # (K, M)
+    if not across_processes:
+        return lse - math.log(s.shape[0])
+    from pellucid.training.distributed import group_max, group_sum
+
+    top = group_max(lse)  # (K, M), a shift that keeps exp in range
+    total = group_sum(torch.exp(lse - top), differentiable=True)
+    count = group_sum(torch.tensor(float(s.shape[0]), device=s.device))
+    return top + torch.log(total) - torch.log(count)
+
+
 class FilterLoss(nn.Module):
     """-MI per filter with a running estimate of log Z_T (buffer ``log_z``, (K, M)).
 
@@ -155,7 +173,7 @@ class FilterLoss(nn.Module):
         tmpl = templates(h, w, self.tau, self.beta, x.device, x.dtype)  # (M, h, w)
         log_p_t = log_prior(h, w, x.device).to(x.dtype)  # (M,)
         s = template_scores(x, tmpl)  # (N, K, M)
-        batch = torch.logsumexp(s, dim=0) - math.log(n)  # log mean exp: (K, M)
+        batch = log_mean_exp(s, across_processes=update)  # (K, M)
         if self.log_z.shape != batch.shape or int(self.z_updates) == 0:
             log_z = batch
         else:  # Z = m Z_run + (1 - m) Z_batch, in log space

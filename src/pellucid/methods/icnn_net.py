@@ -42,9 +42,18 @@ class TemplateMask(nn.Module):
 
     @torch.no_grad()
     def calibrate(self, x: torch.Tensor) -> None:
-        """Set the gain from pre-mask maps x (N, K, h, w); filters silent on x keep gain 1."""
-        before = x.float().mean(dim=(0, 2, 3))  # (K,)
-        after = mask_at_peak(x, self.beta).float().mean(dim=(0, 2, 3))  # (K,), <= before
+        """Set the gain from pre-mask maps x (N, K, h, w); filters silent on x keep gain 1.
+        Under torchrun the means are over every process's maps (the same gain everywhere)."""
+        from pellucid.training.distributed import group_sum, is_distributed
+
+        masked = mask_at_peak(x, self.beta).float()
+        if is_distributed():
+            count = group_sum(torch.tensor(float(x[:, 0].numel()), device=x.device))
+            before = group_sum(x.float().sum(dim=(0, 2, 3))) / count  # (K,)
+            after = group_sum(masked.sum(dim=(0, 2, 3))) / count  # (K,), <= before
+        else:
+            before = x.float().mean(dim=(0, 2, 3))  # (K,)
+            after = masked.mean(dim=(0, 2, 3))  # (K,), <= before
         ok = after > 1e-12
         self.gain.copy_(torch.where(ok, before / after.clamp_min(1e-12), torch.ones_like(after)))
         self.calibrated.fill_(True)

@@ -53,13 +53,16 @@ class ICNNStep:
 
     @torch.no_grad()
     def _update_categories(self, pre: torch.Tensor, y: torch.Tensor) -> None:
-        """EMA of each filter's mean activation per class; category = argmax over classes."""
+        """EMA of each filter's mean activation per class; category = argmax over classes.
+        Under torchrun the means are the global batch's (every process gets the same)."""
         if self.target_class is not None:
             return
+        from pellucid.training.distributed import group_sum
+
         pooled = pre.mean(dim=(2, 3)).float()  # (N, K)
         onehot = F.one_hot(y, self.num_classes).float()  # (N, C)
-        counts = onehot.sum(0)  # (C,)
-        means = onehot.T @ pooled / counts.clamp_min(1)[:, None]  # (C, K)
+        counts = group_sum(onehot.sum(0))  # (C,), over every process's images under torchrun
+        means = group_sum(onehot.T @ pooled) / counts.clamp_min(1)[:, None]  # (C, K)
         present = counts > 0
         first = present & (self.class_count == 0)
         again = present & (self.class_count > 0)

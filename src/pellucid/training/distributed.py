@@ -11,8 +11,10 @@ The configured batch size is the *global* batch: each of the K processes takes a
 K-th of every batch the single-process loop would draw (:class:`ShardSampler`), and DDP
 averages the K gradients, so K processes take the same optimisation steps as one process,
 up to the order of floating-point sums and BatchNorm statistics, which each process computes
-over its own share of the batch (as DDP does by default). The run is therefore resumable
-with another number of processes.
+over its own share of the batch (as DDP does by default). Statistics a method keeps over the
+batch (ICNN's log Z_T, its filter categories and mask gain) are summed over the processes
+(:func:`group_sum`), so they are the global batch's. The run is therefore resumable with
+another number of processes.
 
 Without ``WORLD_SIZE`` (or with 1) everything here is a no-op and the loop is the
 single-process one.
@@ -40,6 +42,9 @@ __all__ = [
     "barrier",
     "broadcast_object",
     "current",
+    "group_max",
+    "group_sum",
+    "is_distributed",
     "is_main_process",
     "requested_world_size",
     "session",
@@ -185,6 +190,47 @@ def all_reduce_sum(values: torch.Tensor, ctx: Distributed) -> torch.Tensor:
         return values
     out = values.clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def _group_size() -> int:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group of more than one process."""
+    return _group_size() > 1
+
+
+def group_sum(values: torch.Tensor, differentiable: bool = False) -> torch.Tensor:
+    """``values`` summed over the processes of the initialised group (``values`` itself
+    when there is none), for statistics a method keeps over the *global* batch.
+
+    Every rank must call it at the same point of its step (a collective). With
+    ``differentiable`` the sum keeps its gradient and the backward pass sums the gradient
+    over the ranks too (``torch.distributed.nn.functional.all_reduce``), so a loss that
+    depends on the whole batch's statistic gets the single-process gradient once DDP has
+    averaged the ranks' gradients.
+    """
+    if _group_size() == 1:
+        return values
+    if differentiable:
+        from torch.distributed.nn.functional import all_reduce
+
+        return all_reduce(values, op=dist.ReduceOp.SUM)
+    out = values.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def group_max(values: torch.Tensor) -> torch.Tensor:
+    """The element-wise maximum of ``values`` over the processes (no gradient)."""
+    if _group_size() == 1:
+        return values.detach()
+    out = values.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.MAX)
     return out
 
 
