@@ -44,7 +44,8 @@ CHECKS = ["full", "cascading", "data"]
 
 
 def random_label_run(dataset: str, runs: Path, seed: int, epochs: int) -> Path:
-    """The recipe's random-label model of ``dataset`` and ``seed`` (trained once, reused)."""
+    """The recipe's random-label model of ``dataset`` and ``seed`` (trained once, reused; an
+    interrupted training is resumed from its checkpoint)."""
     from pellucid.training import train_run
 
     out = runs / f"{dataset}-seed{seed}-random-labels-{epochs}ep"
@@ -54,8 +55,9 @@ def random_label_run(dataset: str, runs: Path, seed: int, epochs: int) -> Path:
             data=dataclasses.replace(base.data, random_labels=True),
             train=dataclasses.replace(base.train, epochs=epochs),
         )
+        resume = (out / "config.yaml").is_file()  # an interrupted training continues
         print(f"training {dataset} on random labels (seed {seed}, {epochs} epochs) -> {out}")
-        train_run(cfg, out, progress=False)
+        train_run(cfg, out, resume=resume, progress=False)
     return out
 
 

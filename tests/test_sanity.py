@@ -232,3 +232,11 @@ def test_sanity_run_default_output_in_the_run(runs):
     assert (trained / SANITY_DIR / "sanity.json").is_file()
     with pytest.raises(ConfigError, match="unknown or no checks"):
         sanity_run(trained, ["saliency"], checks=["nope"])
+
+
+def test_cascade_of_an_icnn_network_puts_its_layer_between_the_backbones_blocks():
+    from pellucid.methods import build_method
+
+    net = build_method("icnn", _net(), 3).inference_model()
+    res = cascading_randomisation(_gradient_maps(torch.rand(2, 1, 16, 16)), net)
+    assert res["layers"] == ["backbone.fc", "icnn", *(f"backbone.{b}" for b in BLOCKS[3::-1])]

@@ -113,6 +113,13 @@ class ICNNNet(nn.Module):
         self.in_channels = getattr(backbone, "in_channels", None)
         self.num_classes = getattr(backbone, "num_classes", None)
 
+    def parameter_blocks(self) -> list[str]:
+        """The blocks a sanity check re-initialises one by one: the backbone's and the
+        interpretable layer (:func:`pellucid.metrics.parameter_blocks`)."""
+        from pellucid.metrics.randomise import parameter_blocks
+
+        return [f"backbone.{name}" for name in parameter_blocks(self.backbone)] + ["icnn"]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.staged:
             h = self.backbone.forward_to(x, self.layer)  # (N, K, H, W)

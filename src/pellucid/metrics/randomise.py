@@ -143,8 +143,12 @@ def parameter_blocks(model: nn.Module) -> list[str]:
     The children of the model that hold parameters (``layer1`` ... ``fc`` of our models);
     a wrapper with a single such child and no parameters of its own (``net`` of a
     torchvision model loaded with ``tv:NAME``) is looked through, so its blocks are the
-    wrapped model's (``net.layer1`` ...).
+    wrapped model's (``net.layer1`` ...). A model that knows better lists its own with a
+    ``parameter_blocks()`` method (the ICNN network: its backbone's blocks and ``icnn``).
     """
+    own_list = getattr(model, "parameter_blocks", None)
+    if callable(own_list):
+        return list(own_list())
     mod, prefix = model, ""
     while True:
         kids = [(n, c) for n, c in mod.named_children() if _has_parameters(c)]
