@@ -218,6 +218,10 @@ def test_sanity_check_refuses_a_run_not_trained_on_random_labels(runs, tmp_path,
     assert main([*argv, "--checks", "data", "--out", str(tmp_path)]) == 1
     assert "needs --random-label-run" in capsys.readouterr().err
     assert not (tmp_path / "sanity.json").exists()  # nothing written on error
+    taken = tmp_path / "a-file"
+    taken.write_text("keep me")
+    assert main([*argv, "--out", str(taken)]) == 1
+    assert "is not a directory" in capsys.readouterr().err and taken.read_text() == "keep me"
 
 
 def test_sanity_run_default_output_in_the_run(runs):

@@ -180,6 +180,8 @@ def sanity_run(
         raise ConfigError(f"unknown or no checks {unknown}; choose from {list(CHECKS)}")
     if "data" in checks and random_label_run is None:
         raise ConfigError("the data randomisation check needs --random-label-run RUN")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise DataError(f"--out {out} exists and is not a directory")
     names = list(explainers or [e for e in EXPLAINERS.names() if e not in DEFAULT_EXCLUDED])
     for name in names:
         EXPLAINERS.get(name)
@@ -283,8 +285,6 @@ def _write(out: Path, result: dict[str, Any], image: torch.Tensor, shown: dict) 
     from pellucid.io import atomic_write_text, write_json
     from pellucid.report.figures_sanity import save_cascade_curves, save_sanity_maps
 
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} exists and is not a directory")
     write_json(out / "sanity.json", result)
     atomic_write_text(out / "sanity.md", result["table"] + "\n")
     if "cascading" in result["checks"]:
