@@ -54,7 +54,7 @@ ATTACKS: dict[str, dict[str, dict[str, Any]]] = {
         "cw": {"c": 1.0, "steps": 100, "lr": 0.05},
     },
 }
-DETECTORS = ("logistic", "forest", "prototype")
+DETECTORS = ("logistic", "forest", "prototype", "mahalanobis")
 # network -> the feature kinds measured on it
 FEATURES = {
     "standard": ["activations", "logits"],
@@ -148,7 +148,7 @@ def summarise(per_seed: list[dict[str, Any]], attacks: list[str]) -> dict[str, A
         row: dict[str, Any] = {"comparison": group, "network": net, "feature": feature}
         for a in attacks:
             for det in DETECTORS:
-                values = [_report(s, net, a)["auc"][feature][det] for s in per_seed]
+                values = [_report(s, net, a)["auc"][feature].get(det) for s in per_seed]
                 if all(v is not None for v in values):
                     row[f"{a}/{det}"] = _stats(values)
         out["auc"].append(row)
@@ -209,7 +209,9 @@ def main() -> None:
             "protocol": "correctly classified test images attacked; successful attacks and "
             "their clean originals; logistic / forest: 5-fold grouped cross-validated ROC-AUC; "
             "prototype: ROC-AUC of the cosine distance to the predicted class's mean clean "
-            "training features (unsupervised)",
+            "training features (unsupervised); mahalanobis: ROC-AUC of the Mahalanobis "
+            "distance to the closest class mean, shared Ledoit-Wolf covariance of the same "
+            "clean training features (unsupervised, Lee et al. 2018)",
             "wall_seconds": round(time.perf_counter() - start, 1),
             "per_seed": per_seed,
             "summary": summarise(per_seed, list(attacks)),

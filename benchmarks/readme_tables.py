@@ -285,7 +285,12 @@ def table_adversarial(r: dict) -> str:
     attacks = sorted(r["attacks"], key=lambda a: order.index(a) if a in order else len(order))
     first = r["per_seed"][0]["networks"]
     names = {"csg": "CSG", "standard": "standard", "decoupled": "decoupled", "dense": "dense+ft"}
-    head = " | ".join(f"{a.upper() if a != 'cw' else 'C&W'}: LR / RF / proto ↑" for a in attacks)
+    short = {"logistic": "LR", "forest": "RF", "prototype": "proto", "mahalanobis": "maha"}
+    dets = [d for d in short if any(f"{a}/{d}" in row for row in s["auc"] for a in attacks)]
+    head = " | ".join(
+        f"{a.upper() if a != 'cw' else 'C&W'}: {' / '.join(short[d] for d in dets)} ↑"
+        for a in attacks
+    )
     rows = [
         f"| comparison | network | feature (dims) | {head} |",
         "| --- | --- | --- |" + " ---: |" * len(attacks),
@@ -294,7 +299,7 @@ def table_adversarial(r: dict) -> str:
     for row in s["auc"]:
         cells = []
         for a in attacks:
-            vals = [row.get(f"{a}/{d}") for d in ("logistic", "forest", "prototype")]
+            vals = [row.get(f"{a}/{d}") for d in dets]
             spreads += [v["std"] for v in vals if v]
             cells.append(" / ".join(f"{v['mean']:.3f}" if v else "-" for v in vals))
         dims = first[row["network"]]["features"][row["feature"]]
@@ -327,7 +332,13 @@ def table_adversarial(r: dict) -> str:
         f"attacked), mean over seeds {r['seeds']} (largest std of an AUC: {max(spreads):.3f}). "
         f"LR: logistic regression, RF: random forest (5-fold cross-validated, an image and its "
         f"attacked version always in the same fold), proto: unsupervised cosine distance to "
-        f"the predicted class's prototype. Attacks (torchattacks): {opts}. "
+        f"the predicted class's prototype"
+        + (
+            ", maha: unsupervised Mahalanobis distance to the closest class (Lee et al. 2018)"
+            if "mahalanobis" in dets
+            else ""
+        )
+        + f". Attacks (torchattacks): {opts}. "
         f"`{r['command']}` ({m['date']}, {r['wall_seconds'] / 60:.0f} min).",
     ]
     return "\n".join(rows)

@@ -219,7 +219,7 @@ def test_detection_end_to_end_on_a_small_model(bars_and_net):
     assert 0 < report.success_rate <= 1 and report.pairs >= 10
     assert 0 < report.linf <= 0.4 + 1e-6
     for feature in ("activations", "logits"):
-        for detector in ("logistic", "forest", "prototype"):
+        for detector in ("logistic", "forest", "prototype", "mahalanobis"):
             assert 0 <= report.auc[feature][detector] <= 1
     rows = res.table()
     assert len(rows) == 2 and {r["feature"] for r in rows} == {"activations", "logits"}
@@ -235,6 +235,27 @@ def test_prototypes_cover_classes_no_training_image_has():
     res = detect_adversarial(net, data, _bars(seed=1), ["pgd"], ["logits"], n=None, folds=2)
     assert res.clean_accuracy > 0.95 and res.attacks[0].pairs >= 10
     assert res.attacks[0].auc["logits"]["prototype"] > 0.5
+    assert res.attacks[0].auc["logits"]["mahalanobis"] is not None  # empty classes left out
+
+
+def test_mahalanobis_score_is_the_distance_to_the_closest_class_under_a_shared_covariance():
+    from pellucid.apps.detectors import fit_mahalanobis, mahalanobis_scores
+
+    gen = torch.Generator().manual_seed(0)
+    # two classes, elongated along x: a step along x is cheap, along y expensive
+    noise = torch.randn(400, 2, generator=gen) * torch.tensor([3.0, 0.3])
+    labels = torch.arange(400) % 2
+    feats = noise + torch.tensor([[0.0, 0.0], [10.0, 0.0]])[labels]
+    fitted = fit_mahalanobis(feats, labels, classes=3)  # class 2: no image, never closest
+    means, precision, present = fitted
+    assert present.tolist() == [True, True, False]
+    assert torch.allclose(means[1].float(), torch.tensor([10.0, 0.0]), atol=0.5)
+    probe = torch.tensor([[3.0, 0.0], [0.0, 1.0], [10.0, 0.0], [11.0, 0.0]])
+    s = mahalanobis_scores(fitted, probe)
+    assert s[0] < s[1]  # 3 along the long axis is nearer than 1 along the short one
+    assert s[2] < s[3] and s[2] < 0.05  # at a class mean: ~0, whichever class it is
+    with pytest.raises(DataError, match="at least 2"):
+        fit_mahalanobis(feats[:1], labels[:1], 2)
 
 
 def test_detection_defaults_to_the_last_conv_layer_and_takes_one_attack_name(bars_and_net):

@@ -25,7 +25,10 @@ their clean originals form a balanced clean-vs-adversarial set. For every featur
   training and test;
 - unsupervised (decoupling.md): the cosine distance of the features to the *prototype* of
   the predicted class, the mean feature vector of correctly classified clean training
-  images of that class, scored by ROC-AUC -- no adversarial example is needed to fit it.
+  images of that class, scored by ROC-AUC -- no adversarial example is needed to fit it;
+  next to it the *Mahalanobis* detector of Lee et al. (2018), the distance to the closest
+  class under class Gaussians with a shared covariance fitted on the same clean images
+  (:mod:`pellucid.apps.detectors`).
 
 The attacks do not know about the detector (an oblivious, not adaptive, adversary), as in
 both papers.
@@ -38,11 +41,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from pellucid.apps import attacks as _attacks  # noqa: F401  (fills ATTACKS)
+from pellucid.apps.detectors import (  # noqa: F401  (prototype_scores, supervised_auc: public)
+    DETECTORS,
+    UNSUPERVISED,
+    class_prototypes,
+    fit_mahalanobis,
+    mahalanobis_scores,
+    prototype_scores,
+    roc_auc,
+    supervised_auc,
+)
 from pellucid.errors import ConfigError, DataError
 from pellucid.registry import ATTACKS
 
@@ -54,12 +66,12 @@ __all__ = [
     "detect_adversarial",
     "detect_adversarial_run",
     "feature_vectors",
+    "mahalanobis_scores",
     "prototype_scores",
     "supervised_auc",
 ]
 
 FEATURES = ("activations", "gate-groups", "path", "logits")
-DETECTORS = ("logistic", "forest")
 DEFAULT_ATTACKS: dict[str, dict[str, Any]] = {"fgsm": {}, "pgd": {}, "cw": {}}
 MIN_PAIRS = 10  # fewer successful attacks than this: no AUC (None)
 
@@ -67,7 +79,8 @@ MIN_PAIRS = 10  # fewer successful attacks than this: no AUC (None)
 @dataclass
 class AttackReport:
     """Detection of one attack: the attack's success and, per feature kind, the ROC-AUC of
-    each detector (``logistic``, ``forest``: cross-validated; ``prototype``: unsupervised);
+    each detector (``logistic``, ``forest``: cross-validated; ``prototype``, ``mahalanobis``:
+    unsupervised);
     None when fewer than ``MIN_PAIRS`` attacks succeeded."""
 
     attack: str
@@ -203,67 +216,6 @@ def _path(model: nn.Module) -> torch.Tensor:
     return torch.cat([g.float() for g in last_gates(model).values()], 1)
 
 
-def supervised_auc(
-    clean: torch.Tensor | np.ndarray,
-    adversarial: torch.Tensor | np.ndarray,
-    detector: str = "logistic",
-    folds: int = 5,
-    seed: int = 0,
-) -> float:
-    """Cross-validated ROC-AUC of a clean-vs-adversarial classifier.
-
-    ``clean[i]`` and ``adversarial[i]`` are the features of one image and of its attacked
-    version; the folds keep each pair together (``GroupKFold``), so no image is seen in
-    training and scored in test. ``detector``: ``logistic`` (standardised logistic
-    regression) or ``forest`` (random forest, 200 trees). Higher is better; 0.5 is chance.
-    """
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import GroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    a, b = np.asarray(clean, dtype=np.float64), np.asarray(adversarial, dtype=np.float64)
-    if a.ndim != 2 or a.shape != b.shape:
-        raise DataError(f"clean {a.shape} and adversarial {b.shape} features must be (N, D) alike")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise DataError("features contain NaN or infinite values")
-    if not 2 <= folds <= len(a):
-        raise ConfigError(f"folds must lie in [2, {len(a)}] (the pairs), got {folds}")
-    if detector == "logistic":
-        est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-    elif detector == "forest":
-        est = RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=1)
-    else:
-        raise ConfigError(f"unknown detector {detector!r}; choose from: {', '.join(DETECTORS)}")
-    x = np.concatenate([a, b])
-    y = np.r_[np.zeros(len(a)), np.ones(len(b))]
-    groups = np.r_[np.arange(len(a)), np.arange(len(b))]
-    cv = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    proba = cross_val_predict(est, x, y, groups=groups, cv=cv, method="predict_proba")[:, 1]
-    return float(roc_auc_score(y, proba))
-
-
-def prototype_scores(
-    prototypes: torch.Tensor, features: torch.Tensor, predicted: torch.Tensor
-) -> torch.Tensor:
-    """Unsupervised anomaly score: 1 - cos(features, prototype of the predicted class).
-
-    ``prototypes`` (C, D): a class's mean feature vector on clean images (a row of zeros
-    for a class without any, which scores 1). Higher = less like the class's clean images.
-    """
-    proto = prototypes[predicted.long()]  # (N, D)
-    cos = torch.nn.functional.cosine_similarity(features.float(), proto.float(), dim=1, eps=1e-8)
-    return 1.0 - cos
-
-
-def _prototypes(feats: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.Tensor:
-    onehot = torch.nn.functional.one_hot(labels.long(), classes).float()  # (N, C)
-    counts = onehot.sum(0)[:, None]
-    return onehot.T @ feats.float() / counts.clamp_min(1)  # zeros for an empty class
-
-
 def _images(data: Any, n: int | None, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     from pellucid.data import make_loader, spread_subset
 
@@ -282,13 +234,6 @@ def _num_classes(model: nn.Module, image: torch.Tensor) -> int:
 
     with model_state(model):
         return int(model(image.to(model_device(model))).shape[1])
-
-
-def _roc(clean: torch.Tensor, adv: torch.Tensor) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    y = np.r_[np.zeros(len(clean)), np.ones(len(adv))]
-    return float(roc_auc_score(y, torch.cat([clean, adv]).numpy()))
 
 
 def detect_adversarial(
@@ -360,7 +305,7 @@ def detect_adversarial(
         )
     images, labels = images[correct], labels[correct]
     clean = {k: v[correct] for k, v in clean.items()}
-    protos = None
+    protos, gauss = None, {}
     if train_data is not None:
         tx, ty = _images(train_data, prototype_images, "prototype images")
         tpred, tfeat = feature_vectors(model, tx, **kw)
@@ -368,7 +313,8 @@ def detect_adversarial(
         classes = _num_classes(model, images[:1])  # any class an attack may push towards
         if int(ty.max()) >= classes:
             raise DataError(f"prototype images: label {int(ty.max())} >= {classes} classes")
-        protos = {k: _prototypes(v[ok], ty[ok], classes) for k, v in tfeat.items()}
+        protos = {k: class_prototypes(v[ok], ty[ok], classes) for k, v in tfeat.items()}
+        gauss = {k: fit_mahalanobis(v[ok], ty[ok], classes) for k, v in tfeat.items()}
 
     reports = []
     for name, options in attacks.items():
@@ -388,7 +334,7 @@ def detect_adversarial(
         )
         for kind in features:
             a, b = clean[kind][hit], afeat[kind][hit]
-            scores: dict[str, float | None] = dict.fromkeys((*DETECTORS, "prototype"))
+            scores: dict[str, float | None] = dict.fromkeys((*DETECTORS, *UNSUPERVISED))
             if report.pairs >= max(MIN_PAIRS, folds):
                 for det in DETECTORS:
                     scores[det] = round(supervised_auc(a, b, det, folds, seed), 5)
@@ -396,7 +342,10 @@ def detect_adversarial(
                     p = protos[kind]
                     s_clean = prototype_scores(p, a, labels[hit])  # clean: predicted = label
                     s_adv = prototype_scores(p, b, apred[hit])
-                    scores["prototype"] = round(_roc(s_clean, s_adv), 5)
+                    scores["prototype"] = round(roc_auc(s_clean, s_adv), 5)
+                    fitted = gauss[kind]
+                    s_clean, s_adv = mahalanobis_scores(fitted, a), mahalanobis_scores(fitted, b)
+                    scores["mahalanobis"] = round(roc_auc(s_clean, s_adv), 5)
             report.auc[kind] = scores
         reports.append(report)
     return DetectionResult(

@@ -102,8 +102,9 @@ def add_detect_adversarial(sub, attacks) -> None:
         "apart from the network's features -- the calculation path of a decoupled run, the "
         "gate-grouped activations of a CSG run, the layer activations and the logits of any "
         "run. ROC-AUC of a cross-validated logistic regression and random forest, and of the "
-        "unsupervised distance to the predicted class's prototype (1.0 = perfect, 0.5 = "
-        "chance). Needs torchattacks (pip install --no-deps torchattacks==3.5.1).",
+        "unsupervised distance to the predicted class's prototype and Mahalanobis distance to "
+        "the closest class (Lee et al. 2018) (1.0 = perfect, 0.5 = chance). Needs "
+        "torchattacks (pip install --no-deps torchattacks==3.5.1).",
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     p.add_argument(
@@ -151,6 +152,7 @@ def attack_options(names: list[str], pairs: list[str] | None) -> dict[str, dict[
 
 def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
     from pellucid.apps.adversarial import detect_adversarial_run
+    from pellucid.apps.detectors import DETECTORS, UNSUPERVISED
     from pellucid.registry import ATTACKS
 
     attacks = attack_options(args.attack or ATTACKS.names(), args.attack_option)
@@ -172,11 +174,14 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
     write_outputs(args, {run: r.to_dict() for run, r in results.items()}, ADVERSARIAL_FILE)
     tables = {run: r.table() for run, r in results.items()}
     if not args.quiet and not args.json:
-        print("| run | attack | success | pairs | feature | logistic | forest | prototype |")
-        print("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |")
+        print(
+            "| run | attack | success | pairs | feature | logistic | forest | prototype "
+            "| mahalanobis |"
+        )
+        print("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
         for run, rows in tables.items():
             for row in rows:
-                aucs = " | ".join(_auc(row[k]) for k in ("logistic", "forest", "prototype"))
+                aucs = " | ".join(_auc(row.get(k)) for k in (*DETECTORS, *UNSUPERVISED))
                 print(
                     f"| {run} | {row['attack']} | {row['success_rate']:.3f} | {row['pairs']} | "
                     f"{row['feature']} | {aucs} |"
@@ -185,4 +190,5 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _auc(value: float | None) -> str:
+    """An AUC cell; ``-`` where there is none (too few pairs, or no clean training images)."""
     return "-" if value is None else f"{value:.3f}"

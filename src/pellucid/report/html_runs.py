@@ -171,7 +171,7 @@ def adversarial_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
     """Per run with saved ``detect-adversarial`` results: one row per attack and feature
     kind, ROC-AUC of each detector (best of the run's rows marked per column)."""
     out = []
-    detectors = ("logistic", "forest", "prototype")
+    detectors = ("logistic", "forest", "prototype", "mahalanobis")
     for r in runs:
         a = r.adversarial
         if not a:
