@@ -166,12 +166,13 @@ def sanity_run(
     """
     from tqdm.auto import tqdm
 
+    from pellucid.config import load_config
     from pellucid.explain import build_explainer
     from pellucid.explain.evaluate import image_indices, load_images
     from pellucid.explain.run import DEFAULT_EXCLUDED, _targets
     from pellucid.metrics.randomise import execution_order, get_block, parameter_blocks
     from pellucid.registry import EXPLAINERS
-    from pellucid.training import load_run
+    from pellucid.state import model_state
     from pellucid.training.setup import resolve_device
 
     checks = list(dict.fromkeys([*checks, *(["data"] if random_label_run else [])]))
@@ -187,15 +188,15 @@ def sanity_run(
         EXPLAINERS.get(name)
     options = options or {}
     model, batch, ds = load_images(run, n, None, split, None, resolve_device(device), images)
-    _, config = load_run(run, device="cpu")
+    config = load_config(Path(run) / "config.yaml")
     other = load_random_label_model(random_label_run, model, config) if random_label_run else None
     dev = next(iter(model.parameters())).device
     x = batch.image.to(dev)
     tgt = _targets(model, batch, target).to(dev)
     if layers is None:
         blocks = parameter_blocks(model)
-        with torch.no_grad():
-            _, order = execution_order(model, blocks, lambda: model.eval()(x[:1]))
+        with model_state(model), torch.no_grad():
+            _, order = execution_order(model, blocks, lambda: model(x[:1]))
         layers = order[::-1]
     else:
         layers = list(layers)
