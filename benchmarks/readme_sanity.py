@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+CHANCE = {"cluttered-mnist": 1 / 10, "shapes": 1 / 8}  # 1 / classes
+
 
 def _cell(v: dict[str, Any] | None) -> str:
     if v is None:
@@ -35,7 +37,8 @@ def table_sanity(r: dict[str, Any]) -> str:
             f"{dataset}: models' test accuracy {acc['mean']:.3f} ± {acc['std']:.3f}; the "
             f"random-label models fit {rl_train['mean']:.3f} ± {rl_train['std']:.3f} of their "
             f"permuted training labels in {r['random_label_epochs']} epochs (test accuracy "
-            f"{rl_test['mean']:.3f} ± {rl_test['std']:.3f}, chance 0.1 / 0.125).",
+            f"{rl_test['mean']:.3f} ± {rl_test['std']:.3f}"
+            + (f", chance {CHANCE[dataset]:.3f})." if dataset in CHANCE else ")."),
             "",
         ]
     m = r["machine"]
@@ -43,8 +46,8 @@ def table_sanity(r: dict[str, Any]) -> str:
         f"Spearman rank correlation of each image's maps from the trained and the damaged "
         f"model, mean ± std over seeds {r['seeds']} ({r['n']} evenly spaced test images per "
         f"seed, target = true class); the cascade re-initialises the blocks from the output "
-        f"towards the input, so its last column has every weight random. `undefined`: every "
-        f"map is constant (the centre control). `{r['command']}` ({m['date']}, "
-        f"{r['wall_seconds'] / 60:.0f} min)."
+        f"towards the input, so its last column has every weight random."
+        + (" `undefined`: every map was constant." if "undefined" in "".join(out) else "")
+        + f" `{r['command']}` ({m['date']}, {r['wall_seconds'] / 60:.0f} min)."
     )
     return "\n".join(out)
