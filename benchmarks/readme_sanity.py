@@ -11,6 +11,8 @@ CHANCE = {"cluttered-mnist": 1 / 10, "shapes": 1 / 8}  # 1 / classes
 def _cell(v: dict[str, Any] | None) -> str:
     if v is None:
         return "undefined"
+    if v.get("seeds", 2) == 1:  # one seed: no spread to show
+        return f"{v['mean']:.3f}"
     return f"{v['mean']:.3f} ± {v['std']:.3f}"
 
 
@@ -32,22 +34,23 @@ def table_sanity(r: dict[str, Any]) -> str:
         acc, rl_train, rl_test = (
             s["test_accuracy"], s["random_label_train_accuracy"], s["random_label_test_accuracy"]
         )  # fmt: skip
+        chance = f", chance {CHANCE[dataset]:.3f}" if dataset in CHANCE else ""
         out += [
             "",
-            f"{dataset}: models' test accuracy {acc['mean']:.3f} ± {acc['std']:.3f}; the "
-            f"random-label models fit {rl_train['mean']:.3f} ± {rl_train['std']:.3f} of their "
-            f"permuted training labels in {r['random_label_epochs']} epochs (test accuracy "
-            f"{rl_test['mean']:.3f} ± {rl_test['std']:.3f}"
-            + (f", chance {CHANCE[dataset]:.3f})." if dataset in CHANCE else ")."),
+            f"{dataset}: models' test accuracy {_cell(acc)}; the random-label models fit "
+            f"{_cell(rl_train)} of their permuted training labels in "
+            f"{r['random_label_epochs']} epochs (test accuracy {_cell(rl_test)}{chance}).",
             "",
         ]
+    seeds = r["seeds"]
+    over = f"mean ± std over seeds {seeds}" if len(seeds) > 1 else f"one seed ({seeds[0]})"
+    undefined = " `undefined`: every map was constant." if "undefined" in "".join(out) else ""
     m = r["machine"]
     out.append(
-        f"Spearman rank correlation of each image's maps from the trained and the damaged "
-        f"model, mean ± std over seeds {r['seeds']} ({r['n']} evenly spaced test images per "
-        f"seed, target = true class); the cascade re-initialises the blocks from the output "
-        f"towards the input, so its last column has every weight random."
-        + (" `undefined`: every map was constant." if "undefined" in "".join(out) else "")
-        + f" `{r['command']}` ({m['date']}, {r['wall_seconds'] / 60:.0f} min)."
+        "Spearman rank correlation of each image's maps from the trained and the damaged "
+        f"model, {over} ({r['n']} evenly spaced test images per seed, target = true class); "
+        "the cascade re-initialises the blocks from the output towards the input, so its last "
+        f"column has every weight random.{undefined} `{r['command']}` ({m['date']}, "
+        f"{r['wall_seconds'] / 60:.0f} min)."
     )
     return "\n".join(out)

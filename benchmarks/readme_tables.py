@@ -366,6 +366,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "adversarial_shapes": table_adversarial,
     "adversarial_eps01": table_adversarial,
     "sanity": table_sanity,
+    "sanity_shapes": table_sanity,
 }
 
 
