@@ -239,9 +239,10 @@ def _print_summary(results: dict[str, Any], out: Path, seconds: float) -> None:
     if sanity:
         print("\nsanity check: rank correlation with the trained model's maps ↓ as the blocks")
         print("are re-initialised from the output (cascade; last step: every weight random)")
+        layers = next(iter(sanity.values()))["cascading"]["layers"]
+        print(f"{'explainer':<22}" + "".join(f"{'+' + name:>9}" for name in layers))
         for name, row in sanity.items():
-            steps = " ".join(_cell(v) for v in row["cascading"]["mean"])
-            print(f"{name:<22}{steps}")
+            print(f"{name:<22}" + "".join(f"{_cell(v):>9}" for v in row["cascading"]["mean"]))
     adversarial = results.get("adversarial") or {}
     if adversarial:
         print("\nadversarial detection, ROC-AUC of the logistic detector (cross-validated)")
