@@ -10,7 +10,13 @@ import yaml
 
 from pellucid.errors import ConfigError
 
-__all__ = ["common_output", "image_choice", "parse_named_options", "parse_options"]
+__all__ = [
+    "common_output",
+    "explainer_choice",
+    "image_choice",
+    "parse_named_options",
+    "parse_options",
+]
 
 
 def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
@@ -56,3 +62,11 @@ def image_choice(p: argparse.ArgumentParser, n: int) -> None:
         help="which n images: evenly spaced over the split (default; covers every class of a "
         "class-ordered split) or the first n",
     )
+
+
+def explainer_choice(p: argparse.ArgumentParser, explainers: Any, n: int, default: str) -> None:
+    """``--explainers`` (several, from the registry), ``--option NAME.K=V`` and the image
+    choice (:func:`image_choice`): what every command that runs several explainers takes."""
+    p.add_argument("--explainers", nargs="+", choices=explainers.names(), help=default)
+    p.add_argument("--option", action="append", metavar="NAME.K=V", help="e.g. neuromask.lr=0.05")
+    image_choice(p, n)

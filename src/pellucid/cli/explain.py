@@ -10,6 +10,7 @@ from typing import Any
 
 from pellucid.cli.arguments import (
     common_output,
+    explainer_choice,
     image_choice,
     parse_named_options,
     parse_options,
@@ -77,14 +78,7 @@ def add_compare_explainers(sub, explainers) -> None:
         "compare-explainers", help="every explainer on the same images of a run: one table"
     )
     p.add_argument("run", help="run directory")
-    p.add_argument(
-        "--explainers",
-        nargs="+",
-        choices=explainers.names(),
-        help="default: all except neuromask-reference (slow; add it by name)",
-    )
-    p.add_argument("--option", action="append", metavar="NAME.K=V", help="e.g. neuromask.lr=0.05")
-    image_choice(p, 32)
+    explainer_choice(p, explainers, 32, "default: all except neuromask-reference (slow; add it)")
     p.add_argument("--dataset", help="images of another dataset (default: the run's)")
     p.add_argument("--data-option", action="append", metavar="K=V")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -151,14 +145,7 @@ def add_sanity_check(sub, explainers) -> None:
         "correlation of each image's two maps per explainer and check (lower is better).",
     )
     p.add_argument("run", help="run directory")
-    p.add_argument(
-        "--explainers",
-        nargs="+",
-        choices=explainers.names(),
-        help="default: all except neuromask-reference",
-    )
-    p.add_argument("--option", action="append", metavar="NAME.K=V", help="e.g. neuromask.lr=0.05")
-    image_choice(p, 16)
+    explainer_choice(p, explainers, 16, "default: all except neuromask-reference")
     p.add_argument(
         "--checks",
         nargs="+",

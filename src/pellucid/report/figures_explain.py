@@ -80,6 +80,14 @@ def save_gallery(
             axes[i, j].imshow(m[i, 0].cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
             if i == 0:
                 axes[i, j].set_title(name, fontsize=7)
+    return save_grid(fig, axes, path)
+
+
+def save_grid(fig, axes, path: Path) -> Path:
+    """Finish an image grid whose first column holds the images (no ticks, "image" over
+    the first column), save it atomically and close the figure."""
+    import matplotlib.pyplot as plt
+
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from pellucid.io import save_figure
-from pellucid.report.figures_explain import _rgb
+from pellucid.report.figures_explain import _rgb, save_grid
 
 
 def save_cascade_curves(result: dict[str, Any], path: Path) -> Path:
@@ -74,11 +74,4 @@ def save_sanity_maps(
                                   vmin=-1 if m.min() < 0 else 0, vmax=1)  # fmt: skip
             if i == 0:
                 axes[i, j].set_title(col, fontsize=7)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[0, 0].set_title("image", fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return save_grid(fig, axes, path)
