@@ -31,6 +31,16 @@ def table_sanity(r: dict[str, Any]) -> str:
         for name, row in s["rows"].items():
             cells = [_cell(row["full"]), *(_cell(c) for c in row["cascading"]), _cell(row["data"])]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
+        if any(row.get("full_ssim") for row in s["rows"].values()):
+            out += [
+                "",
+                f"| {dataset} | SSIM, all weights random ↓ | HOG, all weights random ↓ "
+                "| SSIM, random labels ↓ | HOG, random labels ↓ |",
+                "| --- | ---: | ---: | ---: | ---: |",
+            ]
+            for name, row in s["rows"].items():
+                keys = ("full_ssim", "full_hog", "data_ssim", "data_hog")
+                out.append(f"| {name} | " + " | ".join(_cell(row.get(k)) for k in keys) + " |")
         acc, rl_train, rl_test = (
             s["test_accuracy"], s["random_label_train_accuracy"], s["random_label_test_accuracy"]
         )  # fmt: skip
@@ -47,8 +57,10 @@ def table_sanity(r: dict[str, Any]) -> str:
     undefined = " `undefined`: every map was constant." if "undefined" in "".join(out) else ""
     m = r["machine"]
     out.append(
-        "Spearman rank correlation of each image's maps from the trained and the damaged "
-        f"model, {over} ({r['n']} evenly spaced test images per seed, target = true class); "
+        "Spearman rank correlation (second table, where measured: SSIM and HOG correlation of "
+        "the maps' absolute values scaled to [0, 1]) of each image's maps from the trained and "
+        f"the damaged model, {over} ({r['n']} evenly spaced test images per seed, target = "
+        "true class); "
         "the cascade re-initialises the blocks from the output towards the input, so its last "
         f"column has every weight random.{undefined} `{r['command']}` ({m['date']}, "
         f"{r['wall_seconds'] / 60:.0f} min)."

@@ -10,8 +10,9 @@ For each dataset and seed (one worker process per job, 1 thread):
   training accuracy is recorded);
 
 then on the same ``--n`` test images (spread evenly, target = true class), for every explainer
-(:func:`pellucid.explain.sanity.sanity_run`): the Spearman rank correlation between the maps
-of the trained model and those of
+(:func:`pellucid.explain.sanity.sanity_run`): the Spearman rank correlation (and the SSIM and
+HOG correlation, Adebayo et al.'s other measures) between the maps of the trained model and
+those of
 
 - the fully re-initialised model (``full``),
 - the model with its blocks re-initialised from the output towards the input, cumulatively
@@ -120,6 +121,10 @@ def summarise(per_job: list[dict[str, Any]]) -> dict[str, Any]:
                 "data": _stats([g["data"]["mean"] for g in get]),
                 "data_abs": _stats([g["data"]["mean_abs"] for g in get]),
             }
+            for check in ("full", "data"):  # the paper's other similarity measures
+                for key in ("ssim", "hog"):
+                    values = [g[check].get(f"mean_{key}") for g in get]
+                    rows[name][f"{check}_{key}"] = _stats(values)
         out[dataset] = {
             "layers": layers,
             "seeds": [j["seed"] for j in jobs],
@@ -163,7 +168,8 @@ def main() -> None:
             "checks": CHECKS,
             "recipes": {ds: dataclasses.asdict(RECIPES[ds]) for ds in args.datasets},
             "protocol": "target = true class; Spearman rank correlation of each image's maps "
-            "from the trained model and from the damaged one (lower is better); full = every "
+            "from the trained model and from the damaged one (lower is better), and SSIM and "
+            "HOG correlation of their absolute values scaled to [0, 1]; full = every "
             "weight re-initialised, cascading = blocks re-initialised from the output to the "
             "input (cumulative), data = the recipe trained on permuted training labels",
             "wall_seconds": round(time.perf_counter() - start, 1),

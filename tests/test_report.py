@@ -52,6 +52,8 @@ def report(tmp_path_factory) -> Path:
     assert code == 0
     _save_detection(csg)
     assert main(["localise", str(std), str(csg), "--n", "8", "--save", "--quiet"]) == 0
+    per_filter = ["--protocol", "filters", "--assign", "gates", "--reference", "40"]
+    assert main(["localise", str(csg), *per_filter, "--n", "8", "--save", "--quiet"]) == 0
     sanity = ["sanity-check", str(csg), "--explainers", "gradcam", "random", "--n", "4"]
     assert main([*sanity, "--quiet"]) == 0  # written to csg/sanity, where the report looks
     cfg = yaml.safe_load((std / "config.yaml").read_text())
@@ -88,12 +90,15 @@ def test_report_shows_the_sanity_check(report: Path) -> None:
     html = report.read_text()
     section = html[html.index('<section id="sanity">') : html.index('<section id="configs">')]
     assert "<h3>csg: 4 test images of shapes, target = label, seed 0</h3>" in section
-    assert section.count("<tr>") == 3  # header + gradcam + random
+    # Spearman, SSIM and HOG tables: header + gradcam + random each
+    assert section.count("<tr>") == 9
+    assert "<h4>SSIM</h4>" in section and "<h4>HOG correlation</h4>" in section
     assert "cascade +fc ↓" in section and "cascade +layer1 ↓" in section
     assert "random labels" not in section  # no random-label run was given
     assert section.count("<img ") == 2  # the cascade curves and the maps
-    random_row = section[section.index("<td>random</td>") :].split("</tr>")[0]
-    assert random_row.count("1.0000") == 6  # the control ignores the model: full + 5 steps
+    for table in section.split("<h4>")[1:]:
+        random_row = table[table.index("<td>random</td>") :].split("</tr>")[0]
+        assert random_row.count("1.0000") == 6  # the control ignores the model: full + 5 steps
 
 
 def test_report_shows_saved_localisation_of_every_run(report: Path) -> None:
@@ -101,8 +106,9 @@ def test_report_shows_saved_localisation_of_every_run(report: Path) -> None:
 
     html = report.read_text()
     section = html[html.index('<section id="localisation">') : html.index('<section id="adv')]
-    assert section.count("<tr>") == 3  # header + the two runs
+    assert section.count("<tr>") == 4  # header + the two runs' CAM + the CSG run's filters
     assert 'class="best"' in section  # same explainer, q and threshold: comparable rows
+    assert "per-filter maps at layer4, filters by gates" in section
     assert "std&lt;b&gt;run" in section and "<td>csg</td>" in section
     assert "gradcam at layer4, top 0.3000, IoU &gt; 0.3000, target label, 8 images" in section
     saved = json.loads((report.parent / "csg" / "localisation.json").read_text())

@@ -16,8 +16,11 @@ from pellucid.errors import ConfigError, DataError
 from pellucid.metrics import (
     cascading_randomisation,
     data_randomisation,
+    hog_similarity,
+    map_similarities,
     parameter_blocks,
     randomised_copy,
+    ssim_similarity,
 )
 from pellucid.models import build_model
 
@@ -88,7 +91,8 @@ def test_cascading_randomisation_orders_blocks_from_the_output():
     res = cascading_randomisation(_gradient_maps(images), net, seed=0)
     assert res["layers"] == BLOCKS[::-1]
     assert res["rank_correlation"].shape == (5, 4)
-    assert len(res["mean"]) == len(res["mean_abs"]) == 5
+    assert len(res["mean"]) == len(res["mean_abs"]) == len(res["mean_ssim"]) == 5
+    assert res["ssim"].shape == res["hog"].shape == (5, 4) and len(res["mean_hog"]) == 5
     assert all(m < 0.95 for m in res["mean"])  # gradients depend on the weights
     assert res["mean"] != res["mean_abs"]  # signed maps: both correlations are reported
     assert net.training and _changed(before, _state(net)) == set()
@@ -100,6 +104,8 @@ def test_cascading_randomisation_orders_blocks_from_the_output():
     fixed = torch.rand(4, 1, 16, 16)
     ignores = cascading_randomisation(lambda m: fixed, net)
     assert torch.allclose(ignores["rank_correlation"], torch.ones(5, 4))
+    assert ignores["mean_ssim"] == pytest.approx([1.0] * 5)
+    assert ignores["mean_hog"] == pytest.approx([1.0] * 5)
 
 
 def test_cascade_order_follows_execution_not_registration():
@@ -132,6 +138,29 @@ def test_cascading_randomisation_bad_input(kwargs, message):
 
 
 # ---------------------------------------------------------------------- data randomisation
+
+
+def test_ssim_and_hog_similarity_on_known_maps():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 1, 32, 32, generator=g), torch.rand(3, 1, 32, 32, generator=g)
+    for measure in (ssim_similarity, hog_similarity):
+        assert measure(a, a) == pytest.approx([1.0] * 3)
+        # absolute values, min-max scaled: a sign flip or a positive rescaling is no change
+        assert measure(a, -3 * a + 0) == pytest.approx([1.0] * 3, abs=1e-6)
+        assert measure(a, b).abs().max() < 0.2  # unrelated noise
+    # a blob nudged by one pixel stays more similar than one moved across the map
+    blob = torch.zeros(1, 1, 32, 32)
+    blob[..., 4:12, 4:12] = 1
+    nudged = torch.roll(blob, shifts=(1, 1), dims=(2, 3))
+    moved = torch.roll(blob, shifts=(16, 16), dims=(2, 3))
+    for measure in (ssim_similarity, hog_similarity):
+        assert 1 > float(measure(blob, nudged)) > float(measure(blob, moved))
+    assert torch.isnan(hog_similarity(torch.ones(1, 1, 32, 32), blob)).all()  # constant map
+    assert torch.isnan(ssim_similarity(torch.rand(2, 1, 2, 2), torch.rand(2, 1, 2, 2))).all()
+    with pytest.raises(DataError, match="mismatched"):
+        ssim_similarity(a, torch.rand(3, 1, 16, 16))
+    assert set(map_similarities(a, b)) == {"rank_correlation", "rank_correlation_abs", "ssim",
+                                           "hog"}  # fmt: skip
 
 
 def test_data_randomisation():
@@ -203,6 +232,10 @@ def test_sanity_check_cli(runs, tmp_path, capsys):
     assert rows["random"]["data"]["mean"] == pytest.approx(1.0)
     assert rows["random"]["cascading"]["mean"] == pytest.approx([1.0] * 5)
     assert rows["gradcam"]["full"]["mean"] < 0.99
+    assert rows["random"]["full"]["mean_ssim"] == pytest.approx(1.0)
+    assert rows["random"]["data"]["mean_hog"] == pytest.approx(1.0)
+    assert rows["gradcam"]["full"]["mean_ssim"] < 0.99
+    assert "**SSIM**" in printed and "**HOG correlation**" in printed
     assert len(rows["gradcam"]["full"]["per_image"]) == 4
     for name in ("sanity.md", "sanity_cascade.png", "sanity_maps.png"):
         assert (out / name).stat().st_size > 0

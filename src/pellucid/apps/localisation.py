@@ -20,7 +20,7 @@ from torch import nn
 
 from pellucid.errors import ConfigError, DataError
 
-__all__ = ["LocalisationResult", "localise", "localise_run"]
+__all__ = ["LocalisationResult", "localise", "localise_run", "predicted_class", "scored_count"]
 
 
 @dataclass
@@ -53,8 +53,22 @@ def _check(q: float, threshold: float, target: str) -> None:
         raise ConfigError(f"target must be 'label' or 'predicted', got {target!r}")
 
 
+def scored_count(data: Any, n: int | None, what: str) -> int:
+    """How many of ``data``'s images a localisation scores (its first ``n``, all when None);
+    a clear error for a dataset without object masks or nothing to score."""
+    if not getattr(data.info, "has_masks", False):
+        raise DataError(
+            f"dataset {data.info.name!r} has no object masks: localisation needs them "
+            "(cluttered-mnist, shapes, or a folder dataset with a masks folder)"
+        )
+    count = len(data) if n is None else min(int(n), len(data))
+    if count < 1:
+        raise DataError(f"{what}: no images to score (dataset of {len(data)}, n={n})")
+    return count
+
+
 @torch.no_grad()
-def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+def predicted_class(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     from pellucid.state import model_state
 
     with model_state(model):
@@ -103,21 +117,14 @@ def localise(
     from pellucid.state import model_device
 
     _check(q, threshold, target)
-    if not getattr(data.info, "has_masks", False):
-        raise DataError(
-            f"dataset {data.info.name!r} has no object masks: localisation needs them "
-            "(cluttered-mnist, shapes, or a folder dataset with a masks folder)"
-        )
-    count = len(data) if n is None else min(int(n), len(data))
-    if count < 1:
-        raise DataError(f"localise: no images to score (dataset of {len(data)}, n={n})")
+    count = scored_count(data, n, "localise")
     device = model_device(model)
     exp = build_explainer(explainer, model, **(options or {}))
     ious, hits, labels = [], [], []
     subset = torch.utils.data.Subset(data, range(count))
     for batch in make_loader(subset, batch_size=batch_size):
         images = batch.image.to(device)
-        classes = batch.label.to(device) if target == "label" else _predict(model, images)
+        classes = batch.label.to(device) if target == "label" else predicted_class(model, images)
         maps = exp.explain(images, classes).cpu()  # (B, 1, H, W)
         ious.append(top_q_iou(maps, batch.mask, q=q))
         hits.append(pointing_game(maps, batch.mask)["hits"].cpu())

@@ -7,7 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from pellucid.cli.arguments import common_output, parse_named_options, parse_options
-from pellucid.report.html_runs import ADVERSARIAL_FILE, LOCALISATION_FILE
+from pellucid.errors import ConfigError
+from pellucid.report.html_runs import (
+    ADVERSARIAL_FILE,
+    LOCALISATION_FILES,
+    LOCALISATION_PROTOCOLS,
+)
 
 
 def run_outputs(p: argparse.ArgumentParser, what: str, saved_as: str) -> None:
@@ -36,59 +41,123 @@ def write_outputs(args: argparse.Namespace, results: dict[str, Any], saved_as: s
 
 
 def add_localise(sub, explainers) -> None:
+    from pellucid.apps.filter_localisation import ASSIGNMENTS
+
     p = sub.add_parser(
         "localise",
         help="object localisation of one or more runs (CSG paper: top-30 %% CAM IoU > 0.3)",
         description="For each run: the explainer's map of the true class on the test images, "
         "binarised at its top Q of pixels, IoU with the object mask; prints the mean IoU, the "
         "share of images with IoU > THRESHOLD (the CSG paper's score) and the pointing game. "
-        "Give a standard and a CSG run to compare them on the same images.",
+        "Give a standard and a CSG run to compare them on the same images. --protocol filters "
+        "scores each filter of the true class instead (its activation map above its own top-Q "
+        "quantile; share of (image, filter) pairs with IoU > 0.3), --protocol gradient the "
+        "blurred input gradient of the class's M most active filters (share of images with "
+        "IoU >= 0.2); both use REFERENCE training images for the class means and quantiles.",
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     p.add_argument(
+        "--protocol",
+        choices=LOCALISATION_PROTOCOLS,
+        default="cam",
+        help="cam (an explainer's map, default), filters (per-filter activation maps) or "
+        "gradient (class-gradient maps)",
+    )
+    p.add_argument(
         "--explainer",
-        default="gradcam",
+        default=None,
         choices=explainers.names(),
-        help="default gradcam (the CAM, at the run's analysis layer)",
+        help="--protocol cam: default gradcam (the CAM, at the run's analysis layer)",
     )
     p.add_argument("--option", action="append", metavar="K=V", help="explainer option")
     p.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
     p.add_argument("--q", type=float, default=0.3, help="share of pixels kept (default 0.3)")
-    p.add_argument("--threshold", type=float, default=0.3, help="IoU threshold (default 0.3)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="IoU threshold (default 0.3; 0.2 for --protocol gradient, as in the paper)",
+    )
     p.add_argument("--target", choices=("label", "predicted"), default="label")
-    run_outputs(p, "the scores (per image too)", LOCALISATION_FILE)
+    p.add_argument(
+        "--assign",
+        choices=ASSIGNMENTS,
+        default="activation",
+        help="--protocol filters: a filter's class is the one it is most active on "
+        "(activation, default) or its CSG gates >= --gate-cut (gates, CSG runs)",
+    )
+    p.add_argument("--gate-cut", type=float, default=0.5, help="--assign gates (default 0.5)")
+    p.add_argument("--m", type=int, default=30, help="--protocol gradient: filters per class")
+    p.add_argument(
+        "--sigma", type=float, default=None, help="--protocol gradient: blur in px (side / 32)"
+    )
+    p.add_argument(
+        "--reference",
+        type=int,
+        default=1000,
+        help="training images for class means and quantiles (filters, gradient; default 1000)",
+    )
+    run_outputs(p, "the scores (per image too)", "localisation[_PROTOCOL].json")
     p.set_defaults(func=cmd_localise)
 
 
 def cmd_localise(args: argparse.Namespace) -> dict[str, Any]:
+    from pellucid.apps.filter_localisation import filter_localise_run
     from pellucid.apps.localisation import localise_run
 
     options = parse_options(args.option, "--option")
-    results = {
-        run: localise_run(
-            run,
-            args.explainer,
-            options,
-            split=args.split,
-            device=args.device,
-            q=args.q,
-            threshold=args.threshold,
-            target=args.target,
-            n=args.n,
-        )
-        for run in args.runs
-    }
-    write_outputs(args, {run: vars(r) for run, r in results.items()}, LOCALISATION_FILE)
+    if args.protocol != "cam" and (args.explainer is not None or options):
+        raise ConfigError(f"--explainer and --option are for --protocol cam, not {args.protocol}")
+    common = {"split": args.split, "device": args.device, "q": args.q, "n": args.n}
+    common.update(target=args.target)
+    results: dict[str, Any] = {}
+    for run in args.runs:
+        if args.protocol == "cam":
+            threshold = 0.3 if args.threshold is None else args.threshold
+            explainer = args.explainer or "gradcam"
+            results[run] = localise_run(run, explainer, options, threshold=threshold, **common)
+        else:
+            results[run] = filter_localise_run(
+                run,
+                args.protocol,
+                assign=args.assign,
+                reference=args.reference,
+                threshold=args.threshold,
+                gate_cut=args.gate_cut,
+                m=args.m,
+                sigma=args.sigma,
+                **common,
+            )
+    saved_as = LOCALISATION_FILES[args.protocol]
+    write_outputs(args, {run: vars(r) for run, r in results.items()}, saved_as)
     summaries = {run: r.summary() for run, r in results.items()}
     if not args.quiet and not args.json:
-        print(f"| run | images | mean IoU | IoU > {args.threshold:g} | pointing game |")
-        print("| --- | ---: | ---: | ---: | ---: |")
-        for run, s in summaries.items():
-            print(
-                f"| {run} | {s['n']} | {s['mean_iou']:.3f} | {s['share_above']:.3f} | "
-                f"{s['pointing_game']:.3f} |"
-            )
+        _print_localisation(args.protocol, summaries)
     return summaries
+
+
+def _print_localisation(protocol: str, summaries: dict[str, dict[str, Any]]) -> None:
+    first = next(iter(summaries.values()))
+    t = f"{first['threshold']:g}"
+    if protocol == "filters":
+        head = f"pairs IoU > {t} | images, any > {t}"
+        print(f"| run | images | filters per class | mean IoU | {head} |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for run, s in summaries.items():
+            per_class = s["filters_per_class"]
+            print(
+                f"| {run} | {s['n']} | {min(per_class)}-{max(per_class)} | {s['mean_iou']:.3f} "
+                f"| {s['share_above']:.3f} | {s['share_images']:.3f} |"
+            )
+        return
+    cmp = ">=" if protocol == "gradient" else ">"
+    print(f"| run | protocol | images | mean IoU | IoU {cmp} {t} | pointing game |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for run, s in summaries.items():
+        print(
+            f"| {run} | {protocol} | {s['n']} | {s['mean_iou']:.3f} | {s['share_above']:.3f} | "
+            f"{s['pointing_game']:.3f} |"
+        )
 
 
 def add_detect_adversarial(sub, attacks) -> None:

@@ -92,13 +92,16 @@ def _one_explainer(
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Every requested check of one explainer: scores, and the maps the figure shows."""
     from pellucid.metrics import cascading_randomisation, data_randomisation, model_randomisation
+    from pellucid.metrics.sanity import SIMILARITY_MEANS
+
+    def means(res: dict[str, Any]) -> dict[str, Any]:
+        return {key: res[key] for key in SIMILARITY_MEANS.values()}
 
     row: dict[str, Any] = {}
     maps = {"trained": make(model)}
     if "full" in checks:
         res = model_randomisation(make, model, seed)
-        row["full"] = {"mean": res["mean"], "mean_abs": res["mean_abs"],
-                       "per_image": _rounded(res["rank_correlation"])}  # fmt: skip
+        row["full"] = {**means(res), "per_image": _rounded(res["rank_correlation"])}
     for mode in ("cascading", "independent"):
         if mode not in checks:
             continue
@@ -111,13 +114,12 @@ def _one_explainer(
             return out
 
         res = cascading_randomisation(recording, model, layers, mode=mode, seed=seed)
-        row[mode] = {"layers": res["layers"], "mean": res["mean"], "mean_abs": res["mean_abs"]}
+        row[mode] = {"layers": res["layers"], **means(res)}
         if mode == "cascading":
             maps.update({f"+{name}": m for name, m in zip(res["layers"], kept, strict=True)})
     if "data" in checks and other is not None:
         res = data_randomisation(make, model, other)
-        row["data"] = {"mean": res["mean"], "mean_abs": res["mean_abs"],
-                       "per_image": _rounded(res["rank_correlation"])}  # fmt: skip
+        row["data"] = {**means(res), "per_image": _rounded(res["rank_correlation"])}
         maps["random labels"] = make(other)[:1]
     maps["trained"] = maps["trained"][:1]
     return row, maps
@@ -243,37 +245,57 @@ def _accuracy(run: str | Path | None) -> float | None:
     return read_json(Path(run) / "metrics.json").get("test_accuracy")
 
 
-def sanity_columns(result: dict[str, Any]) -> list[tuple[str, Callable[[dict], Any]]]:
-    """The columns of a :func:`sanity_run` result: (label, row -> mean rank correlation),
-    one per check and cascade step (labelled by the block each step adds)."""
+#: the similarity measures of a sanity table: key of the mean in a check's scores -> name
+SIMILARITIES = {
+    "mean": "Spearman rank correlation",
+    "mean_abs": "Spearman rank correlation of absolute values",
+    "mean_ssim": "SSIM",
+    "mean_hog": "HOG correlation",
+}
+
+
+def sanity_columns(
+    result: dict[str, Any], similarity: str = "mean"
+) -> list[tuple[str, Callable[[dict], Any]]]:
+    """The columns of a :func:`sanity_run` result: (label, row -> the mean ``similarity``,
+    a key of :data:`SIMILARITIES`; None where a result predates it), one per check and
+    cascade step (labelled by the block each step adds)."""
     checks, layers = result["checks"], result["layers"]
+    key = similarity
     cols: list[tuple[str, Callable[[dict], Any]]] = []
     if "full" in checks:
-        cols.append(("all weights random", lambda r: r["full"]["mean"]))
+        cols.append(("all weights random", lambda r: r["full"].get(key)))
     for mode, word in (("cascading", "cascade +"), ("independent", "only ")):
         if mode in checks:
             for i, layer in enumerate(layers):
-                cols.append((f"{word}{layer}", lambda r, i=i, m=mode: r[m]["mean"][i]))
+                cols.append(
+                    (f"{word}{layer}", lambda r, i=i, m=mode: (r[m].get(key) or [None] * 99)[i])
+                )
     if "data" in checks:
-        cols.append(("random labels", lambda r: r["data"]["mean"]))
+        cols.append(("random labels", lambda r: r["data"].get(key)))
     return cols
 
 
 def sanity_table(result: dict[str, Any]) -> str:
-    """Markdown: one row per explainer, the mean rank correlation of each check (cascade
-    columns name the block each step adds; the last step has every block random)."""
-    cols = sanity_columns(result)
-    head = "| explainer | " + " | ".join(f"{c} ↓" for c, _ in cols) + " |"
-    lines = [head, "|---|" + "---:|" * len(cols)]
-    for name, row in result["rows"].items():
-        cells = [_cell(get(row)) for _, get in cols]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    """Markdown: one table per similarity measure (Spearman, of absolute values, SSIM, HOG),
+    one row per explainer, the mean of each check (cascade columns name the block each step
+    adds; the last step has every block random)."""
+    parts = []
+    for similarity, label in SIMILARITIES.items():
+        cols = sanity_columns(result, similarity)
+        head = "| explainer | " + " | ".join(f"{c} ↓" for c, _ in cols) + " |"
+        lines = [f"**{label}**", "", head, "|---|" + "---:|" * len(cols)]
+        for name, row in result["rows"].items():
+            cells = [_cell(get(row)) for _, get in cols]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
     note = (
-        f"\n\nSpearman rank correlation between the maps of the trained and the damaged model, "
-        f"mean over {result['n']} {result['split']} images of {result['dataset']} (target = "
-        f"{result['target']}; lower = the maps depend more on what the model learnt)."
+        f"\n\nSimilarity between the maps of the trained and the damaged model, mean over "
+        f"{result['n']} {result['split']} images of {result['dataset']} (target = "
+        f"{result['target']}; lower = the maps depend more on what the model learnt). SSIM and "
+        f"HOG compare the maps' absolute values, each scaled to [0, 1] (Adebayo et al. 2018)."
     )
-    return "\n".join(lines) + note
+    return "\n\n".join(parts) + note
 
 
 def _cell(v: Any) -> str:

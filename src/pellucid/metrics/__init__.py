@@ -33,8 +33,11 @@ from pellucid.metrics.sanity import (
     RANDOMISATION_MODES,
     cascading_randomisation,
     data_randomisation,
+    hog_similarity,
+    map_similarities,
     model_randomisation,
     spearman_rank_correlation,
+    ssim_similarity,
 )
 
 __all__ = [
@@ -50,7 +53,9 @@ __all__ = [
     "energy_pointing_game",
     "gate_density",
     "gate_overlap",
+    "hog_similarity",
     "insertion_auc",
+    "map_similarities",
     "mi_matrix",
     "mis_from_activations",
     "model_randomisation",
@@ -62,5 +67,6 @@ __all__ = [
     "pooled_activations",
     "randomised_copy",
     "spearman_rank_correlation",
+    "ssim_similarity",
     "top_q_iou",
 ]

@@ -12,7 +12,10 @@ image by image, by their Spearman rank correlation (high = the method ignores th
   (``DataConfig(random_labels=True)``, ``pellucid train --random-labels``).
 
 Every check also reports the correlation of the maps' absolute values (``abs``), as the
-paper does for signed gradient maps, whose sign may flip while their magnitude does not.
+paper does for signed gradient maps, whose sign may flip while their magnitude does not, and
+the paper's two other similarity measures (:func:`map_similarities`): the structural
+similarity index (SSIM) and the Pearson correlation of the maps' histograms of oriented
+gradients (HOG), both from scikit-image, on the maps' absolute values scaled to [0, 1].
 """
 
 from __future__ import annotations
@@ -39,10 +42,13 @@ __all__ = [
     "RANDOMISATION_MODES",
     "cascading_randomisation",
     "data_randomisation",
+    "hog_similarity",
+    "map_similarities",
     "model_randomisation",
     "parameter_blocks",
     "randomised_copy",
     "spearman_rank_correlation",
+    "ssim_similarity",
 ]
 
 #: How :func:`cascading_randomisation` re-initialises the blocks.
@@ -112,18 +118,112 @@ def spearman_rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return corr.clamp(-1.0, 1.0).float().to(device)
 
 
+# --------------------------------------------------------------------- SSIM and HOG
+
+
+def _unit_maps(a: torch.Tensor, b: torch.Tensor) -> tuple[Any, Any]:
+    """Both sets of maps as (N, H, W) float64 arrays of absolute values, each map min-max
+    scaled to [0, 1] (a constant map becomes all zeros)."""
+    x, y = as_maps(a, "a"), as_maps(b, "b")
+    if tuple(x.shape) != tuple(y.shape):
+        raise DataError(f"a and b have mismatched N/H/W: {tuple(x.shape)} vs {tuple(y.shape)}")
+
+    def unit(m: torch.Tensor) -> Any:
+        v = m.detach().abs().cpu().double().flatten(1)
+        lo, hi = v.min(dim=1, keepdim=True).values, v.max(dim=1, keepdim=True).values
+        return ((v - lo) / (hi - lo).clamp_min(1e-300)).reshape(m.shape).numpy()
+
+    return unit(x), unit(y)
+
+
+def ssim_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image structural similarity (SSIM; Wang et al. 2004) of two sets of maps, as in
+    Adebayo et al. 2018.
+
+    Each map's absolute values are min-max scaled to [0, 1]; scikit-image's
+    ``structural_similarity`` (uniform 7 x 7 window, or the largest odd window the
+    map allows, ``data_range=1``).
+
+    Parameters
+    ----------
+    a, b : Tensor (N, 1, H, W) or (N, H, W)
+
+    Returns
+    -------
+    Tensor (N,)
+        At most 1 (identical maps); near 0 for unrelated ones. NaN for maps smaller than
+        3 x 3.
+    """
+    from skimage.metrics import structural_similarity
+
+    x, y = _unit_maps(a, b)
+    side = min(x.shape[1:])
+    win = min(7, side if side % 2 else side - 1)
+    if win < 3:
+        return torch.full((x.shape[0],), math.nan)
+    pairs = zip(x, y, strict=True)
+    vals = [structural_similarity(u, v, win_size=win, data_range=1.0) for u, v in pairs]
+    return torch.tensor(vals, dtype=torch.float32)
+
+
+def hog_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image Pearson correlation of the maps' histograms of oriented gradients (HOG;
+    Dalal & Triggs 2005), as in Adebayo et al. 2018.
+
+    Each map's absolute values are min-max scaled to [0, 1]; scikit-image's ``hog`` with 9
+    orientations, cells of ``max(2, side // 8)`` px (8 x 8 cells over the map) and 2 x 2
+    blocks.
+
+    Returns
+    -------
+    Tensor (N,)
+        In [-1, 1]; NaN where either descriptor is constant (e.g. a constant map).
+    """
+    import numpy as np
+    from skimage.feature import hog
+
+    x, y = _unit_maps(a, b)
+    cell = max(2, min(x.shape[1:]) // 8)
+    opts = {"orientations": 9, "pixels_per_cell": (cell, cell), "cells_per_block": (2, 2)}
+    vals = []
+    for u, v in zip(x, y, strict=True):
+        hu, hv = hog(u, **opts), hog(v, **opts)
+        hu, hv = hu - hu.mean(), hv - hv.mean()
+        denom = float(np.sqrt((hu**2).sum() * (hv**2).sum()))
+        vals.append(float((hu * hv).sum()) / denom if denom > 0 else math.nan)
+    return torch.tensor(vals, dtype=torch.float32).clamp(-1.0, 1.0)
+
+
+def map_similarities(a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every per-image similarity the sanity checks report: ``rank_correlation`` (Spearman),
+    ``rank_correlation_abs`` (of absolute values), ``ssim`` and ``hog`` (Tensors (N,); lower
+    = the maps changed more)."""
+    return {
+        "rank_correlation": spearman_rank_correlation(a, b),
+        "rank_correlation_abs": spearman_rank_correlation(a.abs(), b.abs()),
+        "ssim": ssim_similarity(a, b),
+        "hog": hog_similarity(a, b),
+    }
+
+
+#: per-image similarity -> the key of its NaN-ignoring mean in a check's result
+SIMILARITY_MEANS = {
+    "rank_correlation": "mean",
+    "rank_correlation_abs": "mean_abs",
+    "ssim": "mean_ssim",
+    "hog": "mean_hog",
+}
+
+
 # ------------------------------------------------------------------ randomisation check
 
 
 def _correlations(trained: torch.Tensor, other: torch.Tensor) -> dict[str, Any]:
-    corr = spearman_rank_correlation(trained, other)
-    corr_abs = spearman_rank_correlation(trained.abs(), other.abs())
-    return {
-        "rank_correlation": corr,
-        "mean": float(torch.nanmean(corr)),
-        "rank_correlation_abs": corr_abs,
-        "mean_abs": float(torch.nanmean(corr_abs)),
-    }
+    out: dict[str, Any] = {}
+    for key, values in map_similarities(trained, other).items():
+        out[key] = values
+        out[SIMILARITY_MEANS[key]] = float(torch.nanmean(values))
+    return out
 
 
 def model_randomisation(
@@ -147,8 +247,9 @@ def model_randomisation(
         ``"rank_correlation"``: Tensor (N,), Spearman correlation of each image's maps
         (NaN where a map is constant); ``"mean"``: float, the NaN-ignoring mean;
         ``"rank_correlation_abs"`` and ``"mean_abs"``: the same for the maps' absolute
-        values. Lower is better: a faithful method's maps change when the weights are
-        randomised.
+        values; ``"ssim"`` / ``"mean_ssim"`` and ``"hog"`` / ``"mean_hog"``: SSIM and HOG
+        correlation (:func:`map_similarities`). Lower is better: a faithful method's maps
+        change when the weights are randomised.
 
     References
     ----------
@@ -199,7 +300,9 @@ def cascading_randomisation(
         ``"layers"``: the block randomised at each step; ``"mode"``; ``"trained"``: the
         trained model's maps; ``"rank_correlation"`` and ``"rank_correlation_abs"``:
         Tensor (L, N), one row per step (NaN where a map is constant); ``"mean"`` and
-        ``"mean_abs"``: list of L NaN-ignoring means. Lower is better.
+        ``"mean_abs"``: list of L NaN-ignoring means; ``"ssim"``, ``"hog"`` (L, N) and
+        ``"mean_ssim"``, ``"mean_hog"`` likewise (:func:`map_similarities`). Lower is
+        better.
 
     Raises
     ------
@@ -226,22 +329,18 @@ def cascading_randomisation(
             get_block(model, name)
         with restoring(model):
             trained = make_maps(model)
-    rows, rows_abs = [], []
+    rows: dict[str, list[torch.Tensor]] = {key: [] for key in SIMILARITY_MEANS}
     for i, name in enumerate(order):
         step = order[: i + 1] if mode == "cascading" else [name]
-        res = _correlations(trained, make_maps(randomised_copy(model, seed, layers=step)))
-        rows.append(res["rank_correlation"])
-        rows_abs.append(res["rank_correlation_abs"])
-    corr, corr_abs = torch.stack(rows), torch.stack(rows_abs)
-    return {
-        "layers": order,
-        "mode": mode,
-        "trained": trained,
-        "rank_correlation": corr,
-        "mean": [float(v) for v in torch.nanmean(corr, dim=1)],
-        "rank_correlation_abs": corr_abs,
-        "mean_abs": [float(v) for v in torch.nanmean(corr_abs, dim=1)],
-    }
+        res = map_similarities(trained, make_maps(randomised_copy(model, seed, layers=step)))
+        for key in SIMILARITY_MEANS:
+            rows[key].append(res[key])
+    out: dict[str, Any] = {"layers": order, "mode": mode, "trained": trained}
+    for key, mean_key in SIMILARITY_MEANS.items():
+        values = torch.stack(rows[key])  # (L, N)
+        out[key] = values
+        out[mean_key] = [float(v) for v in torch.nanmean(values, dim=1)]
+    return out
 
 
 def data_randomisation(

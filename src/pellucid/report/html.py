@@ -9,7 +9,8 @@ Sections (each only when some run has what it needs):
 summary (every run's metrics with the direction of each and the best value marked),
 training curves, filters (MI matrices; CSG gate matrix and class filters), calculation paths
 (decoupling), filter parts (ICNN), explanations (``pellucid compare-explainers`` results saved
-in ``RUN/explanations``), localisation (``pellucid localise --save``: ``RUN/localisation.json``),
+in ``RUN/explanations``), localisation (``pellucid localise [--protocol P] --save``:
+``RUN/localisation[_P].json``),
 adversarial detection (``pellucid detect-adversarial --save``: ``RUN/adversarial.json``),
 sanity checks (``pellucid sanity-check``: ``RUN/sanity/``), configs (the resolved config and
 the command that reproduces a run).
@@ -32,6 +33,7 @@ from pellucid.report.html_runs import (  # noqa: F401  (re-exported)
     ADVERSARIAL_FILE,
     EXPLANATIONS_DIR,
     LOCALISATION_FILE,
+    LOCALISATION_FILES,
     RunRecord,
     adversarial_sections,
     explanation_sections,
@@ -229,9 +231,12 @@ runs the gate matrix (filters sorted by assigned class) and one class's top filt
 {% if sections.localisation %}
 <section id="localisation">
 <h2>Localisation</h2>
-<p class="muted">The explainer's map of each test image, its top q of pixels compared with the
-object mask (CSG paper, Sec. 4.3): mean IoU, share of images above the IoU threshold, and the
-class-averaged pointing game. ★ marks the best run when all rows use the same setting.</p>
+<p class="muted">CSG paper, Sec. 4.3. <b>cam</b>: the explainer's map of each test image, its top
+q of pixels compared with the object mask; the share is of images. <b>filters</b>: each filter
+of the image's class, its activation map above the filter's own top-q quantile; the share is of
+(image, filter) pairs, and of images with at least one such filter. <b>gradient</b>: the blurred
+input gradient of the class's most active filters, its top q of pixels; the share is of images.
+Pointing game: averaged over classes. ★ marks the best of the rows with the same setting.</p>
 <div class="scroll"><table>
 <thead><tr><th>run</th><th>setting</th>
 {% for c in sections.localisation.columns %}<th>{{ c }} ↑</th>{% endfor %}</tr></thead>
@@ -271,8 +276,9 @@ features, prototype = unsupervised distance to the predicted class's mean clean 
 {% if sections.sanity %}
 <section id="sanity">
 <h2>Sanity checks</h2>
-<p class="muted">Spearman rank correlation between each explainer's maps of the trained model
-and of a damaged one (Adebayo et al. 2018): all weights re-initialised, the blocks
+<p class="muted">Similarity between each explainer's maps of the trained model and of a
+damaged one (Adebayo et al. 2018): Spearman rank correlation, and where saved SSIM and HOG
+correlation of the maps' absolute values. Damaged: all weights re-initialised, the blocks
 re-initialised from the output towards the input (cascade), a model trained on permuted
 labels. Lower is better: a faithful explanation changes when what the model learnt is gone;
 the random and centre controls ignore the model.</p>
@@ -280,15 +286,17 @@ the random and centre controls ignore the model.</p>
 <h3>{{ s.run }}: {{ s.setting }}</h3>
 {% if s.random_label_run %}<p>Random-label model: <code>{{ s.random_label_run }}</code>
 (test accuracy {{ s.random_label_accuracy or "?" }})</p>{% endif %}
+{% for t in s.tables %}<h4>{{ t.label }}</h4>
 <div class="scroll"><table>
-<thead><tr><th>explainer</th>{% for c in s.columns %}<th>{{ c }} ↓</th>{% endfor %}</tr></thead>
+<thead><tr><th>explainer</th>{% for c in t.columns %}<th>{{ c }} ↓</th>{% endfor %}</tr></thead>
 <tbody>
-{% for row in s.rows %}<tr><td>{{ row.name }}</td>
+{% for row in t.rows %}<tr><td>{{ row.name }}</td>
 {% for cell in row.cells %}<td{% if cell.best %} class="best"{% endif %}>{{ cell.text }}</td>
 {% endfor %}</tr>
 {% endfor %}
 </tbody>
 </table></div>
+{% endfor %}
 {% for f in s.figures %}<figure><img alt="sanity check of {{ s.run }}" src="{{ f.uri }}">
 <figcaption>{{ f.caption }}</figcaption></figure>{% endfor %}
 {% endfor %}

@@ -22,6 +22,9 @@ from pellucid.io import read_json
 EXPLANATIONS_DIR = "explanations"
 ADVERSARIAL_FILE = "adversarial.json"  # ``pellucid detect-adversarial RUN --save``
 LOCALISATION_FILE = "localisation.json"  # ``pellucid localise RUN --save``
+LOCALISATION_PROTOCOLS = ("cam", "filters", "gradient")  # ``pellucid localise --protocol``
+LOCALISATION_FILES = {p: LOCALISATION_FILE if p == "cam" else f"localisation_{p}.json"
+                      for p in LOCALISATION_PROTOCOLS}  # fmt: skip
 SANITY_FILE = "sanity/sanity.json"  # ``pellucid sanity-check RUN`` (default --out)
 
 
@@ -37,7 +40,7 @@ class RunRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     explanations: dict[str, Any] | None = None
     adversarial: dict[str, Any] | None = None
-    localisation: dict[str, Any] | None = None
+    localisation: list[dict[str, Any]] = field(default_factory=list)  # one per protocol
     sanity: dict[str, Any] | None = None
 
     @property
@@ -62,9 +65,11 @@ def read_run(path: str | Path) -> RunRecord:
     exp_file = path / EXPLANATIONS_DIR / "compare.json"
     explanations = read_json(exp_file) if exp_file.is_file() else None
     saved = {f: read_json(path / f) if (path / f).is_file() else None
-             for f in (ADVERSARIAL_FILE, LOCALISATION_FILE, SANITY_FILE)}  # fmt: skip
+             for f in (ADVERSARIAL_FILE, *LOCALISATION_FILES.values(), SANITY_FILE)}  # fmt: skip
+    localisation = [{"protocol": p, **saved[f]} for p, f in LOCALISATION_FILES.items()
+                    if saved[f]]  # fmt: skip
     return RunRecord(path.name, path, config, text, read_json(path / "metrics.json"), history,
-                     explanations, saved[ADVERSARIAL_FILE], saved[LOCALISATION_FILE],
+                     explanations, saved[ADVERSARIAL_FILE], localisation,
                      saved[SANITY_FILE])  # fmt: skip
 
 
@@ -208,58 +213,71 @@ def adversarial_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
 
 
 # -------------------------------------------------------------------------- localisation
-LOCALISATION_SCORES = (("mean_iou", "mean IoU"), ("share_above", "IoU > threshold"),
+LOCALISATION_SCORES = (("mean_iou", "mean IoU"), ("share_above", "IoU above threshold"),
+                       ("share_images", "images with a filter above"),
                        ("pointing_game", "pointing game"))  # fmt: skip
 
 
+def _localisation_setting(s: dict[str, Any]) -> str:
+    q, t = _fmt(_num(s.get("q"))), _fmt(_num(s.get("threshold")))
+    tail = f"target {s.get('target', '?')}, {s.get('n', '?')} images"
+    protocol = s.get("protocol", "cam")
+    if protocol == "filters":
+        return (
+            f"per-filter maps at {s.get('layer')}, filters by {s.get('assign')}, above each "
+            f"filter's top-{q} quantile; (image, filter) pairs with IoU > {t}; {tail}"
+        )
+    if protocol == "gradient":
+        m = s.get("options", {}).get("m", "?")
+        return (
+            f"gradient of the class's {m} most active filters at {s.get('layer')}, top {q}, "
+            f"IoU >= {t}; {tail}"
+        )
+    return (f"{s.get('explainer', '?')} at {s.get('layer') or '-'}, top {q}, IoU > {t}, "
+            f"{tail}")  # fmt: skip
+
+
 def localisation_table(runs: list[RunRecord]) -> dict[str, Any] | None:
-    """One row per run with saved ``localise`` results (all scores: higher is better; the
-    best marked when runs share explainer, q and threshold, i.e. are comparable)."""
-    saved = [(r, r.localisation) for r in runs if r.localisation]
+    """One row per run and saved ``localise`` protocol (all scores: higher is better; the
+    best marked among rows of the same setting -- protocol, explainer, assignment, q and
+    threshold -- i.e. comparable rows)."""
+    saved = [(r, s) for r in runs for s in r.localisation]
     if not saved:
         return None
     keys = [k for k, _ in LOCALISATION_SCORES]
-    setting = {(s.get("explainer"), s.get("q"), s.get("threshold")) for _, s in saved}
-    best = {k: max((v for _, s in saved if (v := _num(s.get(k))) is not None), default=None)
-            for k in keys}  # fmt: skip
+
+    def setting(s: dict[str, Any]) -> tuple:
+        return tuple(s.get(k) for k in ("protocol", "explainer", "assign", "q", "threshold"))
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for _, s in saved:
+        groups.setdefault(setting(s), []).append(s)
     rows = []
     for r, s in saved:
+        peers = groups[setting(s)]
         cells = []
         for k in keys:
             v = _num(s.get(k))
-            mark = v is not None and len(saved) > 1 and len(setting) == 1 and v == best[k]
-            cells.append({"text": _fmt(v), "best": mark})
-        rows.append(
-            {
-                "run": r.name,
-                "setting": f"{s.get('explainer', '?')} at {s.get('layer') or '-'}, top "
-                f"{_fmt(_num(s.get('q')))}, IoU > {_fmt(_num(s.get('threshold')))}, "
-                f"target {s.get('target', '?')}, {s.get('n', '?')} images",
-                "cells": cells,
-            }
-        )
+            best = max((x for p in peers if (x := _num(p.get(k))) is not None), default=None)
+            cells.append({"text": _fmt(v), "best": v is not None and len(peers) > 1 and v == best})
+        rows.append({"run": r.name, "setting": _localisation_setting(s), "cells": cells})
     return {"columns": [label for _, label in LOCALISATION_SCORES], "rows": rows}
 
 
 # ------------------------------------------------------------------------- sanity checks
-def sanity_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
-    """Per run with saved ``sanity-check`` results: one row per explainer, the mean rank
-    correlation of each check (lower is better; the lowest of each column marked), and the
-    cascade and maps figures saved next to them."""
-    from pellucid.explain.sanity import sanity_columns
+def _sanity_tables(s: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table per similarity measure present in a saved result (Spearman first): rows of
+    explainers, the lowest value of each column marked."""
+    from pellucid.explain.sanity import SIMILARITIES, sanity_columns
 
-    out = []
-    for r in runs:
-        s = r.sanity
-        if not s or not s.get("rows"):
+    tables = []
+    for similarity, label in SIMILARITIES.items():
+        if similarity == "mean_abs":  # in sanity.json / sanity.md; the page keeps to three
             continue
-        try:
-            cols = sanity_columns(s)
-            values = {name: [_num(get(row)) for _, get in cols] for name, row in s["rows"].items()}
-        except (KeyError, IndexError, TypeError):
-            raise DataError(
-                f"{r.path / SANITY_FILE} is not a pellucid sanity-check result"
-            ) from None
+        cols = sanity_columns(s, similarity)
+        values = {name: [_num(get(row)) for _, get in cols] for name, row in s["rows"].items()}
+        if all(v is None for vals in values.values() for v in vals):
+            continue  # a result written before this measure existed
         best = [min((v[i] for v in values.values() if v[i] is not None), default=None)
                 for i in range(len(cols))]  # fmt: skip
         rows = [
@@ -272,6 +290,25 @@ def sanity_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
             }  # fmt: skip
             for name, vals in values.items()
         ]
+        tables.append({"label": label, "columns": [c for c, _ in cols], "rows": rows})
+    return tables
+
+
+def sanity_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
+    """Per run with saved ``sanity-check`` results: one table per similarity measure (rows of
+    explainers, the mean of each check; lower is better, the lowest of each column marked),
+    and the cascade and maps figures saved next to them."""
+    out = []
+    for r in runs:
+        s = r.sanity
+        if not s or not s.get("rows"):
+            continue
+        try:
+            tables = _sanity_tables(s)
+        except (KeyError, IndexError, TypeError):
+            raise DataError(
+                f"{r.path / SANITY_FILE} is not a pellucid sanity-check result"
+            ) from None
         folder = (r.path / SANITY_FILE).parent
         figures = [
             (folder / f, caption)
@@ -291,8 +328,7 @@ def sanity_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
                 f"{s.get('seed', '?')}",
                 "random_label_run": s.get("random_label_run"),
                 "random_label_accuracy": _fmt(accuracy) if accuracy is not None else None,
-                "columns": [label for label, _ in cols],
-                "rows": rows,
+                "tables": tables,
                 "figures": [{"uri": _file_uri(f), "caption": c} for f, c in figures if f.is_file()],
             }
         )
