@@ -47,6 +47,22 @@ def test_gated_logits_equal_explicit_second_pass(layer):
     assert count_hooks(model) == 0
 
 
+def test_gate_gradient_is_bitwise_reproducible():
+    """Many images of few classes: G's gradient sums over the images of each class, and it
+    must come out the same every time (it did not with ``gates[y]`` on CPU)."""
+    from pellucid.data.base import Batch
+
+    torch.manual_seed(0)
+    csg = CSG(build_model("convnet", 1, 4, widths=[4, 4, 8, 256]), 4)
+    batch = Batch(torch.rand(128, 1, 8, 8), torch.randint(0, 4, (128,)))
+    grads = []
+    for _ in range(20):
+        csg.zero_grad()
+        csg.step(batch).loss.backward()
+        grads.append(csg.gates.grad.clone())
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
 def test_sparsity_hinge_is_literal_formula():
     csg = CSG(build_model("convnet", 3, 4), 4, density=0.2)
     with torch.no_grad():

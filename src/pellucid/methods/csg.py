@@ -130,7 +130,9 @@ class CSG(Method):
 
     def _paths(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(STD logits, CSG logits), each (N, C)."""
-        g = self.gates[y]  # (N, K)
+        # index_select, not gates[y]: the backward of advanced indexing accumulates in a
+        # nondeterministic order on CPU, and CSG training was then not reproducible
+        g = self.gates.index_select(0, y)  # (N, K)
         m = self.model
         if self._route == "shared":
             h = m.forward_to(x, self.layer)  # (N, K, H, W)
