@@ -71,7 +71,13 @@ def add_localise(sub, explainers) -> None:
     )
     p.add_argument("--option", action="append", metavar="K=V", help="explainer option")
     p.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
-    p.add_argument("--q", type=float, default=0.3, help="share of pixels kept (default 0.3)")
+    p.add_argument(
+        "--q",
+        type=float,
+        default=0.3,
+        help="share of pixels kept; --protocol filters: share of each filter's reference "
+        "activations above its threshold (default 0.3)",
+    )
     p.add_argument(
         "--threshold",
         type=float,
