@@ -142,6 +142,12 @@ def test_bad_input_is_named():
         filter_localise(model, data, "feat", ref, protocol="gradient", m=0)
     with pytest.raises(DataError, match="reference images are empty"):
         filter_localise(model, data, "feat", torch.utils.data.Subset(ref, []))
+    broken = _objects(4)
+    broken.images[1, 0, 3, 3] = float("nan")
+    with pytest.raises(DataError, match="scored images contain NaN"):
+        filter_localise(model, broken, "feat", ref, protocol="gradient")
+    with pytest.raises(DataError, match="reference images contain NaN"):
+        filter_localise(model, data, "feat", broken)
     plain = _objects(4)
     plain.info = DatasetInfo("plain", 2, 1, (SIZE, SIZE), ("a", "b"), (0.5,), (0.25,))
     with pytest.raises(DataError, match="'plain' has no object masks"):

@@ -88,6 +88,12 @@ class FilterLocalisationResult:
 
 
 # ----------------------------------------------------------------------- reference statistics
+def _finite(images: torch.Tensor, what: str) -> torch.Tensor:
+    if not bool(torch.isfinite(images).all()):
+        raise DataError(f"the {what} contain NaN or infinite pixels")
+    return images
+
+
 def _check_maps(a: Any, layer: str) -> torch.Tensor:
     if not isinstance(a, torch.Tensor) or a.ndim != 4:
         shape = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
@@ -140,7 +146,7 @@ def reference_statistics(
     values = []
     with model_state(model), capture(model, [layer], detach=True) as acts:
         for batch in make_loader(data, batch_size=batch_size):
-            model(batch.image.to(device))
+            model(_finite(batch.image, "reference images").to(device))
             a = _check_maps(acts[layer], layer).float().cpu()  # (B, K, h, w)
             labels = batch.label.long()
             if int(labels.max()) >= num_classes or int(labels.min()) < 0:
@@ -355,7 +361,7 @@ def filter_localise(
     hits, labels = [], []
     subset = torch.utils.data.Subset(data, range(count))
     for batch in make_loader(subset, batch_size=batch_size):
-        images = batch.image.to(device)
+        images = _finite(batch.image, "scored images").to(device)
         if target == "label":
             cls = batch.label.long()
         else:
