@@ -54,7 +54,7 @@ ATTACKS: dict[str, dict[str, dict[str, Any]]] = {
         "cw": {"c": 1.0, "steps": 100, "lr": 0.05},
     },
 }
-DETECTORS = ("logistic", "forest", "prototype", "mahalanobis")
+DETECTORS = ("logistic", "forest", "prototype", "mahalanobis", "lid")
 # network -> the feature kinds measured on it
 FEATURES = {
     "standard": ["activations", "logits"],
@@ -211,7 +211,9 @@ def main() -> None:
             "prototype: ROC-AUC of the cosine distance to the predicted class's mean clean "
             "training features (unsupervised); mahalanobis: ROC-AUC of the Mahalanobis "
             "distance to the closest class mean, shared Ledoit-Wolf covariance of the same "
-            "clean training features (unsupervised, Lee et al. 2018)",
+            "clean training features (unsupervised, Lee et al. 2018); lid: ROC-AUC of the "
+            "local intrinsic dimensionality among the 20 nearest of the same clean training "
+            "features (unsupervised, Ma et al. 2018, Eq. 3)",
             "wall_seconds": round(time.perf_counter() - start, 1),
             "per_seed": per_seed,
             "summary": summarise(per_seed, list(attacks)),

@@ -285,7 +285,13 @@ def table_adversarial(r: dict) -> str:
     attacks = sorted(r["attacks"], key=lambda a: order.index(a) if a in order else len(order))
     first = r["per_seed"][0]["networks"]
     names = {"csg": "CSG", "standard": "standard", "decoupled": "decoupled", "dense": "dense+ft"}
-    short = {"logistic": "LR", "forest": "RF", "prototype": "proto", "mahalanobis": "maha"}
+    short = {
+        "logistic": "LR",
+        "forest": "RF",
+        "prototype": "proto",
+        "mahalanobis": "maha",
+        "lid": "LID",
+    }
     dets = [d for d in short if any(f"{a}/{d}" in row for row in s["auc"] for a in attacks)]
     head = " | ".join(
         f"{a.upper() if a != 'cw' else 'C&W'}: {' / '.join(short[d] for d in dets)} ↑"
@@ -336,6 +342,12 @@ def table_adversarial(r: dict) -> str:
         + (
             ", maha: unsupervised Mahalanobis distance to the closest class (Lee et al. 2018)"
             if "mahalanobis" in dets
+            else ""
+        )
+        + (
+            ", LID: unsupervised local intrinsic dimensionality among the 20 nearest clean "
+            "training images' features (Ma et al. 2018)"
+            if "lid" in dets
             else ""
         )
         + f". Attacks (torchattacks): {opts}. "

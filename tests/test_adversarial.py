@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -219,7 +220,7 @@ def test_detection_end_to_end_on_a_small_model(bars_and_net):
     assert 0 < report.success_rate <= 1 and report.pairs >= 10
     assert 0 < report.linf <= 0.4 + 1e-6
     for feature in ("activations", "logits"):
-        for detector in ("logistic", "forest", "prototype", "mahalanobis"):
+        for detector in ("logistic", "forest", "prototype", "mahalanobis", "lid"):
             assert 0 <= report.auc[feature][detector] <= 1
     rows = res.table()
     assert len(rows) == 2 and {r["feature"] for r in rows} == {"activations", "logits"}
@@ -236,6 +237,7 @@ def test_prototypes_cover_classes_no_training_image_has():
     assert res.clean_accuracy > 0.95 and res.attacks[0].pairs >= 10
     assert res.attacks[0].auc["logits"]["prototype"] > 0.5
     assert res.attacks[0].auc["logits"]["mahalanobis"] is not None  # empty classes left out
+    assert res.attacks[0].auc["logits"]["lid"] is not None and res.lid_k == 20
 
 
 def test_mahalanobis_score_is_the_distance_to_the_closest_class_under_a_shared_covariance():
@@ -304,3 +306,39 @@ def test_detect_adversarial_cli_writes_results(capsys, tmp_path):
     ):
         assert main([*argv, *bad]) == 1
         assert message in capsys.readouterr().err
+
+
+def test_lid_is_the_maximum_likelihood_estimate_of_ma_et_al():
+    from pellucid.apps.detectors import lid_scores
+
+    # neighbours at distances 1, 2, 4: -(mean(log(1/4), log(2/4), log(4/4)))^-1 = 1 / log 2
+    ref = torch.tensor([[1.0, 0.0], [0.0, -2.0], [4.0, 0.0], [100.0, 0.0]])
+    s = lid_scores(ref, torch.zeros(1, 2), k=3)
+    assert s.item() == pytest.approx(1 / math.log(2), rel=1e-6)
+    # on a 2-D plane in 10-D: about 2 in the plane, far higher just off it
+    gen = torch.Generator().manual_seed(0)
+    plane = torch.zeros(4000, 10)
+    plane[:, :2] = torch.rand(4000, 2, generator=gen)
+    probe = torch.zeros(40, 10)
+    probe[:, :2] = 0.25 + 0.5 * torch.rand(40, 2, generator=gen)
+    off = probe.clone()
+    off[:, 5] = 0.2
+    inside, outside = lid_scores(plane, probe), lid_scores(plane, off)
+    assert 1.3 < inside.median() < 3.0
+    assert outside.min() > 3 * inside.max()
+
+
+def test_lid_degenerate_neighbourhoods_and_bad_input():
+    from pellucid.apps.detectors import lid_scores
+
+    ref = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    s = lid_scores(ref, torch.tensor([[0.0, 0.0], [0.0, 0.0]]), k=2)  # two duplicates: 0
+    assert s.tolist() == [0.0, 0.0]
+    s = lid_scores(ref[:3], torch.zeros(1, 2), k=3)  # three equidistant: the finite cap
+    assert torch.isfinite(s).all() and s.item() >= 1e11
+    with pytest.raises(ConfigError, match="k must lie in"):
+        lid_scores(ref, torch.zeros(1, 2), k=6)
+    with pytest.raises(DataError, match="same D"):
+        lid_scores(ref, torch.zeros(1, 3), k=2)
+    with pytest.raises(DataError, match="NaN"):
+        lid_scores(ref, torch.tensor([[float("nan"), 0.0]]), k=2)

@@ -28,7 +28,8 @@ their clean originals form a balanced clean-vs-adversarial set. For every featur
   images of that class, scored by ROC-AUC -- no adversarial example is needed to fit it;
   next to it the *Mahalanobis* detector of Lee et al. (2018), the distance to the closest
   class under class Gaussians with a shared covariance fitted on the same clean images
-  (:mod:`pellucid.apps.detectors`).
+  (:mod:`pellucid.apps.detectors`), and the *local intrinsic dimensionality* of Ma et al.
+  (2018) among the ``k`` nearest of the same clean training features.
 
 The attacks do not know about the detector (an oblivious, not adaptive, adversary), as in
 both papers.
@@ -47,9 +48,11 @@ from torch import nn
 from pellucid.apps import attacks as _attacks  # noqa: F401  (fills ATTACKS)
 from pellucid.apps.detectors import (  # noqa: F401  (prototype_scores, supervised_auc: public)
     DETECTORS,
+    LID_K,
     UNSUPERVISED,
     class_prototypes,
     fit_mahalanobis,
+    lid_scores,
     mahalanobis_scores,
     prototype_scores,
     roc_auc,
@@ -66,6 +69,7 @@ __all__ = [
     "detect_adversarial",
     "detect_adversarial_run",
     "feature_vectors",
+    "lid_scores",
     "mahalanobis_scores",
     "prototype_scores",
     "supervised_auc",
@@ -79,8 +83,8 @@ MIN_PAIRS = 10  # fewer successful attacks than this: no AUC (None)
 @dataclass
 class AttackReport:
     """Detection of one attack: the attack's success and, per feature kind, the ROC-AUC of
-    each detector (``logistic``, ``forest``: cross-validated; ``prototype``, ``mahalanobis``:
-    unsupervised);
+    each detector (``logistic``, ``forest``: cross-validated; ``prototype``, ``mahalanobis``,
+    ``lid``: unsupervised);
     None when fewer than ``MIN_PAIRS`` attacks succeeded."""
 
     attack: str
@@ -104,6 +108,7 @@ class DetectionResult:
     folds: int
     prototype_images: int
     attacks: list[AttackReport]
+    lid_k: int = 0  # neighbours of the LID detector (0: no unsupervised detector)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per attack and feature kind."""
@@ -305,7 +310,7 @@ def detect_adversarial(
         )
     images, labels = images[correct], labels[correct]
     clean = {k: v[correct] for k, v in clean.items()}
-    protos, gauss = None, {}
+    protos, gauss, refs, lid_k = None, {}, {}, 0
     if train_data is not None:
         tx, ty = _images(train_data, prototype_images, "prototype images")
         tpred, tfeat = feature_vectors(model, tx, **kw)
@@ -315,6 +320,8 @@ def detect_adversarial(
             raise DataError(f"prototype images: label {int(ty.max())} >= {classes} classes")
         protos = {k: class_prototypes(v[ok], ty[ok], classes) for k, v in tfeat.items()}
         gauss = {k: fit_mahalanobis(v[ok], ty[ok], classes) for k, v in tfeat.items()}
+        refs = {k: v[ok] for k, v in tfeat.items()}
+        lid_k = min(LID_K, int(ok.sum()))  # fit_mahalanobis has checked there are >= 2
 
     reports = []
     for name, options in attacks.items():
@@ -346,6 +353,11 @@ def detect_adversarial(
                     fitted = gauss[kind]
                     s_clean, s_adv = mahalanobis_scores(fitted, a), mahalanobis_scores(fitted, b)
                     scores["mahalanobis"] = round(roc_auc(s_clean, s_adv), 5)
+                    s_clean, s_adv = (
+                        lid_scores(refs[kind], a, lid_k),
+                        lid_scores(refs[kind], b, lid_k),
+                    )
+                    scores["lid"] = round(roc_auc(s_clean, s_adv), 5)
             report.auc[kind] = scores
         reports.append(report)
     return DetectionResult(
@@ -356,6 +368,7 @@ def detect_adversarial(
         folds=folds,
         prototype_images=0 if protos is None else int(ok.sum()),
         attacks=reports,
+        lid_k=lid_k,
     )
 
 

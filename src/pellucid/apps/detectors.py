@@ -14,7 +14,15 @@ Unsupervised (fitted on clean training images only, no adversarial example neede
   the Ledoit-Wolf shrinkage estimate (scikit-learn) of the class-centred features, which stays
   invertible when there are fewer images than dimensions; the paper's input preprocessing and
   its supervised ensemble over layers are not used, so that it is the strongest baseline that,
-  like ``prototype``, sees no adversarial example.
+  like ``prototype``, sees no adversarial example;
+- ``lid`` (Ma, Li, Wang, Erfani, Wijewickrema, Schoenebeck, Song, Houle & Bailey,
+  "Characterizing Adversarial Subspaces Using Local Intrinsic Dimensionality", ICLR 2018,
+  Eq. 3): the maximum-likelihood estimate of the local intrinsic dimensionality of a feature
+  vector among its ``k`` nearest clean reference vectors (:func:`lid_scores`). Ma et al. feed
+  the per-layer estimates of clean, noisy and attacked images to a logistic regression; with
+  one feature kind the estimate is a single number, whose ROC-AUC is what that regression
+  would reach, so here it is scored directly and needs no adversarial example either. The
+  reference set is the clean training images' features (the paper takes each mini-batch's).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ __all__ = [
     "UNSUPERVISED",
     "class_prototypes",
     "fit_mahalanobis",
+    "lid_scores",
     "mahalanobis_scores",
     "prototype_scores",
     "roc_auc",
@@ -36,7 +45,8 @@ __all__ = [
 ]
 
 DETECTORS = ("logistic", "forest")  # supervised, cross-validated
-UNSUPERVISED = ("prototype", "mahalanobis")  # fitted on clean training images
+UNSUPERVISED = ("prototype", "mahalanobis", "lid")  # fitted on clean training images
+LID_K = 20  # neighbours of the LID estimate (Ma et al. 2018 use 20 on MNIST and CIFAR-10)
 
 
 def supervised_auc(
@@ -147,3 +157,62 @@ def mahalanobis_scores(
     diff = features.double()[:, None, :] - means[present][None]  # (N, C', D)
     dist = torch.einsum("ncd,de,nce->nc", diff, precision, diff)  # (N, C')
     return dist.min(dim=1).values.float()
+
+
+def lid_scores(
+    reference: torch.Tensor, features: torch.Tensor, k: int = LID_K, chunk: int = 512
+) -> torch.Tensor:
+    """Unsupervised anomaly score (Ma et al. 2018, Eq. 3): the maximum-likelihood estimate of
+    the local intrinsic dimensionality of each feature vector among its ``k`` nearest
+    neighbours in ``reference``,
+
+        LID(x) = -( (1/k) sum_{i=1..k} log(r_i(x) / r_k(x)) )^(-1),
+
+    with ``r_i`` the Euclidean distance to the i-th nearest reference vector. Higher = the
+    vector lies in a higher-dimensional neighbourhood than clean data, which Ma et al. found
+    of adversarial regions.
+
+    Parameters
+    ----------
+    reference : Tensor (M, D)
+        Clean feature vectors (the scored vectors must not be among them).
+    features : Tensor (N, D)
+        The vectors to score.
+    k : int
+        Neighbours, 2 <= k <= M.
+    chunk : int
+        Rows of ``features`` whose distances are computed at once (memory only).
+
+    Returns
+    -------
+    Tensor (N,)
+        Finite scores. Where the estimate is degenerate it is capped rather than infinite or
+        undefined: ``k`` equidistant neighbours (common for binary features such as a
+        calculation path) score the cap 1e12; distances of zero are raised to ``1e-12 r_k``;
+        a vector equal to ``k`` reference vectors scores 0.
+    """
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ConfigError(f"lid_scores: k must be an integer, got {k!r}")
+    if reference.ndim != 2 or features.ndim != 2 or reference.shape[1] != features.shape[1]:
+        raise DataError(
+            f"lid_scores: reference {tuple(reference.shape)} and features "
+            f"{tuple(features.shape)} must be (M, D) and (N, D) with the same D"
+        )
+    if not 2 <= k <= len(reference):
+        raise ConfigError(
+            f"lid_scores: k must lie in [2, {len(reference)}] (the reference), got {k}"
+        )
+    ref = reference.double()
+    if not (torch.isfinite(ref).all() and torch.isfinite(features).all()):
+        raise DataError("lid_scores: features contain NaN or infinite values")
+    out = []
+    for start in range(0, len(features), chunk):
+        x = features[start : start + chunk].double()
+        r = torch.cdist(x, ref).topk(k, dim=1, largest=False).values  # (n, k) ascending
+        rk = r[:, -1:]
+        ratio = (r / rk.clamp_min(1e-300)).clamp_min(1e-12)
+        mean_log = torch.log(ratio).mean(dim=1)  # <= 0
+        lid = -1.0 / mean_log.clamp_max(-1e-12)
+        lid[rk[:, 0] == 0] = 0.0  # equal to k reference vectors: on the clean data
+        out.append(lid)
+    return torch.cat(out).float() if out else torch.zeros(0)

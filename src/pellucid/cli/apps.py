@@ -177,8 +177,9 @@ def add_detect_adversarial(sub, attacks) -> None:
         "apart from the network's features -- the calculation path of a decoupled run, the "
         "gate-grouped activations of a CSG run, the layer activations and the logits of any "
         "run. ROC-AUC of a cross-validated logistic regression and random forest, and of the "
-        "unsupervised distance to the predicted class's prototype and Mahalanobis distance to "
-        "the closest class (Lee et al. 2018) (1.0 = perfect, 0.5 = chance). Needs "
+        "unsupervised distance to the predicted class's prototype, Mahalanobis distance to "
+        "the closest class (Lee et al. 2018) and local intrinsic dimensionality among the 20 "
+        "nearest clean training images (Ma et al. 2018) (1.0 = perfect, 0.5 = chance). Needs "
         "torchattacks (pip install --no-deps torchattacks==3.5.1).",
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
@@ -205,7 +206,10 @@ def add_detect_adversarial(sub, attacks) -> None:
     p.add_argument("--n", type=int, default=500, help="test images, spread evenly (default 500)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument(
-        "--prototype-images", type=int, default=2000, help="training images for the prototypes"
+        "--prototype-images",
+        type=int,
+        default=2000,
+        help="clean training images the unsupervised detectors are fitted on (default 2000)",
     )
     p.add_argument("--seed", type=int, default=0)
     run_outputs(p, "the full results", ADVERSARIAL_FILE)
@@ -249,14 +253,12 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
     write_outputs(args, {run: r.to_dict() for run, r in results.items()}, ADVERSARIAL_FILE)
     tables = {run: r.table() for run, r in results.items()}
     if not args.quiet and not args.json:
-        print(
-            "| run | attack | success | pairs | feature | logistic | forest | prototype "
-            "| mahalanobis |"
-        )
-        print("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+        detectors = (*DETECTORS, *UNSUPERVISED)
+        print(f"| run | attack | success | pairs | feature | {' | '.join(detectors)} |")
+        print("| --- | --- | ---: | ---: | --- |" + " ---: |" * len(detectors))
         for run, rows in tables.items():
             for row in rows:
-                aucs = " | ".join(_auc(row.get(k)) for k in (*DETECTORS, *UNSUPERVISED))
+                aucs = " | ".join(_auc(row.get(k)) for k in detectors)
                 print(
                     f"| {run} | {row['attack']} | {row['success_rate']:.3f} | {row['pairs']} | "
                     f"{row['feature']} | {aucs} |"

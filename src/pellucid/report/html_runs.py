@@ -175,8 +175,10 @@ def explanation_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
 def adversarial_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
     """Per run with saved ``detect-adversarial`` results: one row per attack and feature
     kind, ROC-AUC of each detector (best of the run's rows marked per column)."""
+    from pellucid.apps.detectors import DETECTORS, UNSUPERVISED
+
     out = []
-    detectors = ("logistic", "forest", "prototype", "mahalanobis")
+    detectors = (*DETECTORS, *UNSUPERVISED)
     for r in runs:
         a = r.adversarial
         if not a:
