@@ -15,7 +15,9 @@ The paper's two other protocols use the network's own filters
 activation maps above each filter's top-q quantile (filters given classes by their class
 means -- both networks -- or by the CSG gates), and the blurred input gradient of each
 class's 30 most active filters (share of images with IoU >= 0.2). Class means and quantiles
-come from 1000 training images.
+come from 1000 training images. The per-filter protocol is also run count-matched: every
+class gets exactly its ``PER_CLASS`` best filters (256 filters / 8 classes = 32), since the
+share of images localised by *some* filter grows with the number of filters a class has.
 
     python benchmarks/localisation.py [--seeds 0 1 2] [--dataset shapes]
 """
@@ -38,6 +40,7 @@ from pellucid.training import train_run
 QS = (0.3, 0.05)  # the paper's share of pixels kept, and about the objects' mean area
 FILTER_KEYS = ("mean_iou", "share_above", "share_images")
 GRADIENT_KEYS = ("mean_iou", "share_above", "pointing_game")
+PER_CLASS = 32  # count-matched per-filter protocol: filters / classes on shapes' layer
 
 
 def scores(run: Path, explainer: str) -> dict[str, Any]:
@@ -55,9 +58,12 @@ def own_filters(run: Path, method: str) -> dict[str, Any]:
     assigns = ("activation", "gates") if method == "csg" else ("activation",)
     for q in QS:
         for assign in assigns:
-            res = filter_localise_run(str(run), "filters", assign, device="cpu", q=q).summary()
-            out.update({f"filters-{assign}:{k}@{q}": res[k] for k in FILTER_KEYS})
-            out[f"filters-{assign}:filters_per_class"] = res["filters_per_class"]
+            for per_class, name in ((None, assign), (PER_CLASS, f"{assign}-k{PER_CLASS}")):
+                res = filter_localise_run(
+                    str(run), "filters", assign, device="cpu", q=q, per_class=per_class
+                ).summary()
+                out.update({f"filters-{name}:{k}@{q}": res[k] for k in FILTER_KEYS})
+                out[f"filters-{name}:filters_per_class"] = res["filters_per_class"]
         res = filter_localise_run(str(run), "gradient", device="cpu", q=q).summary()
         out.update({f"gradient:{k}@{q}": res[k] for k in GRADIENT_KEYS})
         out["gradient:options"] = res["options"]
@@ -114,7 +120,9 @@ def main() -> None:
             "filter_protocols": "filters: each filter of the true class (by class means, or "
             "CSG gates >= 0.5), its upsampled map above its top-q quantile over 1000 training "
             "images, IoU with the mask; share of (image, filter) pairs with IoU > 0.3 and of "
-            "images with one such filter. gradient: |d/dx| of the pooled activation of the "
+            f"images with one such filter; count-matched (-k{PER_CLASS}): each class's "
+            f"{PER_CLASS} best filters (by gate, then class mean minus the filter's mean). "
+            "gradient: |d/dx| of the pooled activation of the "
             "class's 30 most active filters, blurred (sigma 2 px), top q of pixels; share of "
             "images with IoU >= 0.2",
             "per_seed": per_seed,

@@ -373,13 +373,20 @@ def table_localisation_filters(sources: dict) -> str:
         "| mean IoU ↑ |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    settings = (("standard", "activation"), ("csg", "activation"), ("csg", "gates"))
+    settings = [("standard", "activation"), ("csg", "activation"), ("csg", "gates")]
     labels = {"standard": "standard", "csg": "CSG"}
     by = {"activation": "by class means", "gates": "by gates >= 0.5"}
+    first = r["per_seed"][0]
+    names = {a.split(":")[0].removeprefix("filters-") for a in first["csg"] if "filters-" in a}
+    matched = sorted(names - set(by))
+    for name in matched:  # count-matched settings, e.g. "activation-k32"
+        assign, k = name.rsplit("-k", 1)
+        by[name] = f"best {k} by " + ("class means" if assign == "activation" else "gates")
+        settings += [(net, name) for net, a in settings[:3] if a == assign]
     for q in qs:
         for net, assign in settings:
             d, k = r["summary"][net], f"filters-{assign}"
-            per_class = r["per_seed"][0][net][f"{k}:filters_per_class"]
+            per_class = first[net][f"{k}:filters_per_class"]
             rows.append(
                 f"| {labels[net]} | {by[assign]} ({min(per_class)}-{max(per_class)}) | {q:.0%} "
                 f"| {cell(d, f'{k}:share_above@{q}')} | {cell(d, f'{k}:share_images@{q}')} "

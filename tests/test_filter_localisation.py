@@ -10,6 +10,7 @@ from torch import nn
 
 from pellucid.apps.filter_localisation import (
     class_filter_table,
+    count_matched_assignment,
     filter_assignment,
     filter_gradient_maps,
     filter_localise,
@@ -76,6 +77,28 @@ def test_assignment_from_activations_and_from_gates():
     assert table.tolist() == [[1, 2], [0, 2], [-1, -1]]  # no reference images: no filters
 
 
+def test_count_matched_assignment_gives_every_class_its_k_best_filters():
+    # relative scores (class mean - filter mean): class 0: [-0.1, 0.4, 0.0], class 1: [0.1,
+    # -0.4, 0.0]
+    means = torch.tensor([[0.1, 0.9, 0.5], [0.3, 0.1, 0.5], [float("nan")] * 3])
+    one = count_matched_assignment(means, 1)
+    assert one.tolist() == [[False, True, False], [True, False, False], [False] * 3]
+    two = count_matched_assignment(means, 2)
+    assert two.sum(dim=1).tolist() == [2, 2, 0]  # a filter may serve two classes
+    assert two[:, 2].tolist() == [True, True, False]
+    # gates rank first; among equal gates the activation score decides
+    gates = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    by_gate = count_matched_assignment(means, 1, gates)
+    assert by_gate.tolist() == [[False, True, False], [True, False, False], [False] * 3]
+    assert count_matched_assignment(means, 2, gates)[1].tolist() == [True, False, True]
+    with pytest.raises(ConfigError, match="integer >= 1"):
+        count_matched_assignment(means, 0)
+    with pytest.raises(ConfigError, match="exceeds the layer's 3 filters"):
+        count_matched_assignment(means, 4)
+    with pytest.raises(ConfigError, match="do not match"):
+        count_matched_assignment(means, 1, torch.ones(2, 3))
+
+
 def test_the_filter_on_the_object_localises_and_the_one_on_the_background_does_not():
     model, data, ref = ObjectNet(), _objects(8), _objects(10, seed=1)
     # by activation, the big-square class owns filter 0 (object), the small one filter 1
@@ -92,6 +115,12 @@ def test_the_filter_on_the_object_localises_and_the_one_on_the_background_does_n
     both = filter_localise(model, data, "feat", ref, assign="gates", gates=gates)
     assert both.iou == [1.0] * 8 and both.share_above == 1.0 and both.share_images == 1.0
     assert both.filters_per_class == [1, 1] and both.options["gate_cut"] == 0.5
+    # count-matched: each class its best 2 of 2 filters, so half of the pairs localise
+    matched = filter_localise(model, data, "feat", ref, per_class=2)
+    assert matched.filters_per_class == [2, 2] and matched.options["per_class"] == 2
+    assert matched.share_above == 0.5 and matched.share_images == 1.0
+    with pytest.raises(ConfigError, match="per_class is an option of protocol 'filters'"):
+        filter_localise(model, data, "feat", ref, protocol="gradient", per_class=1)
 
 
 def test_class_gradient_maps_point_at_the_object_of_the_class_owning_it():
@@ -176,3 +205,9 @@ def test_run_and_cli_protocols(tmp_path, capsys):
     assert direct.iou == saved["iou"]
     assert main(["localise", str(std), "--protocol", "filters", "--explainer", "occlusion"]) == 1
     assert "--explainer and --option are for --protocol cam" in capsys.readouterr().err
+    assert main(["localise", str(std), "--per-class", "2"]) == 1
+    assert "--per-class is for --protocol filters, not cam" in capsys.readouterr().err
+    args = ["localise", str(std), "--protocol", "filters", "--per-class", "3", "--n", "6"]
+    assert main([*args, "--reference", "40", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)[str(std)]
+    assert set(printed["filters_per_class"]) == {3} and printed["options"]["per_class"] == 3

@@ -18,6 +18,13 @@ the filters themselves:
     images on which at least one filter of their class does. A filter that stays below its
     threshold on an image scores IoU 0 there.
 
+    The last score grows with the number of filters a class has, which differs between
+    networks and assignments (CSG gates give a class tens of filters, the activation argmax
+    of a standard network anywhere from one to a hundred). ``per_class=k`` compares them at
+    an equal count: every class gets exactly its ``k`` best filters -- by gate value, then by
+    the class mean minus the filter's mean over classes (``assign="gates"``), or by that
+    difference alone (``assign="activation"``) -- see :func:`count_matched_assignment`.
+
 ``gradient`` -- class-gradient maps.
     The ``m`` (30) filters most active on the class's reference images -- the largest class
     mean minus the filter's mean over all classes -- are chosen; the map of an image is the
@@ -48,6 +55,7 @@ __all__ = [
     "PROTOCOLS",
     "FilterLocalisationResult",
     "class_filter_table",
+    "count_matched_assignment",
     "filter_assignment",
     "filter_gradient_maps",
     "filter_localise",
@@ -210,6 +218,35 @@ def class_filter_table(class_means: torch.Tensor, m: int = 30) -> torch.Tensor:
     return table
 
 
+def count_matched_assignment(
+    class_means: torch.Tensor, k: int, gates: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(C, K) boolean: each class's ``k`` best filters, the same number for every class.
+
+    Ranked by the CSG gate G[c, k] when ``gates`` is given (many gates are exactly 1 after
+    CSG's projection), ties -- and, without gates, everything -- broken by the class mean
+    minus the filter's mean over classes (:func:`class_filter_table`'s measure). A filter may
+    serve several classes. A class without reference images gets no filter.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"per_class (filters per class) must be an integer >= 1, got {k!r}")
+    means = class_means.float()
+    if k > means.shape[1]:
+        raise ConfigError(f"per_class {k} exceeds the layer's {means.shape[1]} filters")
+    score = torch.nan_to_num(means - means.nanmean(dim=0, keepdim=True), nan=float("-inf"))
+    order = score.argsort(dim=1, descending=True, stable=True)  # (C, K) by activation
+    if gates is not None:
+        g = gates.detach().float().cpu()
+        if g.shape != means.shape:
+            raise ConfigError(f"gates {tuple(g.shape)} do not match {tuple(means.shape)}")
+        by_gate = g.gather(1, order).argsort(dim=1, descending=True, stable=True)
+        order = order.gather(1, by_gate)  # gate first, activation among equal gates
+    out = torch.zeros_like(means, dtype=torch.bool)
+    out.scatter_(1, order[:, :k], True)
+    out[means.isnan().all(dim=1)] = False
+    return out
+
+
 # ------------------------------------------------------------------------------- the maps
 def filter_gradient_maps(
     model: nn.Module,
@@ -287,6 +324,7 @@ def filter_localise(
     target: str = "label",
     n: int | None = None,
     batch_size: int = 64,
+    per_class: int | None = None,
 ) -> FilterLocalisationResult:
     """Localisation scores of ``model``'s own filters on a dataset with object masks.
 
@@ -313,6 +351,10 @@ def filter_localise(
         default, as in the paper).
     m : int
         ``gradient``: filters per class.
+    per_class : int, optional
+        ``filters``: give every class exactly its ``per_class`` best filters
+        (:func:`count_matched_assignment`) instead of all its assigned ones, so that networks
+        and assignments are compared at the same filter count.
     sigma : float
         ``gradient``: blur in px (default: image side / 32).
     target : {"label", "predicted"}
@@ -348,6 +390,10 @@ def filter_localise(
         members = filter_assignment(gates=gates, gate_cut=gate_cut)
     else:
         members = filter_assignment(class_means=means)
+    if per_class is not None:
+        if protocol != "filters":
+            raise ConfigError("per_class is an option of protocol 'filters'")
+        members = count_matched_assignment(means, per_class, gates if assign == "gates" else None)
     table = class_filter_table(means, m)
     size = tuple(data.info.image_size)
     sigma = size[0] / 32 if sigma is None else float(sigma)
@@ -404,8 +450,10 @@ def filter_localise(
         mean_iou = float(pairs.mean()) if len(pairs) else 0.0
         share = float((pairs > threshold).float().mean()) if len(pairs) else 0.0
         share_images, pointing, hit = float(sum(any_hit) / len(any_hit)), None, None
-        if assign == "gates":
+        if assign == "gates" and per_class is None:
             options["gate_cut"] = gate_cut
+        if per_class is not None:
+            options["per_class"] = per_class
         used = [int(v) for v in members.sum(dim=1)]
     return FilterLocalisationResult(
         protocol=protocol,

@@ -93,6 +93,14 @@ def add_localise(sub, explainers) -> None:
         "(activation, default) or its CSG gates >= --gate-cut (gates, CSG runs)",
     )
     p.add_argument("--gate-cut", type=float, default=0.5, help="--assign gates (default 0.5)")
+    p.add_argument(
+        "--per-class",
+        type=int,
+        default=None,
+        metavar="K",
+        help="--protocol filters: every class gets exactly its K best filters (by gate, then "
+        "by activation), so that runs are compared at the same filter count",
+    )
     p.add_argument("--m", type=int, default=30, help="--protocol gradient: filters per class")
     p.add_argument(
         "--sigma", type=float, default=None, help="--protocol gradient: blur in px (side / 32)"
@@ -114,6 +122,8 @@ def cmd_localise(args: argparse.Namespace) -> dict[str, Any]:
     options = parse_options(args.option, "--option")
     if args.protocol != "cam" and (args.explainer is not None or options):
         raise ConfigError(f"--explainer and --option are for --protocol cam, not {args.protocol}")
+    if args.per_class is not None and args.protocol != "filters":
+        raise ConfigError(f"--per-class is for --protocol filters, not {args.protocol}")
     common = {"split": args.split, "device": args.device, "q": args.q, "n": args.n}
     common.update(target=args.target)
     results: dict[str, Any] = {}
@@ -130,6 +140,7 @@ def cmd_localise(args: argparse.Namespace) -> dict[str, Any]:
                 reference=args.reference,
                 threshold=args.threshold,
                 gate_cut=args.gate_cut,
+                per_class=args.per_class,
                 m=args.m,
                 sigma=args.sigma,
                 **common,

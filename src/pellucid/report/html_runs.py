@@ -225,8 +225,10 @@ def _localisation_setting(s: dict[str, Any]) -> str:
     tail = f"target {s.get('target', '?')}, {s.get('n', '?')} images"
     protocol = s.get("protocol", "cam")
     if protocol == "filters":
+        k = s.get("options", {}).get("per_class")
+        by = f"{s.get('assign')}" + (f", {k} per class" if k else "")
         return (
-            f"per-filter maps at {s.get('layer')}, filters by {s.get('assign')}, above each "
+            f"per-filter maps at {s.get('layer')}, filters by {by}, above each "
             f"filter's top-{q} quantile; (image, filter) pairs with IoU > {t}; {tail}"
         )
     if protocol == "gradient":
@@ -249,7 +251,8 @@ def localisation_table(runs: list[RunRecord]) -> dict[str, Any] | None:
     keys = [k for k, _ in LOCALISATION_SCORES]
 
     def setting(s: dict[str, Any]) -> tuple:
-        return tuple(s.get(k) for k in ("protocol", "explainer", "assign", "q", "threshold"))
+        keys = ("protocol", "explainer", "assign", "q", "threshold")
+        return (*(s.get(k) for k in keys), s.get("options", {}).get("per_class"))
 
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for _, s in saved:
