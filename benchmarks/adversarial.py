@@ -24,6 +24,8 @@ and every network's logits, the baseline any classifier has.
 
     python benchmarks/adversarial.py [--dataset mnist] [--seeds 0 1 2] [--n 500] [--workers 2]
     python benchmarks/adversarial.py --eps 0.1 --attacks fgsm pgd --result adversarial_eps01
+    python benchmarks/adversarial.py --attacks cw --attack-option cw.search_steps=5 \
+        --result adversarial_cw_search
 
 Results: benchmarks/results/adversarial.json (mnist), adversarial_shapes.json.
 """
@@ -39,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import write_result
+from pellucid.cli.arguments import parse_named_options
+from pellucid.errors import ConfigError
 
 # dataset -> attack -> options: L-inf 0.2 on the grey digits (the MNIST convention is
 # 0.1-0.3), 8/255 on the colour shapes (the CIFAR convention)
@@ -170,11 +174,25 @@ def main() -> None:
         "--eps", type=float, help="another L-inf budget for FGSM and PGD (PGD steps of eps/10)"
     )
     ap.add_argument("--attacks", nargs="+", help="a subset of the attacks (default: all)")
+    ap.add_argument(
+        "--attack-option",
+        action="append",
+        metavar="ATTACK.K=V",
+        help="change an attack's option, e.g. cw.search_steps=5 (C&W's binary search over c)",
+    )
     ap.add_argument("--result", help="results name (default adversarial[_DATASET])")
     args = ap.parse_args()
     attacks = {a: dict(o) for a, o in ATTACKS[args.dataset].items()}
     if args.attacks:
         attacks = {a: attacks[a] for a in args.attacks}
+    try:
+        changed = parse_named_options(args.attack_option, "--attack-option", "ATTACK")
+    except ConfigError as e:
+        ap.error(str(e))
+    for name, opts in changed.items():
+        if name not in attacks:
+            ap.error(f"--attack-option: attack {name!r} is not run; attacks: {', '.join(attacks)}")
+        attacks[name].update(opts)
     if args.eps is not None:
         for name, opts in attacks.items():
             if "eps" in opts:

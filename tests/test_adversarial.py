@@ -99,6 +99,26 @@ def test_pgd_lowers_accuracy_is_seeded_and_leaves_the_model_and_global_rng_alone
     assert attacked < clean - 0.3
 
 
+def test_cw_binary_search_finds_smaller_or_new_successful_perturbations(bars_and_net):
+    data, net = bars_and_net
+    x, y = data.images[:24], data.labels[:24]
+    opts = {"c": 1.0, "steps": 30, "lr": 0.05}
+    plain = attack(net, x, y, "cw", **opts)
+    searched = attack(net, x, y, "cw", search_steps=4, **opts)
+    with torch.no_grad():
+        hit_plain = net(plain).argmax(1) != y
+        hit_search = net(searched).argmax(1) != y
+    l2_plain = (plain - x).flatten(1).norm(dim=1)
+    l2_search = (searched - x).flatten(1).norm(dim=1)
+    assert 0 < hit_plain.sum() < 24  # c = 1 is too weak for some images ...
+    assert hit_search.sum() > hit_plain.sum()  # ... which larger constants then fool
+    assert bool(hit_search[hit_plain].all())  # the first step is the plain attack
+    assert bool((l2_search[hit_plain] <= l2_plain[hit_plain] + 1e-6).all())
+    assert torch.equal(searched[~hit_search], x[~hit_search])  # no success: the clean image
+    with pytest.raises(ConfigError, match="search_steps must be an integer >= 0"):
+        attack(net, x, y, "cw", search_steps=-1)
+
+
 def test_bad_attack_input_is_named(bars_and_net):
     data, net = bars_and_net
     x, y = data.images[:4], data.labels[:4]

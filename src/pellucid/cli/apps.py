@@ -204,7 +204,8 @@ def add_detect_adversarial(sub, attacks) -> None:
         "--attack-option",
         action="append",
         metavar="ATTACK.K=V",
-        help="an attack's option, e.g. pgd.eps=0.1 or cw.c=5",
+        help="an attack's option, e.g. pgd.eps=0.1, cw.c=5, or cw.search_steps=5 (C&W's "
+        "binary search over c)",
     )
     p.add_argument(
         "--features",
