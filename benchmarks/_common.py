@@ -136,3 +136,21 @@ def published_model_check(model: Any, dataset: str, name: str = "explainers") ->
     )
     print(msg, file=sys.stderr, flush=True)
     return msg
+
+
+def finished_run(out: Path, config: Any) -> bool:
+    """Whether ``out`` holds a finished run (``metrics.json``) of ``config``; a finished run of
+    another config stops the benchmark (a stale run would be measured as if it were this
+    recipe's). The dataset facts (``info``) and the initial weights (``init``) recorded at
+    training are not compared."""
+    from pellucid.config import load_config
+
+    if not (out / "metrics.json").is_file():
+        return False
+    saved = load_config(out / "config.yaml")
+    if saved.replace(info={}, init=None) != config.replace(info={}, init=None):
+        raise SystemExit(
+            f"{out} holds a run of another config than this benchmark's recipe; remove it "
+            "or point the benchmark at another runs directory"
+        )
+    return True

@@ -80,7 +80,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import write_result
+from _common import finished_run, write_result
 from decoupling import RECIPES, _config
 
 # Every variant states its options in full (the recipes' own options are not added), so
@@ -179,14 +179,10 @@ KEYS = (
 
 def _run(cfg: Any, out: Path) -> dict[str, Any]:
     """Train ``cfg`` into ``out``, or read the finished run there if it has this config."""
-    from pellucid.config import load_config
     from pellucid.io import read_json
     from pellucid.training import train_run
 
-    if (out / "metrics.json").is_file():
-        saved = load_config(out / "config.yaml")
-        if saved.replace(info={}, init=None) != cfg.replace(info={}, init=None):
-            raise SystemExit(f"{out} holds a run of another config; remove it or use --root")
+    if finished_run(out, cfg):  # another config there: stops (remove it or use --root)
         return read_json(out / "metrics.json")
     return train_run(cfg, out, progress=False)
 

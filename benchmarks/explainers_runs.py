@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from _common import finished_run
 from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
 from pellucid.training import run_from_weights, train_run
 
@@ -63,11 +64,12 @@ def ensure_run(
     with ``-data<data_seed>`` appended when the data seed differs from the training seed),
     made first if it is not there: from the shipped weights for seed 0 on its own data
     (unless ``shipped`` is False), else by training the recipe. An existing run is reused
-    whatever made it."""
+    if it has the recipe's config (shipped weights or trained: the config does not say); one
+    of another config stops the benchmark."""
     own = data_seed is None or data_seed == seed
     name = dataset if seed == 0 and own else f"{dataset}-seed{seed}"
     out = runs / (name if own else f"{name}-data{data_seed}")
-    if (out / "metrics.json").is_file():
+    if finished_run(out, recipe(dataset, seed, data_seed)):
         return out
     weights = shipped_weights(dataset) if shipped and seed == 0 and own else None
     if weights is not None:

@@ -38,7 +38,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from _common import write_result
+from _common import finished_run, write_result
 from explainers_runs import RECIPES, ensure_run, recipe
 
 CHECKS = ["full", "cascading", "data"]
@@ -50,12 +50,12 @@ def random_label_run(dataset: str, runs: Path, seed: int, epochs: int) -> Path:
     from pellucid.training import train_run
 
     out = runs / f"{dataset}-seed{seed}-random-labels-{epochs}ep"
-    if not (out / "metrics.json").is_file():
-        base = recipe(dataset, seed)
-        cfg = base.replace(
-            data=dataclasses.replace(base.data, random_labels=True),
-            train=dataclasses.replace(base.train, epochs=epochs),
-        )
+    base = recipe(dataset, seed)
+    cfg = base.replace(
+        data=dataclasses.replace(base.data, random_labels=True),
+        train=dataclasses.replace(base.train, epochs=epochs),
+    )
+    if not finished_run(out, cfg):
         resume = (out / "config.yaml").is_file()  # an interrupted training continues
         print(f"training {dataset} on random labels (seed {seed}, {epochs} epochs) -> {out}")
         train_run(cfg, out, resume=resume, progress=False)
