@@ -7,12 +7,17 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test lint format bench clean
 
 # torchattacks (adversarial detection) with --no-deps: 3.5.1 pins requests~=2.25.1 without
-# importing it, and the modules it does import all come with pellucid
+# importing it, and the modules it does import all come with pellucid. Quantus and
+# pytorch-grad-cam (the cross-check against them) also --no-deps: between them they require
+# opencv-python and opencv-python-headless, two builds of one cv2 module; the headless one
+# is installed, with the two small modules they add (ttach, cachetools)
+CROSSCHECK := quantus==0.6.0 grad-cam==1.5.7 ttach==0.0.3 cachetools==8.0.2 \
+	opencv-python-headless==5.1.0.95
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
+	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1 $(CROSSCHECK)
 	@touch $(STAMP)
 
 demo: $(STAMP)

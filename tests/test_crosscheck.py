@@ -1,0 +1,116 @@
+"""pellucid's metrics and Grad-CAM agree with the libraries users compare them with --
+Quantus (pointing game, relevance mass, pixel flipping) and pytorch-grad-cam -- on the same
+maps, masks, images and model (``benchmarks/crosscheck.py`` measures the same on the shipped
+models)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from pellucid.explain import build_explainer
+from pellucid.metrics import deletion_insertion, energy_pointing_game, pointing_game
+
+quantus = pytest.importorskip("quantus")  # the dev extra installs it
+pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
+
+
+def _squares(n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Faint noise with one 12x12 square whose colour is the class (4 classes)."""
+    colours = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 1.0, 0]])
+    images = torch.rand(n, 3, 32, 32, generator=gen) * 0.3
+    labels = torch.arange(n) % 4
+    masks = torch.zeros(n, 1, 32, 32, dtype=torch.bool)
+    for i in range(n):
+        r, c = torch.randint(0, 20, (2,), generator=gen).tolist()
+        masks[i, :, r : r + 12, c : c + 12] = True
+        images[i, :, r : r + 12, c : c + 12] = colours[labels[i]].view(3, 1, 1)
+    return images, labels, masks
+
+
+@pytest.fixture(scope="module")
+def case():
+    from pellucid.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("convnet", in_channels=3, num_classes=4, widths=[8, 8, 16, 16])
+    gen = torch.Generator().manual_seed(1)
+    x, y, _ = _squares(128, gen)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(30):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    images, labels, masks = _squares(12, gen)
+    with torch.no_grad():
+        assert (model(images).argmax(1) == labels).float().mean() >= 0.75  # it has learnt
+    maps = build_explainer("saliency", model).explain(images, labels)
+    return model, images, labels, masks, maps
+
+
+def _quantus_kw(model, images, labels, masks, maps) -> dict:
+    return {
+        "model": model,
+        "x_batch": images.numpy(),
+        "y_batch": labels.numpy(),
+        "a_batch": maps.numpy(),
+        "s_batch": masks.float().numpy(),
+        "device": "cpu",
+        "channel_first": True,
+    }
+
+
+def test_pointing_and_energy_pointing_game_equal_quantus(case):
+    model, images, labels, masks, maps = case
+    kw = _quantus_kw(*case)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = np.array(quantus.PointingGame(disable_warnings=True)(**kw), dtype=bool)
+        rma = quantus.RelevanceMassAccuracy(normalise=False, abs=False, disable_warnings=True)
+        mass = np.array(rma(**kw), dtype=float)
+    ours = pointing_game(maps, masks, tolerance=0)["hits"].numpy()
+    assert 0 < ours.sum() < len(ours)  # some hits and some misses: the comparison can fail
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_allclose(energy_pointing_game(maps, masks).numpy(), mass, atol=1e-6)
+
+
+def test_deletion_curve_equals_quantus_pixel_flipping(case):
+    model, images, labels, masks, maps = case
+    steps = 16
+    ours = deletion_insertion(model, images, maps, labels, steps=steps, fill="zero")["curves"]
+    kw = _quantus_kw(*case)
+    kw.pop("s_batch")
+    flip = quantus.PixelFlipping(
+        features_in_step=32 * 32 // steps, perturb_baseline=0.0, normalise=False, abs=False,
+        disable_warnings=True,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = np.array(flip(**kw, softmax=True))[:, 2::3]  # 3 channel entries per pixel
+    assert theirs.shape == (12, steps)
+    np.testing.assert_allclose(ours[:, 1:].numpy(), theirs, atol=1e-5)
+    assert float(ours[:, 0].sub(ours[:, -1]).mean()) > 0.3  # deleting the square matters
+
+
+def test_gradcam_equals_pytorch_grad_cam(case):
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from pellucid.models import default_layer, get_layer
+
+    model, images, labels, _, _ = case
+    layer = default_layer(model)
+    ours = build_explainer("gradcam", model, layer=layer).explain(images, labels)[:, 0]
+    with GradCAM(model=model, target_layers=[get_layer(model, layer)]) as cam:
+        theirs = cam(input_tensor=images, targets=[ClassifierOutputTarget(int(t)) for t in labels])
+    varying = theirs.reshape(12, -1).std(axis=1) > 0
+    assert varying.sum() >= 6  # enough non-constant CAMs to compare
+    # pellucid divides a map by its maximum, pytorch-grad-cam min-max scales it
+    a = ours.numpy()[varying]
+    low = a.min(axis=(1, 2), keepdims=True)
+    a = (a - low) / (a.max(axis=(1, 2), keepdims=True) - low)
+    np.testing.assert_allclose(a, theirs[varying], atol=5e-3)
