@@ -1,5 +1,6 @@
 """pellucid's metrics and Grad-CAM agree with the libraries users compare them with --
-Quantus (pointing game, relevance mass, pixel flipping) and pytorch-grad-cam -- on the same
+Quantus (pointing game, relevance mass, pixel flipping, ROAD's noisy linear imputation) and
+pytorch-grad-cam -- on the same
 maps, masks, images and model (``benchmarks/crosscheck.py`` measures the same on the shipped
 models)."""
 
@@ -114,3 +115,26 @@ def test_gradcam_equals_pytorch_grad_cam(case):
     low = a.min(axis=(1, 2), keepdims=True)
     a = (a - low) / (a.max(axis=(1, 2), keepdims=True) - low)
     np.testing.assert_allclose(a, theirs[varying], atol=5e-3)
+
+
+def test_road_imputation_equals_quantus_noisy_linear_imputation():
+    from quantus.functions.perturb_func import noisy_linear_imputation as theirs
+
+    from pellucid.metrics.imputation import noisy_linear_imputation as ours
+
+    gen = torch.Generator().manual_seed(2)
+    image = torch.rand(1, 3, 24, 20, generator=gen, dtype=torch.float64)
+    removed = torch.zeros(1, 1, 24, 20, dtype=torch.bool)
+    removed[0, 0, 5:15, 4:12] = True  # a block, with its inside far from any kept pixel
+    removed |= torch.rand(1, 1, 24, 20, generator=gen) < 0.2  # and scattered pixels
+    removed[0, 0, 0, :] = True  # a border row
+    indices = removed[0, 0].flatten().nonzero().flatten().numpy()
+    expected = theirs(image[0].numpy(), indices, noise=0.0)  # sparse direct solve
+    # conjugate gradients to a tight tolerance: the exact solution, up to the solver's floor
+    # (a residual of 1e-6 per unknown pixel)
+    got = ours(image, removed, noise=0.0, tol=1e-8)[0].numpy()
+    np.testing.assert_allclose(got, expected, atol=5e-5)
+    # the default stop (relative residual 1e-3) stays below ROAD's noise (0.01)
+    default = ours(image, removed, noise=0.0)[0].numpy()
+    assert np.abs(default - expected).max() < 0.01
+    assert np.abs(expected - image[0].numpy()).max() > 0.1  # the imputation changed pixels

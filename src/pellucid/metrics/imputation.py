@@ -109,7 +109,9 @@ def noisy_linear_imputation(
         Seed of the noise, or one seed per image (then an image's noise does not depend on
         which images share its call).
     tol, max_iter : float, int
-        Stopping rule of the solver (relative residual, iterations).
+        Stopping rule of the solver (relative residual, iterations). At the default 1e-3 an
+        imputed value is within 0.01 of the exact solution (Quantus's sparse direct solve;
+        ``tests/test_crosscheck.py``), about 1e-4 on average; ``tol=1e-8`` agrees to 5e-5.
 
     Returns
     -------
