@@ -319,6 +319,11 @@ def test_detect_adversarial_cli_writes_results(capsys, tmp_path):
     saved = json.loads(out.read_text())[str(run)]
     assert saved["attacks"][0]["options"] == {"eps": 0.3}
     assert set(saved["features"]) == {"activations", "logits"}
+    adaptive = ["--adaptive", "lid", "--adaptive-option", "steps=4", "--json", "--quiet"]
+    assert main([*argv, *adaptive]) == 0
+    rows = json.loads(capsys.readouterr().out)[str(run)]
+    attacked = {(r["attack"], r["feature"]) for r in rows}
+    assert ("adaptive-lid", "activations") in attacked and ("adaptive-lid", "logits") in attacked
 
     for bad, message in (
         (["--attack-option", "eps=0.1"], "expects ATTACK.KEY=VALUE"),
@@ -362,3 +367,51 @@ def test_lid_degenerate_neighbourhoods_and_bad_input():
         lid_scores(ref, torch.zeros(1, 3), k=2)
     with pytest.raises(DataError, match="NaN"):
         lid_scores(ref, torch.tensor([[float("nan"), 0.0]]), k=2)
+
+
+def test_differentiable_detector_scores_equal_the_detectors():
+    from pellucid.apps.adaptive import detector_score
+    from pellucid.apps.detectors import (
+        class_prototypes,
+        fit_mahalanobis,
+        lid_scores,
+        mahalanobis_scores,
+        prototype_scores,
+    )
+
+    gen = torch.Generator().manual_seed(0)
+    feats, labels = torch.randn(200, 5, generator=gen), torch.arange(200) % 3
+    probe, pred = torch.randn(20, 5, generator=gen), torch.arange(20) % 3
+    protos = class_prototypes(feats, labels, 3)
+    got = detector_score("prototype", protos)(probe, pred)
+    assert torch.allclose(got, prototype_scores(protos, probe, pred), atol=1e-5)
+    gauss = fit_mahalanobis(feats, labels, 3)
+    got = detector_score("mahalanobis", gauss)(probe, pred)
+    assert torch.allclose(got, mahalanobis_scores(gauss, probe), rtol=1e-4)
+    got = detector_score("lid", (feats, 20))(probe, pred)
+    assert torch.allclose(got, lid_scores(feats, probe, 20), rtol=1e-4)
+    with pytest.raises(ConfigError, match="unknown detector 'forest'"):
+        detector_score("forest", None)
+
+
+def test_an_adaptive_attack_evades_the_detector_it_knows(bars_and_net):
+    data, net = bars_and_net
+    common = dict(
+        train_data=_bars(seed=1), features=["activations"], layers=["conv"], n=None, folds=3
+    )
+    options = {"eps": 0.3, "alpha": 0.02, "steps": 60}
+    auc = {}
+    for weight in (0.0, 1.0):  # 0: the same attack without the detector in its loss
+        res = detect_adversarial(
+            net, data, attacks=["fgsm"], adaptive=["mahalanobis"],
+            adaptive_options={**options, "weight": weight}, **common,
+        )  # fmt: skip
+        report = res.attacks[1]
+        assert report.attack == "adaptive-mahalanobis" and report.pairs >= 10
+        assert report.options["feature"] == "activations" and report.linf <= 0.3 + 1e-6
+        auc[weight] = report.auc["activations"]["mahalanobis"]
+    assert auc[1.0] < auc[0.0] - 0.05  # knowing the detector lowers its score
+    with pytest.raises(ConfigError, match="unknown detector 'forest'"):
+        detect_adversarial(net, data, attacks=["fgsm"], adaptive=["forest"], **common)
+    with pytest.raises(ConfigError, match="need train_data"):
+        detect_adversarial(net, data, None, ["fgsm"], ["logits"], n=None, adaptive=["lid"])

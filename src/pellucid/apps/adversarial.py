@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from pellucid.apps import attacks as _attacks  # noqa: F401  (fills ATTACKS)
+from pellucid.apps.adaptive import ADAPTIVE_FEATURES, adaptive_pgd, detector_score
 from pellucid.apps.detectors import (  # noqa: F401  (prototype_scores, supervised_auc: public)
     DETECTORS,
     LID_K,
@@ -254,6 +255,8 @@ def detect_adversarial(
     folds: int = 5,
     seed: int = 0,
     batch_size: int = 256,
+    adaptive: Sequence[str] = (),
+    adaptive_options: Mapping[str, Any] | None = None,
 ) -> DetectionResult:
     """Clean-vs-adversarial detection ROC-AUC per attack and feature kind (module docstring).
 
@@ -274,6 +277,12 @@ def detect_adversarial(
         last conv stage.
     folds : int
         Cross-validation folds of the supervised detectors.
+    adaptive : sequence of str
+        Unsupervised detectors (``prototype``, ``mahalanobis``, ``lid``) to attack
+        adaptively as well: for each one and each differentiable feature kind, PGD that
+        also lowers that detector's score (:func:`pellucid.apps.adaptive.adaptive_pgd`,
+        options ``adaptive_options``: eps, alpha, steps, weight, kappa), reported as attack
+        ``adaptive-DETECTOR`` with that feature kind only. Needs ``train_data``.
 
     Returns
     -------
@@ -323,6 +332,15 @@ def detect_adversarial(
         refs = {k: v[ok] for k, v in tfeat.items()}
         lid_k = min(LID_K, int(ok.sum()))  # fit_mahalanobis has checked there are >= 2
 
+    adaptive = [adaptive] if isinstance(adaptive, str) else list(adaptive)
+    for det in adaptive:
+        if det not in UNSUPERVISED:
+            raise ConfigError(
+                f"adaptive: unknown detector {det!r}; choose from: {', '.join(UNSUPERVISED)}"
+            )
+    if adaptive and protos is None:
+        raise ConfigError("adaptive attacks need train_data (the detectors are fitted on it)")
+
     reports = []
     for name, options in attacks.items():
         adv = attack(model, images, labels, name, seed=seed, batch_size=batch_size, **options)
@@ -341,25 +359,39 @@ def detect_adversarial(
         )
         for kind in features:
             a, b = clean[kind][hit], afeat[kind][hit]
-            scores: dict[str, float | None] = dict.fromkeys((*DETECTORS, *UNSUPERVISED))
-            if report.pairs >= max(MIN_PAIRS, folds):
-                for det in DETECTORS:
-                    scores[det] = round(supervised_auc(a, b, det, folds, seed), 5)
-                if protos is not None:
-                    p = protos[kind]
-                    s_clean = prototype_scores(p, a, labels[hit])  # clean: predicted = label
-                    s_adv = prototype_scores(p, b, apred[hit])
-                    scores["prototype"] = round(roc_auc(s_clean, s_adv), 5)
-                    fitted = gauss[kind]
-                    s_clean, s_adv = mahalanobis_scores(fitted, a), mahalanobis_scores(fitted, b)
-                    scores["mahalanobis"] = round(roc_auc(s_clean, s_adv), 5)
-                    s_clean, s_adv = (
-                        lid_scores(refs[kind], a, lid_k),
-                        lid_scores(refs[kind], b, lid_k),
-                    )
-                    scores["lid"] = round(roc_auc(s_clean, s_adv), 5)
-            report.auc[kind] = scores
+            report.auc[kind] = _scores(
+                a, b, labels[hit], apred[hit], report.pairs, folds, seed,
+                None if protos is None else (protos[kind], gauss[kind], refs[kind], lid_k),
+            )  # fmt: skip
         reports.append(report)
+    for det in adaptive:
+        for kind in (k for k in features if k in ADAPTIVE_FEATURES):
+            fitted = {"prototype": protos[kind], "mahalanobis": gauss[kind]}.get(det)
+            score = detector_score(det, (refs[kind], lid_k) if det == "lid" else fitted)
+            with torch.no_grad():
+                base = score(refs[kind], tpred[ok])  # clean training images' scores
+            options = {"eps": 0.2, "alpha": 0.02, "steps": 40, **(adaptive_options or {})}
+            adv, _ = adaptive_pgd(
+                model, images, labels, kind, score, (float(base.mean()), float(base.std())),
+                layers=layers, gates=gates, seed=seed, batch_size=batch_size, **options,
+            )  # fmt: skip
+            apred, afeat = feature_vectors(model, adv, **kw)
+            hit = apred != labels
+            delta = (adv - images)[hit].flatten(1)
+            report = AttackReport(
+                attack=f"adaptive-{det}",
+                options={**options, "feature": kind},
+                attacked=len(images),
+                success_rate=round(float(hit.float().mean()), 5),
+                pairs=int(hit.sum()),
+                linf=round(float(delta.abs().amax(1).mean()), 5) if len(delta) else math.nan,
+                l2=round(float(delta.norm(dim=1).mean()), 5) if len(delta) else math.nan,
+            )
+            report.auc[kind] = _scores(
+                clean[kind][hit], afeat[kind][hit], labels[hit], apred[hit], report.pairs,
+                folds, seed, (protos[kind], gauss[kind], refs[kind], lid_k),
+            )  # fmt: skip
+            reports.append(report)
     return DetectionResult(
         n=len(correct),
         clean_accuracy=round(float(correct.float().mean()), 5),
@@ -370,6 +402,34 @@ def detect_adversarial(
         attacks=reports,
         lid_k=lid_k,
     )
+
+
+def _scores(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    labels: torch.Tensor,
+    apred: torch.Tensor,
+    pairs: int,
+    folds: int,
+    seed: int,
+    fitted: tuple[torch.Tensor, Any, torch.Tensor, int] | None,
+) -> dict[str, float | None]:
+    """Every detector's ROC-AUC on clean features ``a`` and their attacked versions ``b``
+    (None where too few attacks succeeded, or, unsupervised, without training images)."""
+    scores: dict[str, float | None] = dict.fromkeys((*DETECTORS, *UNSUPERVISED))
+    if pairs < max(MIN_PAIRS, folds):
+        return scores
+    for det in DETECTORS:
+        scores[det] = round(supervised_auc(a, b, det, folds, seed), 5)
+    if fitted is not None:
+        protos, gauss, ref, lid_k = fitted
+        s_clean = prototype_scores(protos, a, labels)  # clean: predicted = label
+        scores["prototype"] = round(roc_auc(s_clean, prototype_scores(protos, b, apred)), 5)
+        s_clean, s_adv = mahalanobis_scores(gauss, a), mahalanobis_scores(gauss, b)
+        scores["mahalanobis"] = round(roc_auc(s_clean, s_adv), 5)
+        s_clean, s_adv = lid_scores(ref, a, lid_k), lid_scores(ref, b, lid_k)
+        scores["lid"] = round(roc_auc(s_clean, s_adv), 5)
+    return scores
 
 
 def default_features(method: Any) -> tuple[list[str], list[str], torch.Tensor | None]:

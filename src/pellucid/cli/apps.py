@@ -179,6 +179,7 @@ def _print_localisation(protocol: str, summaries: dict[str, dict[str, Any]]) -> 
 
 def add_detect_adversarial(sub, attacks) -> None:
     from pellucid.apps.adversarial import FEATURES
+    from pellucid.apps.detectors import UNSUPERVISED
 
     p = sub.add_parser(
         "detect-adversarial",
@@ -224,6 +225,19 @@ def add_detect_adversarial(sub, attacks) -> None:
         help="clean training images the unsupervised detectors are fitted on (default 2000)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--adaptive",
+        action="append",
+        choices=UNSUPERVISED,
+        help="also attack adaptively: PGD that lowers this unsupervised detector's score too, "
+        "on each differentiable feature kind (repeatable; reported as adaptive-DETECTOR)",
+    )
+    p.add_argument(
+        "--adaptive-option",
+        action="append",
+        metavar="K=V",
+        help="adaptive attack option: eps (0.2), alpha (0.02), steps (40), weight (1), kappa (0)",
+    )
     run_outputs(p, "the full results", ADVERSARIAL_FILE)
     p.set_defaults(func=cmd_detect_adversarial)
 
@@ -259,6 +273,8 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
             folds=args.folds,
             prototype_images=args.prototype_images,
             seed=args.seed,
+            adaptive=args.adaptive or (),
+            adaptive_options=parse_options(args.adaptive_option, "--adaptive-option"),
         )
         for run in args.runs
     }

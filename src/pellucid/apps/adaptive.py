@@ -1,0 +1,197 @@
+"""Adaptive attacks: PGD that knows the detector.
+
+The detection scores of :mod:`pellucid.apps.adversarial` are measured against an oblivious
+adversary, as in both papers. Carlini & Wagner ("Adversarial Examples Are Not Easily
+Detected: Bypassing Ten Detection Methods", AISec 2017) showed that detectors which look
+strong against oblivious attacks often fall to an attacker who includes the detector in the
+loss. This module is that attacker for the unsupervised detectors (``prototype``,
+``mahalanobis``, ``lid``; :mod:`pellucid.apps.detectors`), which are differentiable in the
+features, on the differentiable feature kinds (``activations``, ``gate-groups``,
+``logits``; a calculation path is binary and has no gradient).
+
+L-inf PGD (Madry et al. 2018) from a random start minimises, per image,
+
+    max(Z_y(x') - max_{j != y} Z_j(x'), -kappa) + weight * (s(x') - mu) / sigma,
+
+a C&W margin (constant once the image is misclassified by ``kappa``, so that the class term
+stops pulling and the detector term takes over) plus the detector's score ``s`` standardised
+by its mean ``mu`` and standard deviation ``sigma`` on the clean training images. The first
+half of the steps use the margin alone (from a clean image the detector term would hold the
+image where it is), the second half both. Of the iterates that are misclassified, each image
+keeps the one with the lowest detector score (the clean image if none was).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from pellucid.errors import ConfigError
+
+__all__ = ["ADAPTIVE_FEATURES", "adaptive_pgd", "detector_score"]
+
+ADAPTIVE_FEATURES = ("activations", "gate-groups", "logits")
+
+Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (features, predicted) -> (N,)
+
+
+def detector_score(detector: str, fitted: Any) -> Score:
+    """A differentiable version of an unsupervised detector's score.
+
+    ``fitted``: ``prototype`` -- the (C, D) class prototypes; ``mahalanobis`` --
+    :func:`pellucid.apps.detectors.fit_mahalanobis`'s result; ``lid`` -- ``(reference, k)``.
+    The returned function maps features (N, D) and predicted classes (N,) to scores (N,),
+    equal to :func:`~pellucid.apps.detectors.prototype_scores`,
+    :func:`~pellucid.apps.detectors.mahalanobis_scores` and
+    :func:`~pellucid.apps.detectors.lid_scores` on the same input.
+    """
+    if detector == "prototype":
+        protos = fitted.float()
+
+        def prototype(f: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+            p = protos.to(f.device)[pred]
+            return 1 - nn.functional.cosine_similarity(f, p, dim=1, eps=1e-8)
+
+        return prototype
+    if detector == "mahalanobis":
+        means, precision, present = fitted
+        mu, prec = means[present].float(), precision.float()
+
+        def mahalanobis(f: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+            diff = f[:, None, :] - mu.to(f.device)[None]
+            dist = torch.einsum("ncd,de,nce->nc", diff, prec.to(f.device), diff)
+            return dist.min(dim=1).values
+
+        return mahalanobis
+    if detector == "lid":
+        reference, k = fitted
+        ref = reference.float()
+
+        def lid(f: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+            r = torch.cdist(f, ref.to(f.device)).topk(k, dim=1, largest=False).values
+            ratio = (r / r[:, -1:].clamp_min(1e-12)).clamp_min(1e-12)
+            return -1.0 / torch.log(ratio).mean(dim=1).clamp_max(-1e-12)
+
+        return lid
+    raise ConfigError(
+        f"unknown detector {detector!r} for an adaptive attack; choose from: prototype, "
+        "mahalanobis, lid"
+    )
+
+
+def _features(
+    kind: str, logits: torch.Tensor, store: dict[str, torch.Tensor], layers: Sequence[str],
+    gates: torch.Tensor | None,
+) -> torch.Tensor:  # fmt: skip
+    from pellucid.apps.adversarial import _gap, _group
+
+    if kind == "logits":
+        return logits.float()
+    pooled = [_gap(store[n], n) for n in layers]
+    if kind == "activations":
+        return torch.cat(pooled, 1)
+    assert gates is not None
+    return _group(pooled[0], gates)
+
+
+def adaptive_pgd(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    kind: str,
+    score: Score,
+    standardise: tuple[float, float],
+    layers: Sequence[str] = (),
+    gates: torch.Tensor | None = None,
+    eps: float = 0.2,
+    alpha: float = 0.02,
+    steps: int = 40,
+    weight: float = 1.0,
+    kappa: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PGD against the classifier and a detector at once (module docstring).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier (eval mode, frozen parameters inside; restored after).
+    images, labels : Tensor (N, C, H, W) in [0, 1], Tensor (N,)
+    kind : {"activations", "gate-groups", "logits"}
+        The features the detector reads (``layers``, ``gates`` as in
+        :func:`pellucid.apps.adversarial.feature_vectors`).
+    score : callable
+        :func:`detector_score`'s function.
+    standardise : (float, float)
+        Mean and standard deviation of the score on clean training images.
+    eps, alpha, steps : float, float, int
+        L-inf radius, step size and number of steps.
+    weight : float
+        Weight of the standardised detector score against the margin (0 = plain PGD with
+        a margin loss).
+    kappa : float
+        Margin by which the image must be misclassified before only the detector counts.
+
+    Returns
+    -------
+    (Tensor (N, C, H, W), Tensor (N,) bool)
+        The adversarial images (on the CPU) and which of them are misclassified.
+    """
+    from pellucid.apps.adversarial import _check_kinds
+    from pellucid.apps.attacks import _positive, _steps, check_images
+    from pellucid.hooks import capture
+    from pellucid.state import model_device, model_state
+
+    check_images(images, labels)
+    if kind not in ADAPTIVE_FEATURES:
+        raise ConfigError(
+            f"an adaptive attack needs differentiable features ({', '.join(ADAPTIVE_FEATURES)}), "
+            f"not {kind!r}"
+        )
+    _check_kinds([kind], gates, list(layers))
+    eps, alpha = _positive("adaptive", "eps", eps), _positive("adaptive", "alpha", alpha)
+    steps = _steps("adaptive", steps)
+    if not weight >= 0 or not kappa >= 0:
+        raise ConfigError(f"weight and kappa must be >= 0, got {weight!r}, {kappa!r}")
+    mu, sigma = float(standardise[0]), max(float(standardise[1]), 1e-12)
+    names = list(layers) if kind != "logits" else []
+    device = model_device(model)
+    gen = torch.Generator().manual_seed(seed)
+    out_x, out_hit = [], []
+    with model_state(model), capture(model, names, detach=False) as store:
+        for i in range(0, len(images), batch_size):
+            x = images[i : i + batch_size].to(device)
+            y = labels[i : i + batch_size].to(device).long()
+            start = (torch.rand(x.shape, generator=gen) * 2 - 1).to(device) * eps
+            adv = (x + start).clamp(0, 1)
+            best, best_score = x.clone(), torch.full((len(x),), float("inf"), device=device)
+            hit = torch.zeros(len(x), dtype=torch.bool, device=device)
+            for step in range(steps + 1):
+                adv.requires_grad_(True)
+                logits = model(adv)
+                feats = _features(kind, logits, store, names, gates)
+                pred = logits.argmax(1)
+                s = (score(feats, pred) - mu) / sigma
+                wrong = pred != y
+                with torch.no_grad():  # keep the least suspicious misclassified iterate
+                    better = wrong & (s < best_score)
+                    best[better], best_score[better] = adv[better].detach(), s[better]
+                    hit |= wrong
+                if step == steps:
+                    break
+                true = logits.gather(1, y[:, None])[:, 0]
+                other = logits.masked_fill(nn.functional.one_hot(y, logits.shape[1]).bool(), -1e9)
+                margin = (true - other.max(1).values).clamp_min(-kappa)
+                w = weight if step >= steps // 2 else 0.0  # first misclassify, then hide
+                loss = (margin + w * s).sum()
+                (grad,) = torch.autograd.grad(loss, adv)
+                with torch.no_grad():
+                    adv = adv - alpha * grad.sign()
+                    adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
+            out_x.append(best.detach().cpu())
+            out_hit.append(hit.cpu())
+    return torch.cat(out_x), torch.cat(out_hit)
