@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from readme_crosscheck import table_crosscheck
+from readme_crosscheck import table_adaptive, table_crosscheck
 from readme_explainers import (
     table_explainers,
     table_explainers_pointing,
@@ -448,6 +448,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
 TABLES["explainers_verdict"] = table_explainers_verdict
 TABLES["localisation_filters"] = table_localisation_filters
 TABLES["crosscheck"] = table_crosscheck
+TABLES["adaptive"] = table_adaptive
 
 
 def _load_sources(name: str) -> dict | None:

@@ -1,0 +1,157 @@
+"""Adaptive attacks on the unsupervised adversarial detectors (Carlini & Wagner, AISec 2017).
+
+``benchmarks/adversarial.py`` measures detection against an oblivious attacker, as both
+papers do. Here the attacker knows the detector: for each seed, the standard and CSG
+networks of the CSG benchmark's recipe (``benchmarks/csg.py``) are attacked on the same
+``--n`` test images with
+
+- ``pgd``: the adversarial benchmark's PGD (oblivious, cross-entropy);
+- ``margin``: PGD on a C&W margin that stops pulling once the image is misclassified, then
+  keeps the misclassified iterate the detector finds least suspicious -- the adaptive attack
+  with the detector's weight at 0 (the control: what the margin and the selection alone do);
+- ``adaptive``: the same with the detector's standardised score in the loss after half the
+  steps (weight ``--weight``; :func:`pellucid.apps.adaptive.adaptive_pgd`),
+
+each against each unsupervised detector (prototype, Mahalanobis, LID) on each differentiable
+feature kind (CSG's gate groups, the gated layer's activations, the logits). The score is the
+attacked detector's ROC-AUC on the successful attacks (clean vs attacked), next to the
+attack's success rate.
+
+    python benchmarks/adaptive.py [--dataset mnist] [--seeds 0 1 2] [--n 300] [--workers 2]
+
+Results: ``benchmarks/results/adaptive[_DATASET].json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from _common import write_result
+
+UNSUPERVISED = ("prototype", "mahalanobis", "lid")
+FEATURES = {"standard": ["activations", "logits"], "csg": ["gate-groups", "activations", "logits"]}
+
+
+def run_seed(dataset: str, seed: int, n: int, tmp: str, weight: float) -> dict[str, Any]:
+    """Train the standard and CSG networks of one seed; every attack on each."""
+    import torch
+
+    import csg
+    from adversarial import ATTACKS
+    from pellucid.apps.adversarial import detect_adversarial_run
+    from pellucid.training import train_run
+    from pellucid.training.run import load_method
+
+    torch.set_num_threads(1)
+    pgd = ATTACKS[dataset]["pgd"]
+    options = {"eps": pgd["eps"], "alpha": pgd["alpha"], "steps": 2 * pgd["steps"]}
+    out: dict[str, Any] = {"seed": seed, "networks": {}}
+    runs, accuracy = {}, {}
+    for name, opts in (("standard", {}), ("csg", csg.DEFAULT_OPTIONS)):
+        runs[name] = Path(tmp) / f"seed{seed}" / name
+        config = csg.make_config(dataset, seed, name, opts, csg.MAIN_OVERRIDES)
+        accuracy[name] = train_run(config, runs[name], progress=False)["test_accuracy"]
+    gated = [load_method(runs["csg"])[0].layer]  # the standard network's same layer too
+    for name, run in runs.items():
+        rows = {}
+        for label, w in (("margin", 0.0), ("adaptive", weight)):
+            start = time.perf_counter()
+            res = detect_adversarial_run(
+                str(run),
+                # one call runs the oblivious PGD too; the other needs some attack: FGSM
+                {"pgd": pgd} if label == "margin" else {"fgsm": {"eps": pgd["eps"]}},
+                FEATURES[name],
+                gated,
+                device="cpu",
+                n=n,
+                seed=seed,
+                adaptive=UNSUPERVISED,
+                adaptive_options={**options, "weight": w},
+            )
+            for r in res.attacks:
+                if r.attack == "pgd":
+                    for kind, scores in r.auc.items():
+                        rows[f"pgd/{kind}"] = {"success_rate": r.success_rate, **scores}
+                elif r.attack.startswith("adaptive-"):
+                    det = r.attack.removeprefix("adaptive-")
+                    kind = r.options["feature"]
+                    rows[f"{label}-{det}/{kind}"] = {
+                        "success_rate": r.success_rate,
+                        "linf": r.linf,
+                        det: r.auc[kind][det],
+                    }
+            print(f"seed {seed} {name} {label}: {time.perf_counter() - start:.0f} s", flush=True)
+        out["networks"][name] = {"test_accuracy": accuracy[name], "layers": gated, "rows": rows}
+    return out
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": round(statistics.mean(values), 4), "std": round(spread, 4)}
+
+
+def summarise(per_seed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per network, feature kind and detector: its AUC under each attack."""
+    rows = []
+    for net, kinds in FEATURES.items():
+        for kind in kinds:
+            for det in UNSUPERVISED:
+                row: dict[str, Any] = {"network": net, "feature": kind, "detector": det}
+                for attack in ("pgd", "margin", "adaptive"):
+                    key = f"pgd/{kind}" if attack == "pgd" else f"{attack}-{det}/{kind}"
+                    cells = [s["networks"][net]["rows"].get(key) for s in per_seed]
+                    if all(c is not None and c.get(det) is not None for c in cells):
+                        row[attack] = _stats([c[det] for c in cells])
+                        row[f"{attack}_success"] = _stats([c["success_rate"] for c in cells])
+                rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--dataset", default="mnist", choices=["mnist", "shapes"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--n", type=int, default=300, help="test images per network")
+    ap.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")
+    ap.add_argument("--weight", type=float, default=1.0, help="the detector term's weight")
+    args = ap.parse_args()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = [(args.dataset, s, args.n, tmp, args.weight) for s in args.seeds]
+        if args.workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(args.workers) as pool:
+                per_seed = list(pool.map(run_seed, *zip(*jobs, strict=True)))
+        else:
+            per_seed = [run_seed(*job) for job in jobs]
+    from adversarial import ATTACKS
+
+    pgd = ATTACKS[args.dataset]["pgd"]
+    write_result(
+        "adaptive" if args.dataset == "mnist" else f"adaptive_{args.dataset}",
+        {
+            "dataset": args.dataset,
+            "seeds": args.seeds,
+            "n": args.n,
+            "pgd": pgd,
+            "adaptive": {
+                "eps": pgd["eps"],
+                "alpha": pgd["alpha"],
+                "steps": 2 * pgd["steps"],
+                "weight": args.weight,
+                "kappa": 0.0,
+            },  # fmt: skip
+            "per_seed": per_seed,
+            "summary": summarise(per_seed),
+            "wall_seconds": round(time.perf_counter() - start, 1),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
