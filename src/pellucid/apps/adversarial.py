@@ -288,7 +288,8 @@ def detect_adversarial(
     -------
     DetectionResult
         Per attack: success rate, perturbation size, and per feature kind the ROC-AUC of the
-        logistic, forest and prototype detectors (higher is better, 0.5 = chance).
+        logistic, forest, prototype, Mahalanobis and LID detectors (higher is better, 0.5 =
+        chance).
     """
     from pellucid.apps.attacks import attack
 
