@@ -246,9 +246,16 @@ def test_the_shipped_models_are_the_published_ones(dataset, channels, tmp_path) 
     pointing = json.loads((common.RESULTS / "explainers_pointing.json").read_text())
     assert common.model_sha256(model) == pointing["results"][dataset]["model_sha256"]
     assert common.published_model_check(model, dataset) is None  # the main table's model
+    from pellucid.config import save_config
+
     (tmp_path / dataset).mkdir()
     (tmp_path / dataset / "metrics.json").write_text("{}")
+    save_config(recipe, tmp_path / dataset / "config.yaml")
     assert runs.ensure_run(dataset, tmp_path) == tmp_path / dataset  # reused, not rebuilt
+    # a finished run of another config is not measured as if it were the recipe's
+    save_config(runs.recipe(dataset, seed=5), tmp_path / dataset / "config.yaml")
+    with pytest.raises(SystemExit, match="holds a run of another config"):
+        runs.ensure_run(dataset, tmp_path)
     assert runs.shipped_weights("no-such-dataset") is None
 
 
