@@ -39,43 +39,25 @@ Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (features, predi
 
 
 def detector_score(detector: str, fitted: Any) -> Score:
-    """A differentiable version of an unsupervised detector's score.
+    """An unsupervised detector's score as a function PGD can differentiate.
 
     ``fitted``: ``prototype`` -- the (C, D) class prototypes; ``mahalanobis`` --
     :func:`pellucid.apps.detectors.fit_mahalanobis`'s result; ``lid`` -- ``(reference, k)``.
-    The returned function maps features (N, D) and predicted classes (N,) to scores (N,),
-    equal to :func:`~pellucid.apps.detectors.prototype_scores`,
+    The returned function maps features (N, D) and predicted classes (N,) to scores (N,)
+    through the detectors' own :func:`~pellucid.apps.detectors.prototype_scores`,
     :func:`~pellucid.apps.detectors.mahalanobis_scores` and
-    :func:`~pellucid.apps.detectors.lid_scores` on the same input.
+    :func:`~pellucid.apps.detectors.lid_scores` (all differentiable in the features), with
+    the fitted tensors moved to the features' device.
     """
+    from pellucid.apps.detectors import lid_scores, mahalanobis_scores, prototype_scores
+
     if detector == "prototype":
-        protos = fitted.float()
-
-        def prototype(f: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-            p = protos.to(f.device)[pred]
-            return 1 - nn.functional.cosine_similarity(f, p, dim=1, eps=1e-8)
-
-        return prototype
+        return lambda f, pred: prototype_scores(fitted.to(f.device), f, pred)
     if detector == "mahalanobis":
-        means, precision, present = fitted
-        mu, prec = means[present].float(), precision.float()
-
-        def mahalanobis(f: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-            diff = f[:, None, :] - mu.to(f.device)[None]
-            dist = torch.einsum("ncd,de,nce->nc", diff, prec.to(f.device), diff)
-            return dist.min(dim=1).values
-
-        return mahalanobis
+        return lambda f, pred: mahalanobis_scores(tuple(t.to(f.device) for t in fitted), f)
     if detector == "lid":
         reference, k = fitted
-        ref = reference.float()
-
-        def lid(f: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-            r = torch.cdist(f, ref.to(f.device)).topk(k, dim=1, largest=False).values
-            ratio = (r / r[:, -1:].clamp_min(1e-12)).clamp_min(1e-12)
-            return -1.0 / torch.log(ratio).mean(dim=1).clamp_max(-1e-12)
-
-        return lid
+        return lambda f, pred: lid_scores(reference.to(f.device), f, k)
     raise ConfigError(
         f"unknown detector {detector!r} for an adaptive attack; choose from: prototype, "
         "mahalanobis, lid"
