@@ -97,6 +97,28 @@ class AttackReport:
     l2: float  # mean L2 norm
     auc: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls,
+        attack: str,
+        options: dict[str, Any],
+        images: torch.Tensor,
+        adversarial: torch.Tensor,
+        hit: torch.Tensor,
+    ) -> AttackReport:
+        """The report's attack statistics from the images, their attacked versions and
+        which attacks succeeded (``auc`` left to fill)."""
+        delta = (adversarial - images)[hit].flatten(1)
+        return cls(
+            attack=attack,
+            options=options,
+            attacked=len(images),
+            success_rate=round(float(hit.float().mean()), 5),
+            pairs=int(hit.sum()),
+            linf=round(float(delta.abs().amax(1).mean()), 5) if len(delta) else math.nan,
+            l2=round(float(delta.norm(dim=1).mean()), 5) if len(delta) else math.nan,
+        )
+
 
 @dataclass
 class DetectionResult:
@@ -348,16 +370,7 @@ def detect_adversarial(
         adv = adv.cpu()
         apred, afeat = feature_vectors(model, adv, **kw)
         hit = apred != labels
-        delta = (adv - images)[hit].flatten(1)
-        report = AttackReport(
-            attack=name,
-            options=dict(options),
-            attacked=len(images),
-            success_rate=round(float(hit.float().mean()), 5),
-            pairs=int(hit.sum()),
-            linf=round(float(delta.abs().amax(1).mean()), 5) if len(delta) else math.nan,
-            l2=round(float(delta.norm(dim=1).mean()), 5) if len(delta) else math.nan,
-        )
+        report = AttackReport.of(name, dict(options), images, adv, hit)
         for kind in features:
             a, b = clean[kind][hit], afeat[kind][hit]
             report.auc[kind] = _scores(
@@ -378,15 +391,8 @@ def detect_adversarial(
             )  # fmt: skip
             apred, afeat = feature_vectors(model, adv, **kw)
             hit = apred != labels
-            delta = (adv - images)[hit].flatten(1)
-            report = AttackReport(
-                attack=f"adaptive-{det}",
-                options={**options, "feature": kind},
-                attacked=len(images),
-                success_rate=round(float(hit.float().mean()), 5),
-                pairs=int(hit.sum()),
-                linf=round(float(delta.abs().amax(1).mean()), 5) if len(delta) else math.nan,
-                l2=round(float(delta.norm(dim=1).mean()), 5) if len(delta) else math.nan,
+            report = AttackReport.of(
+                f"adaptive-{det}", {**options, "feature": kind}, images, adv, hit
             )
             report.auc[kind] = _scores(
                 clean[kind][hit], afeat[kind][hit], labels[hit], apred[hit], report.pairs,
