@@ -94,9 +94,25 @@ def test_neuromask_early_stopping_and_info(tiny_model: nn.Module) -> None:
     nm = NeuroMask(tiny_model, iterations=400, patience=3, tol=0.5)
     nm.explain(x)
     info = nm.last_info
-    assert set(info) == {"iterations", "probability", "area", "loss"}
+    assert set(info) == {"iterations", "probability", "target_probability", "area", "loss"}
     assert (info["iterations"] < 400).all(), "tol=0.5 must stop every image early"
     assert ((info["area"] >= 0) & (info["area"] <= 1)).all()
+
+
+def test_neuromask_warns_about_a_class_the_model_rules_out() -> None:
+    model = HalvesNet()
+    x = torch.zeros(2, 1, 16, 16)
+    x[..., :8] = 1.0  # left half bright: logits (40, 0, 10), class 1 has p ~ 1e-18
+    nm = NeuroMask(model, iterations=5, **PLAIN)
+    with pytest.warns(UserWarning, match=r"1 of 2 images.*\(images \[1\]\)"):
+        nm.explain(x, target=torch.tensor([0, 1]))
+    p = nm.last_info["target_probability"]
+    assert p[0] > 0.99 and p[1] < 1e-10
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nm.explain(x)  # the predicted class is never ruled out
 
 
 def test_border_fill_is_each_images_own_border_colour() -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,9 @@ def explain_run(
     p_target = probs.gather(1, targets[:, None].long()).squeeze(1)  # (N,)
     exp = build_explainer(explainer, model, **(options or {}))
     dev = next(iter(model.parameters())).device
-    maps = exp.explain(batch.image.to(dev), targets.to(dev)).cpu()
+    with warnings.catch_warnings():  # target_probability is recorded (and the CLI notes it)
+        warnings.filterwarnings("ignore", message="NeuroMask: the model gives")
+        maps = exp.explain(batch.image.to(dev), targets.to(dev)).cpu()
     masks = batch.mask
     scores = score_maps(model, batch.image.to(dev), maps.to(dev), targets.to(dev), _dev(masks, dev))
     names = ds.info.class_names

@@ -4,6 +4,7 @@ The options and their evidence are documented in :class:`NeuroMaskOptions`."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, fields, replace
 from typing import Any
 
@@ -25,6 +26,8 @@ from pellucid.explain.neuromask.objective import (
 from pellucid.explain.neuromask.options import PRESETS, NeuroMaskOptions
 from pellucid.explain.neuromask.validation import areas, validate
 from pellucid.registry import EXPLAINERS
+
+RULED_OUT = 0.01  # target probability on the intact image below which explain() warns
 
 
 @EXPLAINERS.register("neuromask", help="NeuroMask: learn the smallest smooth mask (ours)")
@@ -53,9 +56,11 @@ class NeuroMask(Explainer):
         The resolved options.
     last_info : dict
         After :meth:`explain`: ``iterations`` (per image), ``probability`` of the target class
-        on the masked image, ``area`` (mean mask value) and ``loss``; with several areas
-        (``sparsity="area"``) the steps are summed over an image's areas and the rest
-        averaged.
+        on the masked image, ``target_probability`` on the intact image (a warning names the
+        images where it is below ``RULED_OUT`` = 0.01: e.g. the true class of a misclassified
+        image, where the maps are least reliable), ``area`` (mean mask value) and ``loss``;
+        with several areas (``sparsity="area"``) the steps are summed over an image's areas
+        and the rest averaged.
     """
 
     name = "neuromask"
@@ -100,6 +105,17 @@ class NeuroMask(Explainer):
         self._info: list[dict[str, torch.Tensor]] = []
         masks = super().explain(inputs, target)
         self.last_info = {k: torch.cat([d[k] for d in self._info]) for k in self._info[0]}
+        low = self.last_info["target_probability"] < RULED_OUT
+        if bool(low.any()):
+            idx = low.nonzero().squeeze(1).tolist()
+            warnings.warn(
+                f"NeuroMask: the model gives {len(idx)} of {len(low)} images' target class a "
+                f"probability below {RULED_OUT} on the intact image (images {idx[:10]}"
+                f"{' ...' if len(idx) > 10 else ''}); a mask that keeps evidence for a class "
+                "the model all but rules out has little to find, so these maps are the least "
+                "reliable (last_info['target_probability'] holds every image's value)",
+                stacklevel=2,
+            )
         return masks
 
     attribute = explain
@@ -241,10 +257,12 @@ class NeuroMask(Explainer):
         with torch.no_grad():
             masks = self._map(final, (h, w))  # (N, 1, H, W)
             probs = F.softmax(self.model(inputs * masks + fill * (1 - masks)), 1)  # (N, K)
+            intact = F.softmax(self.model(inputs), 1)  # (N, K)
             self._info.append(
                 {
                     "iterations": stop.steps.cpu(),
                     "probability": probs.gather(1, target[:, None])[:, 0].cpu(),
+                    "target_probability": intact.gather(1, target[:, None])[:, 0].cpu(),
                     "area": masks.flatten(1).mean(1).cpu(),
                     "loss": self._loss(final, inputs, fill, dfill, target, area).cpu(),
                 }
