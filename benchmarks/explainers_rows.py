@@ -1,7 +1,8 @@
 """The option rows of ``benchmarks/explainers.py --sweep`` (``SWEEP``) and ``--validation``
 (``VALIDATION``): a label, an explainer name and its options. A row keeps the options it
 ran with, so that re-running it reproduces its figures; what each sweep found is in
-``docs/neuromask-sweeps.md`` and in the README's validation section."""
+``docs/neuromask-sweeps.md`` and in the validation section of
+``docs/explainer-benchmarks.md``."""
 
 from __future__ import annotations
 

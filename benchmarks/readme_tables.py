@@ -1,4 +1,4 @@
-"""Regenerate the results tables in README.md from benchmarks/results/*.json.
+"""Regenerate the results tables in README.md and docs/*.md from benchmarks/results/*.json.
 
 Each table sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers;
 tables are never typed by hand.
@@ -461,7 +461,8 @@ def _load_sources(name: str) -> dict | None:
 
 
 def render(text: str) -> str:
-    """``text`` (the README) with every results table regenerated from its JSON file(s)."""
+    """``text`` (the README or a docs page) with every results table regenerated from its
+    JSON file(s)."""
     for name, table in TABLES.items():
         result = _load_sources(name)
         pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
@@ -471,10 +472,18 @@ def render(text: str) -> str:
     return text
 
 
+def documents() -> list[Path]:
+    """The files whose tables are rendered: the README and the pages under ``docs/``."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
 def main() -> None:
-    readme = ROOT / "README.md"
-    readme.write_text(render(readme.read_text()))
-    print(f"updated {readme}")
+    for doc in documents():
+        text = doc.read_text()
+        new = render(text)
+        if new != text:
+            doc.write_text(new)
+            print(f"updated {doc.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

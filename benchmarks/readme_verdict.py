@@ -56,6 +56,7 @@ def table_explainers_verdict(results: dict[str, dict]) -> str:
             "",
             "yes / NO: NeuroMask's default beats both peers on the mean (a tie is NO); resolved: "
             "both paired bootstrap 95 % intervals exclude 0 as well; a seeds row counts the "
-            "seeds. The sections below give each set's numbers and command.",
+            "seeds. [docs/explainer-benchmarks.md](docs/explainer-benchmarks.md) gives each set's "
+            "numbers and command.",
         ]
     )

@@ -36,8 +36,8 @@ def add_explain(sub, explainers) -> None:
 
 
 # below this probability of the explained class the summary points the images out: on
-# cluttered-mnist NeuroMask's pointing misses were on such images (README, "On test images
-# nobody looked at")
+# cluttered-mnist NeuroMask's pointing misses were on such images
+# (docs/explainer-benchmarks.md, "On test images nobody looked at")
 LOW_PROBABILITY = 0.05
 
 

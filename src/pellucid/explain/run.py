@@ -85,8 +85,9 @@ def explain_run(
 
     A map of a class the model all but rules out (``target_probability`` near 0, e.g. the
     true class of a misclassified image) answers a question the model barely has evidence
-    for: on cluttered-mnist such images are where NeuroMask's pointing misses are (README,
-    "On test images nobody looked at"). The overlay titles show the probability.
+    for: on cluttered-mnist such images are where NeuroMask's pointing misses are
+    (``docs/explainer-benchmarks.md``, "On test images nobody looked at"). The overlay
+    titles show the probability.
     """
     from tqdm.auto import tqdm
 

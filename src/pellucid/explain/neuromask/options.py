@@ -18,7 +18,7 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 class NeuroMaskOptions:
     """Every NeuroMask option; the values here are the default preset, chosen by the held-out
     sweep on both benchmark datasets (2026-12-01, see ``benchmarks/explainers.py`` and the
-    README).
+    studies in ``docs/explainer-benchmarks.md``).
 
     Attributes
     ----------
@@ -116,8 +116,9 @@ class NeuroMaskOptions:
         masked image), and the map becomes ``(M + refine * rank(g)) / (1 + refine)`` with
         rank(g) in [0, 1] within the image. Two pixels whose mask values differ by more than
         ``refine`` keep their order; closer ones are ordered by g as well. One extra forward
-        and backward per image. The weight was 0.1 at first (validation, README: black
-        deletion AUC 0.090 -> 0.069 on cluttered-mnist, 0.148 -> 0.113 on shapes); 0.5 was
+        and backward per image. The weight was 0.1 at first (validation sweep,
+        ``docs/explainer-benchmarks.md``: black deletion AUC 0.090 -> 0.069 on
+        cluttered-mnist, 0.148 -> 0.113 on shapes); 0.5 was
         then chosen on the same 128 validation images among 0.1, 0.3, 0.5, 1 and 2. On the
         300 benchmark images 0.5 against 0.1 gives black deletion 0.068 / 0.068
         (cluttered-mnist) and 0.129 / 0.138 (shapes; occlusion 0.137), mean-fill deletion
@@ -132,7 +133,8 @@ class NeuroMaskOptions:
         removes (M = 0) stays 0. The sum spreads ``refine / (1 + refine)`` of the range over
         every pixel, mask or not, which halves the energy pointing game (the map's mass
         inside the object's box); the product keeps the mask's support. On the 128
-        validation images (2026-12-04, weight 0.5, README) the product doubled energy
+        validation images (2026-12-04, weight 0.5, ``docs/explainer-benchmarks.md``) the
+        product doubled energy
         (cluttered-mnist 0.068 -> 0.141, shapes 0.122 -> 0.252), kept every pointing hit
         and deleted a little worse (black 0.069 -> 0.076 and 0.098 -> 0.113, mean fill
         0.087 -> 0.097 and 0.094 -> 0.106), still better than occlusion (0.089 / 0.100
