@@ -26,26 +26,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from _common import write_result
+from _common import cached_run, write_result
 
 UNSUPERVISED = ("prototype", "mahalanobis", "lid")
 FEATURES = {"standard": ["activations", "logits"], "csg": ["gate-groups", "activations", "logits"]}
 
 
-def run_seed(dataset: str, seed: int, n: int, tmp: str, weight: float) -> dict[str, Any]:
+def run_seed(dataset: str, seed: int, n: int, weight: float) -> dict[str, Any]:
     """Train the standard and CSG networks of one seed; every attack on each."""
     import torch
 
     import csg
     from adversarial import ATTACKS
     from pellucid.apps.adversarial import detect_adversarial_run
-    from pellucid.training import train_run
     from pellucid.training.run import load_method
 
     torch.set_num_threads(1)
@@ -54,9 +51,9 @@ def run_seed(dataset: str, seed: int, n: int, tmp: str, weight: float) -> dict[s
     out: dict[str, Any] = {"seed": seed, "networks": {}}
     runs, accuracy = {}, {}
     for name, opts in (("standard", {}), ("csg", csg.DEFAULT_OPTIONS)):
-        runs[name] = Path(tmp) / f"seed{seed}" / name
         config = csg.make_config(dataset, seed, name, opts, csg.MAIN_OVERRIDES)
-        accuracy[name] = train_run(config, runs[name], progress=False)["test_accuracy"]
+        runs[name], metrics = cached_run(config)  # shared with the other benchmarks
+        accuracy[name] = metrics["test_accuracy"]
     gated = [load_method(runs["csg"])[0].layer]  # the standard network's same layer too
     for name, run in runs.items():
         rows = {}
@@ -122,13 +119,12 @@ def main() -> None:
     ap.add_argument("--weight", type=float, default=1.0, help="the detector term's weight")
     args = ap.parse_args()
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        jobs = [(args.dataset, s, args.n, tmp, args.weight) for s in args.seeds]
-        if args.workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(args.workers) as pool:
-                per_seed = list(pool.map(run_seed, *zip(*jobs, strict=True)))
-        else:
-            per_seed = [run_seed(*job) for job in jobs]
+    jobs = [(args.dataset, s, args.n, args.weight) for s in args.seeds]
+    if args.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(args.workers) as pool:
+            per_seed = list(pool.map(run_seed, *zip(*jobs, strict=True)))
+    else:
+        per_seed = [run_seed(*job) for job in jobs]
     from adversarial import ATTACKS
 
     pgd = ATTACKS[args.dataset]["pgd"]

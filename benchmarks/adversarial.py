@@ -34,13 +34,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from _common import write_result
+from _common import cached_run, write_result
 from pellucid.cli.arguments import parse_named_options
 from pellucid.errors import ConfigError
 
@@ -68,9 +66,7 @@ FEATURES = {
 }
 
 
-def run_seed(
-    dataset: str, seed: int, n: int, tmp: str, attacks: dict[str, dict[str, Any]]
-) -> dict[str, Any]:
+def run_seed(dataset: str, seed: int, n: int, attacks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Train the four networks of one seed and score detection on each."""
     import torch
 
@@ -78,23 +74,21 @@ def run_seed(
     import decoupling
     from pellucid.apps.adversarial import detect_adversarial_run
     from pellucid.methods.controllers import gated_layers
-    from pellucid.training import train_run
     from pellucid.training.run import load_method
 
     torch.set_num_threads(1)
-    root = Path(tmp) / f"seed{seed}"
-    runs, acc = {}, {}
+    runs, acc = {}, {}  # the runs live in the shared run cache (_common.cached_run)
     for name, opts in (("standard", {}), ("csg", csg.DEFAULT_OPTIONS)):
         config = csg.make_config(dataset, seed, name, opts, csg.MAIN_OVERRIDES)
-        runs[name] = root / name
-        acc[name] = train_run(config, runs[name], progress=False)["test_accuracy"]
+        runs[name], metrics = cached_run(config)
+        acc[name] = metrics["test_accuracy"]
     recipe = decoupling.RECIPES[dataset]
-    first = root / "dense_first"  # the dense network both fine-tunings start from
-    train_run(decoupling._config(recipe, seed, "standard", False), first, progress=False)
+    # the dense network both fine-tunings start from
+    first, _ = cached_run(decoupling._config(recipe, seed, "standard", False))
     for name, method in (("dense", "standard"), ("decoupled", "decoupling")):
         config = decoupling._config(recipe, seed, method, True).replace(init=str(first))
-        runs[name] = root / name
-        acc[name] = train_run(config, runs[name], progress=False)["test_accuracy"]
+        runs[name], metrics = cached_run(config)
+        acc[name] = metrics["test_accuracy"]
 
     method, _ = load_method(runs["decoupled"])
     gated = list(gated_layers(method.inference_model()))  # the dense net has the same names
@@ -200,13 +194,12 @@ def main() -> None:
             if name == "pgd":
                 opts["alpha"] = args.eps / 10
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        jobs = [(args.dataset, s, args.n, tmp, attacks) for s in args.seeds]
-        if args.workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(args.workers) as pool:
-                per_seed = list(pool.map(run_seed, *zip(*jobs, strict=True)))
-        else:
-            per_seed = [run_seed(*job) for job in jobs]
+    jobs = [(args.dataset, s, args.n, attacks) for s in args.seeds]
+    if args.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(args.workers) as pool:
+            per_seed = list(pool.map(run_seed, *zip(*jobs, strict=True)))
+    else:
+        per_seed = [run_seed(*job) for job in jobs]
     import csg
     import decoupling
 

@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import write_result
+from _common import cached_run, write_result
 from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
-from pellucid.training import train_run
 
-KEYS = ("test_accuracy", "mis", "class_share", "gate_density", "seconds_per_epoch", "mis_layer")
+KEYS = (
+    "test_accuracy",
+    "mis",
+    "class_share",
+    "gate_density",
+    "seconds_per_epoch",
+    "mis_layer",
+    "run_reused",
+)
 
 # dataset -> (data config, model, model options, train config)
 RECIPES: dict[str, dict[str, Any]] = {
@@ -52,33 +58,33 @@ def make_config(
     )
 
 
-def train(config: RunConfig, tmp: Path, name: str, init: Path | None = None) -> dict[str, Any]:
+def train(config: RunConfig, init: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """The run of ``config`` (trained once, shared with the other benchmarks through
+    :func:`_common.cached_run`) and its metrics of ``KEYS``."""
     if init is not None:
         config = config.replace(init=str(init))
-    metrics = train_run(config, tmp / name, progress=False)
-    return {k: metrics.get(k) for k in KEYS}
+    run, metrics = cached_run(config)
+    return run, {k: metrics.get(k) for k in KEYS}
 
 
-def pair(dataset: str, seed: int, csg_opts: dict, overrides: dict, tmp: Path) -> dict[str, Any]:
+def pair(dataset: str, seed: int, csg_opts: dict, overrides: dict) -> dict[str, Any]:
     """One standard and one CSG run with the same recipe; ``overrides["finetune"]`` = CSG
     starts from the standard run and trains that many extra epochs, and the baseline is a
     standard run of the same total length."""
     std_cfg = make_config(dataset, seed, "standard", {}, overrides)
     ft = overrides.get("finetune")
-    tag = f"{dataset}_{seed}_{abs(hash(str((csg_opts, overrides)))) % 10**8}"
     if ft:
-        base = train(std_cfg, tmp, f"{tag}_base")
+        base, _ = train(std_cfg)
         total = std_cfg.train.epochs + ft
         long_cfg = std_cfg.replace(train=_with(std_cfg.train, epochs=total))
-        std = train(long_cfg, tmp, f"{tag}_std")
+        _, std = train(long_cfg)
         csg_cfg = make_config(dataset, seed, "csg", csg_opts, overrides)
         csg_cfg = csg_cfg.replace(train=_with(csg_cfg.train, epochs=ft))
-        csg = train(csg_cfg, tmp, f"{tag}_csg", init=tmp / f"{tag}_base")
+        _, csg = train(csg_cfg, init=base)
         csg["note"] = f"fine-tuned {ft} epochs from a {std_cfg.train.epochs}-epoch standard run"
-        del base
     else:
-        std = train(std_cfg, tmp, f"{tag}_std")
-        csg = train(make_config(dataset, seed, "csg", csg_opts, overrides), tmp, f"{tag}_csg")
+        _, std = train(std_cfg)
+        _, csg = train(make_config(dataset, seed, "csg", csg_opts, overrides))
     return {"standard": std, "csg": csg, "mis_ratio": _ratio(csg["mis"], std["mis"])}
 
 
@@ -200,43 +206,41 @@ def main() -> None:
     args = ap.parse_args()
     if args.cost:
         return measure_cost(args.datasets[0])
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        if args.search:
-            rows = []
-            for i, (label, opts, over) in enumerate(SEARCH):
-                if args.only and i not in args.only:
-                    continue
-                for ds in args.datasets:
-                    res = pair(ds, 0, opts, over, tmp)
-                    rows.append({"config": label, "dataset": ds, "csg_options": opts, **res})
-                    print(
-                        f"[{ds}] {label}: std MIS {res['standard']['mis']:.4f} acc "
-                        f"{res['standard']['test_accuracy']:.4f} | csg MIS "
-                        f"{res['csg']['mis']:.4f} acc {res['csg']['test_accuracy']:.4f} "
-                        f"share {res['csg']['class_share']:.3f} vs "
-                        f"{res['standard']['class_share']:.3f}"
-                    )
-            write_result("csg_search", {"seed": 0, "recipes": RECIPES, "rows": _merge(rows)})
-            return
-        results = {}
-        for ds in args.datasets:
-            pairs = []
-            for seed in args.seeds:
-                pairs.append(pair(ds, seed, DEFAULT_OPTIONS, MAIN_OVERRIDES, tmp))
-                print(ds, seed, pairs[-1])
-            results[ds] = {"pairs": pairs, "summary": summarise(pairs)}
-            print(ds, results[ds]["summary"])
-        write_result(
-            "csg",
-            {
-                "csg_options": DEFAULT_OPTIONS,
-                "overrides": MAIN_OVERRIDES,
-                "seeds": args.seeds,
-                "recipes": RECIPES,
-                "results": results,
-            },
-        )
+    if args.search:
+        rows = []
+        for i, (label, opts, over) in enumerate(SEARCH):
+            if args.only and i not in args.only:
+                continue
+            for ds in args.datasets:
+                res = pair(ds, 0, opts, over)
+                rows.append({"config": label, "dataset": ds, "csg_options": opts, **res})
+                print(
+                    f"[{ds}] {label}: std MIS {res['standard']['mis']:.4f} acc "
+                    f"{res['standard']['test_accuracy']:.4f} | csg MIS "
+                    f"{res['csg']['mis']:.4f} acc {res['csg']['test_accuracy']:.4f} "
+                    f"share {res['csg']['class_share']:.3f} vs "
+                    f"{res['standard']['class_share']:.3f}"
+                )
+        write_result("csg_search", {"seed": 0, "recipes": RECIPES, "rows": _merge(rows)})
+        return
+    results = {}
+    for ds in args.datasets:
+        pairs = []
+        for seed in args.seeds:
+            pairs.append(pair(ds, seed, DEFAULT_OPTIONS, MAIN_OVERRIDES))
+            print(ds, seed, pairs[-1])
+        results[ds] = {"pairs": pairs, "summary": summarise(pairs)}
+        print(ds, results[ds]["summary"])
+    write_result(
+        "csg",
+        {
+            "csg_options": DEFAULT_OPTIONS,
+            "overrides": MAIN_OVERRIDES,
+            "seeds": args.seeds,
+            "recipes": RECIPES,
+            "results": results,
+        },
+    )
 
 
 # The main comparison uses the placement that did best in the search (a plain conv layer

@@ -29,13 +29,11 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, write_result
+from _common import RESULTS, cached_run, write_result
 
 TARGETS = {"flops_ratio": 0.5, "accuracy_drop_points": 1.0, "latency_ratio": 0.7, "gap": 0.2}
 
@@ -102,6 +100,7 @@ RUN_KEYS = (
     "path_inter_similarity",
     "path_deep_layers",
     "seconds_per_epoch",
+    "run_reused",
 )
 
 
@@ -119,22 +118,20 @@ def _config(recipe: dict[str, Any], seed: int, method: str, finetune: bool):
     )
 
 
-def run_seed(dataset: str, recipe: dict[str, Any], seed: int, tmp: str) -> dict[str, Any]:
+def run_seed(dataset: str, recipe: dict[str, Any], seed: int) -> dict[str, Any]:
     """The three runs of one dataset and seed (in a worker process, one thread)."""
     import torch
 
     from pellucid.metrics.paths import active_fraction, calculation_paths, layer_similarity
-    from pellucid.training import train_run
     from pellucid.training.run import load_method
 
     torch.set_num_threads(1)
-    root = Path(tmp) / f"{dataset}_{seed}"
-    dense = train_run(_config(recipe, seed, "standard", False), root / "dense", progress=False)
-    ft_std = _config(recipe, seed, "standard", True).replace(init=str(root / "dense"))
-    dense_ft = train_run(ft_std, root / "dense_ft", progress=False)
-    ft_dec = _config(recipe, seed, "decoupling", True).replace(init=str(root / "dense"))
-    dec = train_run(ft_dec, root / "decoupled", progress=False)
-    method, cfg = load_method(root / "decoupled")
+    first, dense = cached_run(_config(recipe, seed, "standard", False))
+    ft_std = _config(recipe, seed, "standard", True).replace(init=str(first))
+    _, dense_ft = cached_run(ft_std)
+    ft_dec = _config(recipe, seed, "decoupling", True).replace(init=str(first))
+    decoupled, dec = cached_run(ft_dec)
+    method, cfg = load_method(decoupled)
     from pellucid.data import load_dataset
 
     test = load_dataset(cfg.data.name, "test", seed=seed, **cfg.data.options)
@@ -144,9 +141,11 @@ def run_seed(dataset: str, recipe: dict[str, Any], seed: int, tmp: str) -> dict[
     return {
         "dataset": dataset,
         "seed": seed,
-        "run_dir": str(root / "decoupled"),
-        "dense": {k: dense.get(k) for k in ("test_accuracy", "seconds_per_epoch")},
-        "dense_ft": {k: dense_ft.get(k) for k in ("test_accuracy", "seconds_per_epoch")},
+        "run_dir": str(decoupled),
+        "dense": {k: dense.get(k) for k in ("test_accuracy", "seconds_per_epoch", "run_reused")},
+        "dense_ft": {
+            k: dense_ft.get(k) for k in ("test_accuracy", "seconds_per_epoch", "run_reused")
+        },
         "decoupled": {k: dec.get(k) for k in RUN_KEYS},
         "layers": {
             name: {"intra": round(i, 4), "inter": round(o, 4), "active": round(active[name], 4)}
@@ -222,25 +221,25 @@ def main() -> None:
     seeds = args.seeds[:1] if args.smoke else args.seeds
     images, repeats = (2, 3) if args.smoke else (args.latency_images, args.latency_repeats)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        jobs = [(ds, recipes[ds], s, tmp) for ds in args.datasets for s in seeds]
-        if args.workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(args.workers) as pool:
-                rows = list(pool.map(run_seed, *zip(*jobs, strict=True)))
-        else:
-            rows = [run_seed(*job) for job in jobs]
-        train_seconds = time.perf_counter() - start
-        for row in rows:  # after all training: nothing else runs while timing
-            row["latency"] = measure_latency_of(row, images, repeats)
-            del row["run_dir"]
-            d = row["decoupled"]
-            print(
-                f"{row['dataset']} seed {row['seed']}: dense {row['dense']['test_accuracy']:.4f}"
-                f" dense+ft {row['dense_ft']['test_accuracy']:.4f} decoupled "
-                f"{d['test_accuracy']:.4f} | FLOPs {d['flops_ratio']:.3f} latency "
-                f"{row['latency']['latency_ratio']:.3f} | deep paths intra "
-                f"{d['path_intra_similarity']:.3f} inter {d['path_inter_similarity']:.3f}"
-            )
+    # the runs live in the shared run cache (_common.cached_run)
+    jobs = [(ds, recipes[ds], s) for ds in args.datasets for s in seeds]
+    if args.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(args.workers) as pool:
+            rows = list(pool.map(run_seed, *zip(*jobs, strict=True)))
+    else:
+        rows = [run_seed(*job) for job in jobs]
+    train_seconds = time.perf_counter() - start
+    for row in rows:  # after all training: nothing else runs while timing
+        row["latency"] = measure_latency_of(row, images, repeats)
+        del row["run_dir"]
+        d = row["decoupled"]
+        print(
+            f"{row['dataset']} seed {row['seed']}: dense {row['dense']['test_accuracy']:.4f}"
+            f" dense+ft {row['dense_ft']['test_accuracy']:.4f} decoupled "
+            f"{d['test_accuracy']:.4f} | FLOPs {d['flops_ratio']:.3f} latency "
+            f"{row['latency']['latency_ratio']:.3f} | deep paths intra "
+            f"{d['path_intra_similarity']:.3f} inter {d['path_inter_similarity']:.3f}"
+        )
     results = {}
     previous = RESULTS / ("decoupling_smoke.json" if args.smoke else "decoupling.json")
     if previous.is_file():  # keep the other datasets' entries (each has its own date)

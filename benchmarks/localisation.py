@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import write_result
+from _common import cached_run, write_result
 from csg import DEFAULT_OPTIONS, MAIN_OVERRIDES, RECIPES, make_config
 from pellucid.apps.filter_localisation import filter_localise_run
 from pellucid.apps.localisation import localise_run
-from pellucid.training import train_run
 
 QS = (0.3, 0.05)  # the paper's share of pixels kept, and about the objects' mean area
 FILTER_KEYS = ("mean_iou", "share_above", "share_images")
@@ -70,12 +68,11 @@ def own_filters(run: Path, method: str) -> dict[str, Any]:
     return out
 
 
-def one_seed(dataset: str, seed: int, tmp: Path) -> dict[str, Any]:
+def one_seed(dataset: str, seed: int) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for method, opts in (("standard", {}), ("csg", DEFAULT_OPTIONS)):
         config = make_config(dataset, seed, method, opts, MAIN_OVERRIDES)
-        run = tmp / f"{dataset}_{seed}_{method}"
-        metrics = train_run(config, run, progress=False)
+        run, metrics = cached_run(config)
         rows[method] = {**scores(run, "gradcam"), "test_accuracy": metrics["test_accuracy"]}
         rows[method].update(own_filters(run, method))
         if method == "standard":  # the control does not depend on the model
@@ -104,8 +101,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        per_seed = [one_seed(args.dataset, seed, Path(tmp)) for seed in args.seeds]
+    per_seed = [one_seed(args.dataset, seed) for seed in args.seeds]
     write_result(
         "localisation",
         {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 from pathlib import Path
@@ -325,3 +326,66 @@ def test_sanity_summary_averages_seeds_and_keeps_undefined_controls():
     table = tables.table_sanity(result)
     assert "| gradcam | 0.300 ± 0.141 | 0.300 ± 0.141 | 0.150 ± 0.071 | 0.300 ± 0.141 |" in table
     assert "| centre | undefined | undefined | undefined |" in table
+
+
+def test_cached_run_trains_once_and_keys_by_config_and_source(
+    tiny_config, tmp_path: Path, monkeypatch
+) -> None:
+    import pellucid.training as training
+
+    common = importlib.import_module("_common")
+    monkeypatch.delenv("PELLUCID_RUN_CACHE", raising=False)
+    calls = []
+    real = training.train_run
+    monkeypatch.setattr(training, "train_run", lambda *a, **k: calls.append(a) or real(*a, **k))
+    run, metrics = common.cached_run(tiny_config, tmp_path)
+    assert (run / "metrics.json").is_file() and run.parent == tmp_path
+    assert "run_reused" not in metrics and len(calls) == 1
+    again, reused = common.cached_run(tiny_config, tmp_path)
+    assert again == run and len(calls) == 1, "a finished run of the same config is reused"
+    assert reused["run_reused"] is True
+    assert reused["test_accuracy"] == metrics["test_accuracy"]
+    assert [p.name for p in tmp_path.iterdir()] == [run.name], "no private dirs left behind"
+    # another config, or the same config by other source code, is another run
+    other = tiny_config.replace(train=dataclasses.replace(tiny_config.train, seed=1))
+    assert common.run_key(other) != common.run_key(tiny_config)
+    monkeypatch.setattr(common, "source_sha256", lambda: "edited")
+    assert common.run_key(tiny_config) != run.name
+    # PELLUCID_RUN_CACHE=0: a fresh temporary run every time
+    monkeypatch.setenv("PELLUCID_RUN_CACHE", "0")
+    fresh, _ = common.cached_run(tiny_config, tmp_path)
+    assert fresh.parent.parent != tmp_path and len(calls) == 2
+
+
+def test_an_interrupted_training_leaves_no_run_behind_its_key(
+    tiny_config, tmp_path: Path, monkeypatch
+) -> None:
+    import pellucid.training as training
+
+    common = importlib.import_module("_common")
+    monkeypatch.delenv("PELLUCID_RUN_CACHE", raising=False)
+
+    def crash(config, out, progress=False):
+        Path(out).mkdir(parents=True)
+        (Path(out) / "config.yaml").write_text("half written")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train_run", crash)
+    with pytest.raises(KeyboardInterrupt):
+        common.cached_run(tiny_config, tmp_path)
+    assert list(tmp_path.iterdir()) == [], "the private directory is removed"
+
+
+def test_training_twice_gives_the_same_weights(tiny_config, tmp_path: Path) -> None:
+    """What the run cache relies on: the same config, source and thread count train the same
+    weights."""
+    from safetensors.torch import load_file
+
+    from pellucid.training import train_run
+
+    common = importlib.import_module("_common")
+    shas = []
+    for name in ("a", "b"):
+        train_run(tiny_config, tmp_path / name, progress=False)
+        shas.append(common.state_sha256(load_file(str(tmp_path / name / "model.safetensors"))))
+    assert shas[0] == shas[1]
