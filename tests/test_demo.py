@@ -29,8 +29,15 @@ def test_demo_trains_explains_reports_then_reuses(tmp_path, capsys):
     }
     assert first["sanity"]["random"]["full"]["mean"] == 1.0  # the control ignores the model
     assert 'id="sanity"' in html and (tmp_path / EXPLAIN_RUN / "sanity" / "sanity.json").is_file()
+    loc = first["localisation"]
+    assert set(loc) == {"cam", "gradient"} and "localisation of the digit" in out
+    for protocol, r in loc.items():
+        assert 0.0 <= r["mean_iou"] <= 1.0 and 0.0 <= r["pointing_game"] <= 1.0, protocol
+        assert r["n"] > 0
+    assert 'id="localisation"' in html
     mtime = (tmp_path / "standard" / "model.safetensors").stat().st_mtime
     again = run_demo(tmp_path, **kwargs)
     assert "reusing finished run" in capsys.readouterr().out
     assert again["standard"] == first["standard"]
+    assert again["localisation"] == first["localisation"]  # reused from the saved files
     assert (tmp_path / "standard" / "model.safetensors").stat().st_mtime == mtime

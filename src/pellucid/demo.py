@@ -5,7 +5,9 @@
 2. trains a small conv net on cluttered-mnist (digits placed on a 64x64 canvas with clutter,
    so that explanations can be checked against the digit's mask) and explains test images
    with NeuroMask and every baseline (``compare-explainers``), then runs the cascading
-   randomisation sanity check of the fast explainers (``sanity-check``);
+   randomisation sanity check of the fast explainers (``sanity-check``) and localises the
+   digits with the network's own evidence: its class activation map and the blurred input
+   gradient of each class's most active filters (``localise --protocol cam / gradient``);
 3. detects adversarial examples (FGSM, PGD, C&W) from the standard network's activations, the
    CSG network's gate groups and the decoupled network's calculation paths
    (``detect-adversarial``; skipped with a note when torchattacks is not installed);
@@ -30,6 +32,9 @@ ADVERSARIAL_RUNS = ("standard", "csg", "decoupling")
 # the sanity check's explainers in the demo: the fast ones and the controls (NeuroMask's and
 # occlusion's full randomisation is in the compare-explainers table)
 SANITY_EXPLAINERS = ("gradcam", "saliency", "integrated-gradients", "centre", "random")
+# the localisation protocols the demo runs on the explained run (the per-filter protocol needs
+# filters assigned to classes, which the CSG comparison on shapes shows: README, Localisation)
+LOCALISATION_PROTOCOLS = ("cam", "gradient")
 
 
 def demo_configs(
@@ -112,11 +117,13 @@ def run_demo(
     limit: int | None = None,
     n_adversarial: int = 200,
     n_sanity: int = 8,
+    n_localise: int = 500,
 ) -> dict[str, Any]:
     """Train (or reuse) every demo run under ``out``, explain, write the report, print a table.
 
     Returns ``{run name: metrics}`` plus ``"explanations"`` (the compare-explainers rows),
     ``"sanity"`` (the sanity-check rows; ``n_sanity`` images, 0 skips the step),
+    ``"localisation"`` (protocol -> summary; ``n_localise`` test images, 0 skips the step),
     ``"adversarial"`` and ``"report"`` (its path) when written.
     """
     from pellucid.explain.run import compare_run
@@ -149,6 +156,8 @@ def run_demo(
     results["explanations"] = rows
     if n_sanity > 0:
         results["sanity"] = _sanity(out / EXPLAIN_RUN, n_sanity, fresh, quiet)
+    if n_localise > 0:
+        results["localisation"] = _localisation(out / EXPLAIN_RUN, n_localise, fresh, quiet)
     if n_adversarial > 0:
         results["adversarial"] = _adversarial(out, configs, n_adversarial, fresh, quiet)
 
@@ -180,6 +189,35 @@ def _sanity(run: Path, n: int, fresh: bool, quiet: bool) -> dict[str, Any]:
     result = sanity_run(run, list(SANITY_EXPLAINERS), n=n, out=run / SANITY_DIR,
                         progress=not quiet)  # fmt: skip
     return result["rows"]
+
+
+def _localisation(run: Path, n: int, fresh: bool, quiet: bool) -> dict[str, Any]:
+    """The :data:`LOCALISATION_PROTOCOLS` on ``n`` test images of the explained run, saved as
+    the report reads them (``pellucid localise --save``; reused unless ``fresh``): protocol
+    -> summary."""
+    from dataclasses import asdict
+
+    from pellucid.apps.filter_localisation import filter_localise_run
+    from pellucid.apps.localisation import localise_run
+    from pellucid.io import write_json
+    from pellucid.report.html_runs import LOCALISATION_FILES
+
+    found: dict[str, Any] = {}
+    for protocol in LOCALISATION_PROTOCOLS:
+        path = run / LOCALISATION_FILES[protocol]
+        if path.is_file() and not fresh:
+            saved = read_json(path)
+            found[protocol] = {k: v for k, v in saved.items() if k not in ("iou", "pointing")}
+            continue
+        if not quiet:
+            print(f"[localise] {protocol} protocol on {n} cluttered-mnist test images")
+        if protocol == "cam":
+            result = localise_run(str(run), "gradcam", n=n)
+        else:
+            result = filter_localise_run(str(run), protocol, n=n)
+        write_json(path, asdict(result))
+        found[protocol] = result.summary()
+    return found
 
 
 def _adversarial(
@@ -219,7 +257,7 @@ def _adversarial(
 
 
 def _print_summary(results: dict[str, Any], out: Path, seconds: float) -> None:
-    skip = ("explanations", "report", "adversarial", "sanity")
+    skip = ("explanations", "report", "adversarial", "sanity", "localisation")
     runs = {k: v for k, v in results.items() if k not in skip}
     shown = [(k, label) for k, label in COLUMNS if any(k in m for m in runs.values())]
     head = f"{'run':<19}{'dataset':<17}" + "".join(f"{label:>13}" for _, label in shown)
@@ -243,6 +281,16 @@ def _print_summary(results: dict[str, Any], out: Path, seconds: float) -> None:
         print(f"{'explainer':<22}" + "".join(f"{'+' + name:>9}" for name in layers))
         for name, row in sanity.items():
             print(f"{name:<22}" + "".join(f"{_cell(v):>9}" for v in row["cascading"]["mean"]))
+    localisation = results.get("localisation") or {}
+    if localisation:
+        print("\nlocalisation of the digit (explained run, test images; IoU of the map's top")
+        print("pixels with the digit's mask, share of images above the threshold, pointing game)")
+        print(f"{'protocol':<22}{'images':>9}{'top q':>9}{'mean IoU':>11}{'IoU share':>11}"
+              f"{'pointing':>11}")  # fmt: skip
+        for protocol, r in localisation.items():
+            share = f"{_cell(r['share_above'])} >{r['threshold']}"
+            print(f"{protocol:<22}{r['n']:>9}{r['q']:>9}{_cell(r['mean_iou']):>11}"
+                  f"{share:>11}{_cell(r['pointing_game']):>11}")  # fmt: skip
     adversarial = results.get("adversarial") or {}
     if adversarial:
         print("\nadversarial detection, ROC-AUC of the logistic detector (cross-validated)")
