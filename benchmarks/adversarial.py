@@ -56,6 +56,11 @@ ATTACKS: dict[str, dict[str, dict[str, Any]]] = {
         "cw": {"c": 1.0, "steps": 100, "lr": 0.05},
     },
 }
+# run only when named in --attacks (e.g. --attacks cw cw-search: C&W at a fixed c and with
+# the paper's binary search over c, on the same images)
+OPTIONAL_ATTACKS: dict[str, dict[str, Any]] = {
+    "cw-search": {"c": 1.0, "steps": 100, "lr": 0.05, "search_steps": 5},
+}
 DETECTORS = ("logistic", "forest", "prototype", "mahalanobis", "lid")
 # network -> the feature kinds measured on it
 FEATURES = {
@@ -167,7 +172,11 @@ def main() -> None:
     ap.add_argument(
         "--eps", type=float, help="another L-inf budget for FGSM and PGD (PGD steps of eps/10)"
     )
-    ap.add_argument("--attacks", nargs="+", help="a subset of the attacks (default: all)")
+    ap.add_argument(
+        "--attacks",
+        nargs="+",
+        help="a subset of the attacks (default: fgsm pgd cw), or cw-search too",
+    )
     ap.add_argument(
         "--attack-option",
         action="append",
@@ -178,7 +187,11 @@ def main() -> None:
     args = ap.parse_args()
     attacks = {a: dict(o) for a, o in ATTACKS[args.dataset].items()}
     if args.attacks:
-        attacks = {a: attacks[a] for a in args.attacks}
+        known = {**attacks, **{a: dict(o) for a, o in OPTIONAL_ATTACKS.items()}}
+        unknown = [a for a in args.attacks if a not in known]
+        if unknown:
+            ap.error(f"--attacks: unknown attack {unknown[0]!r}; attacks: {', '.join(known)}")
+        attacks = {a: known[a] for a in args.attacks}
     try:
         changed = parse_named_options(args.attack_option, "--attack-option", "ATTACK")
     except ConfigError as e:

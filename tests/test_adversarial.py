@@ -117,6 +117,11 @@ def test_cw_binary_search_finds_smaller_or_new_successful_perturbations(bars_and
     assert torch.equal(searched[~hit_search], x[~hit_search])  # no success: the clean image
     with pytest.raises(ConfigError, match="search_steps must be an integer >= 0"):
         attack(net, x, y, "cw", search_steps=-1)
+    # the same search under its own name, so that one run can hold both C&W variants
+    named = attack(net, x, y, "cw-search", search_steps=4, **opts)
+    assert torch.equal(named, searched)
+    with pytest.raises(ConfigError, match="'cw-search': search_steps must be an integer >= 1"):
+        attack(net, x, y, "cw-search", search_steps=0)
 
 
 def test_bad_attack_input_is_named(bars_and_net):

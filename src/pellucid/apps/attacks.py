@@ -116,6 +116,27 @@ def cw(
     return torchattacks_module().CW(model, c=c, **options)
 
 
+@ATTACKS.register(
+    "cw-search", help="Carlini-Wagner L2 with the paper's binary search over c (5 steps)"
+)
+def cw_search(
+    model: nn.Module,
+    c: float = 1.0,
+    kappa: float = 0.0,
+    steps: int = 100,
+    lr: float = 0.05,
+    search_steps: int = 5,
+) -> Any:
+    """:func:`cw` with the binary search over ``c`` on by default (:class:`CWSearch`), under
+    its own name, so that one run can measure C&W at a fixed ``c`` and searched side by
+    side."""
+    if isinstance(search_steps, bool) or not isinstance(search_steps, int) or search_steps < 1:
+        raise ConfigError(
+            f"attack 'cw-search': search_steps must be an integer >= 1, got {search_steps!r}"
+        )
+    return cw(model, c=c, kappa=kappa, steps=steps, lr=lr, search_steps=search_steps)
+
+
 class CWSearch:
     """C&W L2 with the binary search over the constant ``c`` of Carlini & Wagner (IEEE S&P
     2017, Sec. V-A and their reference code), one ``c`` per image.
