@@ -280,9 +280,23 @@ def table_decoupling(r: dict) -> str:
     return "\n".join(rows)
 
 
+ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "cw": "C&W", "cw-search": "C&W, c searched"}
+
+
+def _mean_l2(r: dict, net: str, attack: str) -> float:
+    """The mean over seeds of the successful perturbations' mean L2 norm."""
+    vals = [
+        a["l2"]
+        for seed in r["per_seed"]
+        for a in seed["networks"][net]["attacks"]
+        if a["attack"] == attack and a.get("l2") is not None
+    ]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
 def table_adversarial(r: dict) -> str:
     s = r["summary"]
-    order = ("fgsm", "pgd", "cw")
+    order = ("fgsm", "pgd", "cw", "cw-search")
     attacks = sorted(r["attacks"], key=lambda a: order.index(a) if a in order else len(order))
     first = r["per_seed"][0]["networks"]
     names = {"csg": "CSG", "standard": "standard", "decoupled": "decoupled", "dense": "dense+ft"}
@@ -295,8 +309,7 @@ def table_adversarial(r: dict) -> str:
     }
     dets = [d for d in short if any(f"{a}/{d}" in row for row in s["auc"] for a in attacks)]
     head = " | ".join(
-        f"{a.upper() if a != 'cw' else 'C&W'}: {' / '.join(short[d] for d in dets)} ↑"
-        for a in attacks
+        f"{ATTACK_LABELS.get(a, a)}: {' / '.join(short[d] for d in dets)} ↑" for a in attacks
     )
     rows = [
         f"| comparison | network | feature (dims) | {head} |",
@@ -315,16 +328,24 @@ def table_adversarial(r: dict) -> str:
             + " | ".join(cells)
             + " |"
         )
+    with_l2 = "cw-search" in attacks  # the search trades success against perturbation size
+    what = "success rate / mean L2" if with_l2 else "success rate"
     rows += [
         "",
         "| network | test accuracy | "
-        + " | ".join(f"{a.upper() if a != 'cw' else 'C&W'} success rate" for a in attacks)
+        + " | ".join(f"{ATTACK_LABELS.get(a, a)} {what}" for a in attacks)
         + " |",
         "| --- | ---: |" + " ---: |" * len(attacks),
     ]
     for net, label in names.items():
+        if net not in s["accuracy"]:
+            continue
         acc = s["accuracy"][net]
-        rates = " | ".join(f"{s['success_rate'][net][a]['mean']:.3f}" for a in attacks)
+        rates = " | ".join(
+            f"{s['success_rate'][net][a]['mean']:.3f}"
+            + (f" / {_mean_l2(r, net, a):.3f}" if with_l2 else "")
+            for a in attacks
+        )
         rows.append(f"| {label} | {acc['mean']:.4f} ± {acc['std']:.4f} | {rates} |")
     m = r["machine"]
 
@@ -435,6 +456,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "adversarial": table_adversarial,
     "adversarial_shapes": table_adversarial,
     "adversarial_eps01": table_adversarial,
+    "adversarial_cw_search": table_adversarial,
     "sanity": table_sanity,
     "sanity_shapes": table_sanity,
 }
@@ -449,6 +471,7 @@ TABLES["explainers_verdict"] = table_explainers_verdict
 TABLES["localisation_filters"] = table_localisation_filters
 TABLES["crosscheck"] = table_crosscheck
 TABLES["adaptive"] = table_adaptive
+TABLES["adaptive_shapes"] = table_adaptive
 
 
 def _load_sources(name: str) -> dict | None:
