@@ -35,6 +35,9 @@ SANITY_EXPLAINERS = ("gradcam", "saliency", "integrated-gradients", "centre", "r
 # the localisation protocols the demo runs on the explained run (the per-filter protocol needs
 # filters assigned to classes, which the CSG comparison on shapes shows: README, Localisation)
 LOCALISATION_PROTOCOLS = ("cam", "gradient")
+# the share of pixels a map keeps: about a digit's area (its strokes cover 3 % of the canvas on
+# average, so the paper's 30 % could not reach IoU 0.3: README, Localisation)
+LOCALISATION_Q = 0.05
 
 
 def demo_configs(
@@ -212,9 +215,9 @@ def _localisation(run: Path, n: int, fresh: bool, quiet: bool) -> dict[str, Any]
         if not quiet:
             print(f"[localise] {protocol} protocol on {n} cluttered-mnist test images")
         if protocol == "cam":
-            result = localise_run(str(run), "gradcam", n=n)
+            result = localise_run(str(run), "gradcam", n=n, q=LOCALISATION_Q)
         else:
-            result = filter_localise_run(str(run), protocol, n=n)
+            result = filter_localise_run(str(run), protocol, n=n, q=LOCALISATION_Q)
         write_json(path, asdict(result))
         found[protocol] = result.summary()
     return found
@@ -285,12 +288,12 @@ def _print_summary(results: dict[str, Any], out: Path, seconds: float) -> None:
     if localisation:
         print("\nlocalisation of the digit (explained run, test images; IoU of the map's top")
         print("pixels with the digit's mask, share of images above the threshold, pointing game)")
-        print(f"{'protocol':<22}{'images':>9}{'top q':>9}{'mean IoU':>11}{'IoU share':>11}"
-              f"{'pointing':>11}")  # fmt: skip
+        print(f"{'protocol':<22}{'images':>9}{'top q':>9}{'mean IoU':>13}"
+              f"{'IoU share':>18}{'pointing':>13}")  # fmt: skip
         for protocol, r in localisation.items():
-            share = f"{_cell(r['share_above'])} >{r['threshold']}"
-            print(f"{protocol:<22}{r['n']:>9}{r['q']:>9}{_cell(r['mean_iou']):>11}"
-                  f"{share:>11}{_cell(r['pointing_game']):>11}")  # fmt: skip
+            share = f"{_cell(r['share_above'])} (> {r['threshold']})"
+            print(f"{protocol:<22}{r['n']:>9}{r['q']:>9}{_cell(r['mean_iou']):>13}"
+                  f"{share:>18}{_cell(r['pointing_game']):>13}")  # fmt: skip
     adversarial = results.get("adversarial") or {}
     if adversarial:
         print("\nadversarial detection, ROC-AUC of the logistic detector (cross-validated)")
