@@ -41,4 +41,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/mnist_resnet8.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build *.egg-info src/*.egg-info benchmarks/.run-cache
