@@ -62,9 +62,12 @@ def _positive(attack: str, name: str, value: float) -> float:
     return float(value)
 
 
-def _steps(attack: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"attack {attack!r}: steps must be an integer >= 1, got {value!r}")
+def _steps(attack: str, value: int, name: str = "steps", minimum: int = 1) -> int:
+    """An integer option (``steps`` unless ``name`` says otherwise) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"attack {attack!r}: {name} must be an integer >= {minimum}, got {value!r}"
+        )
     return value
 
 
@@ -101,10 +104,7 @@ def cw(
     binary search over ``c``, starting at ``c`` (:class:`CWSearch`)."""
     if isinstance(kappa, bool) or not isinstance(kappa, int | float) or not kappa >= 0:
         raise ConfigError(f"attack 'cw': kappa must be a number >= 0, got {kappa!r}")
-    if isinstance(search_steps, bool) or not isinstance(search_steps, int) or search_steps < 0:
-        raise ConfigError(
-            f"attack 'cw': search_steps must be an integer >= 0, got {search_steps!r}"
-        )
+    search_steps = _steps("cw", search_steps, "search_steps", minimum=0)
     options = {
         "kappa": float(kappa),
         "steps": _steps("cw", steps),
@@ -130,10 +130,7 @@ def cw_search(
     """:func:`cw` with the binary search over ``c`` on by default (:class:`CWSearch`), under
     its own name, so that one run can measure C&W at a fixed ``c`` and searched side by
     side."""
-    if isinstance(search_steps, bool) or not isinstance(search_steps, int) or search_steps < 1:
-        raise ConfigError(
-            f"attack 'cw-search': search_steps must be an integer >= 1, got {search_steps!r}"
-        )
+    _steps("cw-search", search_steps, "search_steps")
     return cw(model, c=c, kappa=kappa, steps=steps, lr=lr, search_steps=search_steps)
 
 
