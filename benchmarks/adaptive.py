@@ -10,12 +10,16 @@ networks of the CSG benchmark's recipe (``benchmarks/csg.py``) are attacked on t
   keeps the misclassified iterate the detector finds least suspicious -- the adaptive attack
   with the detector's weight at 0 (the control: what the margin and the selection alone do);
 - ``adaptive``: the same with the detector's standardised score in the loss after half the
-  steps (weight ``--weight``; :func:`pellucid.apps.adaptive.adaptive_pgd`),
+  steps (weight ``--weight``; :func:`pellucid.apps.adaptive.adaptive_pgd`), as low as
+  possible;
+- ``median``: the same, aiming at the clean training images' median score instead
+  (``aim="median"``: the attacker a two-sided detector faces),
 
 each against each unsupervised detector (prototype, Mahalanobis, LID) on each differentiable
 feature kind (CSG's gate groups, the gated layer's activations, the logits). The score is the
-attacked detector's ROC-AUC on the successful attacks (clean vs attacked), next to the
-attack's success rate.
+attacked detector's ROC-AUC on the successful attacks (clean vs attacked), one-sided (high
+score = attacked) and two-sided (:func:`pellucid.apps.detectors.two_sided_scores`: far from
+the clean training median either way), next to the attack's success rate.
 
     python benchmarks/adaptive.py [--dataset mnist] [--seeds 0 1 2] [--n 300] [--workers 2]
 
@@ -42,7 +46,7 @@ def run_seed(dataset: str, seed: int, n: int, weight: float) -> dict[str, Any]:
 
     import csg
     from adversarial import ATTACKS
-    from pellucid.apps.adversarial import detect_adversarial_run
+    from pellucid.apps.adversarial import TWO_SIDED, detect_adversarial_run
     from pellucid.training.run import load_method
 
     torch.set_num_threads(1)
@@ -57,7 +61,8 @@ def run_seed(dataset: str, seed: int, n: int, weight: float) -> dict[str, Any]:
     gated = [load_method(runs["csg"])[0].layer]  # the standard network's same layer too
     for name, run in runs.items():
         rows = {}
-        for label, w in (("margin", 0.0), ("adaptive", weight)):
+        for label, w, aim in (("margin", 0.0, "low"), ("adaptive", weight, "low"),
+                              ("median", weight, "median")):  # fmt: skip
             start = time.perf_counter()
             res = detect_adversarial_run(
                 str(run),
@@ -69,7 +74,8 @@ def run_seed(dataset: str, seed: int, n: int, weight: float) -> dict[str, Any]:
                 n=n,
                 seed=seed,
                 adaptive=UNSUPERVISED,
-                adaptive_options={**options, "weight": w},
+                adaptive_options={**options, "weight": w, "aim": aim},
+                two_sided=True,
             )
             for r in res.attacks:
                 if r.attack == "pgd":
@@ -82,6 +88,7 @@ def run_seed(dataset: str, seed: int, n: int, weight: float) -> dict[str, Any]:
                         "success_rate": r.success_rate,
                         "linf": r.linf,
                         det: r.auc[kind][det],
+                        f"{det}{TWO_SIDED}": r.auc[kind][f"{det}{TWO_SIDED}"],
                     }
             print(f"seed {seed} {name} {label}: {time.perf_counter() - start:.0f} s", flush=True)
         out["networks"][name] = {"test_accuracy": accuracy[name], "layers": gated, "rows": rows}
@@ -94,18 +101,23 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def summarise(per_seed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per network, feature kind and detector: its AUC under each attack."""
+    """One row per network, feature kind and detector: its AUC under each attack
+    (``ATTACK``: one-sided, ``ATTACK_two_sided``: two-sided)."""
     rows = []
     for net, kinds in FEATURES.items():
         for kind in kinds:
             for det in UNSUPERVISED:
                 row: dict[str, Any] = {"network": net, "feature": kind, "detector": det}
-                for attack in ("pgd", "margin", "adaptive"):
+                for attack in ("pgd", "margin", "adaptive", "median"):
                     key = f"pgd/{kind}" if attack == "pgd" else f"{attack}-{det}/{kind}"
                     cells = [s["networks"][net]["rows"].get(key) for s in per_seed]
-                    if all(c is not None and c.get(det) is not None for c in cells):
-                        row[attack] = _stats([c[det] for c in cells])
-                        row[f"{attack}_success"] = _stats([c["success_rate"] for c in cells])
+                    if not all(c is not None and c.get(det) is not None for c in cells):
+                        continue
+                    row[attack] = _stats([c[det] for c in cells])
+                    row[f"{attack}_success"] = _stats([c["success_rate"] for c in cells])
+                    two = [c.get(f"{det}-two-sided") for c in cells]
+                    if all(v is not None for v in two):
+                        row[f"{attack}_two_sided"] = _stats(two)
                 rows.append(row)
     return rows
 
@@ -141,6 +153,7 @@ def main() -> None:
                 "steps": 2 * pgd["steps"],
                 "weight": args.weight,
                 "kappa": 0.0,
+                "aims": ["low", "median"],
             },  # fmt: skip
             "per_seed": per_seed,
             "summary": summarise(per_seed),

@@ -179,9 +179,15 @@ def measure_cost(dataset: str, reps: int = 4) -> None:
 
 def summarise(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    # timings only of pairs trained in this process, both sides: a reused run's timings are
+    # its first training's, under whatever else the machine was doing then
+    fresh = [
+        p for p in pairs if not (p["standard"].get("run_reused") or p["csg"].get("run_reused"))
+    ]
     for side in ("standard", "csg"):
         for key in ("test_accuracy", "mis", "class_share", "gate_density", "seconds_per_epoch"):
-            vals = [p[side][key] for p in pairs if p[side].get(key) is not None]
+            among = fresh if key == "seconds_per_epoch" else pairs
+            vals = [p[side][key] for p in among if p[side].get(key) is not None]
             if vals:
                 out[f"{side}_{key}_mean"] = round(statistics.mean(vals), 4)
                 out[f"{side}_{key}_std"] = round(statistics.pstdev(vals), 4)
@@ -190,9 +196,12 @@ def summarise(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         out["accuracy_gap_points"] = round(
             100 * (out["csg_test_accuracy_mean"] - out["standard_test_accuracy_mean"]), 2
         )
-        out["epoch_cost_ratio"] = _ratio(
-            out["csg_seconds_per_epoch_mean"], out["standard_seconds_per_epoch_mean"]
+        out["epoch_cost_ratio"] = (
+            _ratio(out["csg_seconds_per_epoch_mean"], out["standard_seconds_per_epoch_mean"])
+            if "csg_seconds_per_epoch_mean" in out
+            else None  # every pair reused: see ``--cost`` for a measurement
         )
+        out["timed_pairs"] = len(fresh)
     return out
 
 

@@ -324,11 +324,14 @@ def test_detect_adversarial_cli_writes_results(capsys, tmp_path):
     saved = json.loads(out.read_text())[str(run)]
     assert saved["attacks"][0]["options"] == {"eps": 0.3}
     assert set(saved["features"]) == {"activations", "logits"}
-    adaptive = ["--adaptive", "lid", "--adaptive-option", "steps=4", "--json", "--quiet"]
-    assert main([*argv, *adaptive]) == 0
+    adaptive = ["--adaptive", "lid", "--adaptive-option", "steps=4", "--two-sided"]
+    assert main([*argv, *adaptive, "--adaptive-option", "aim=median", "--json", "--quiet"]) == 0
     rows = json.loads(capsys.readouterr().out)[str(run)]
     attacked = {(r["attack"], r["feature"]) for r in rows}
     assert ("adaptive-lid", "activations") in attacked and ("adaptive-lid", "logits") in attacked
+    assert all(0 <= r["lid-two-sided"] <= 1 for r in rows if r["pairs"] >= 10)
+    assert main([*argv, *adaptive, "--adaptive-option", "aim=high"]) == 1
+    assert "unknown aim 'high'; choose from: low, median" in capsys.readouterr().err
 
     for bad, message in (
         (["--attack-option", "eps=0.1"], "expects ATTACK.KEY=VALUE"),
@@ -409,14 +412,95 @@ def test_an_adaptive_attack_evades_the_detector_it_knows(bars_and_net):
     for weight in (0.0, 1.0):  # 0: the same attack without the detector in its loss
         res = detect_adversarial(
             net, data, attacks=["fgsm"], adaptive=["mahalanobis"],
-            adaptive_options={**options, "weight": weight}, **common,
+            adaptive_options={**options, "weight": weight}, two_sided=True, **common,
         )  # fmt: skip
         report = res.attacks[1]
         assert report.attack == "adaptive-mahalanobis" and report.pairs >= 10
         assert report.options["feature"] == "activations" and report.linf <= 0.3 + 1e-6
+        assert report.options["aim"] == "low"
         auc[weight] = report.auc["activations"]["mahalanobis"]
+        two = report.auc["activations"]["mahalanobis-two-sided"]
+        assert 0 <= two <= 1 and two != auc[weight]
     assert auc[1.0] < auc[0.0] - 0.05  # knowing the detector lowers its score
+    with pytest.raises(ConfigError, match="unknown option.s. stepz; choose from: eps"):
+        detect_adversarial(net, data, attacks=["fgsm"], adaptive_options={"stepz": 3}, **common)
+    with pytest.raises(ConfigError, match="two-sided scores need train_data"):
+        detect_adversarial(net, data, None, ["fgsm"], ["logits"], n=None, two_sided=True)
     with pytest.raises(ConfigError, match="unknown detector 'forest'"):
         detect_adversarial(net, data, attacks=["fgsm"], adaptive=["forest"], **common)
     with pytest.raises(ConfigError, match="need train_data"):
         detect_adversarial(net, data, None, ["fgsm"], ["logits"], n=None, adaptive=["lid"])
+
+
+def test_an_adaptive_attack_with_an_aim_lands_its_score_there():
+    from pellucid.apps.adaptive import adaptive_pgd
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    with torch.no_grad():
+        net[1].weight.copy_(torch.randn(2, 16))
+        net[1].bias.zero_()
+    x = torch.rand(40, 1, 4, 4)
+    y = net(x).argmax(1)
+
+    def score(f, pred):  # a toy detector: the logits' norm
+        return f.norm(dim=1)
+
+    with torch.no_grad():
+        base = score(net(x), y)
+    mu, sd = float(base.mean()), float(base.std())
+    got = {}
+    for aim in (None, 0.0, 1.0):
+        adv, hit = adaptive_pgd(
+            net, x, y, "logits", score, (mu, sd), eps=0.5, alpha=0.02, steps=60, aim=aim
+        )
+        assert hit.all()
+        with torch.no_grad():
+            got[aim] = (score(net(adv), y) - mu) / sd
+    assert got[None].max() < -1.0  # lowest possible: below the clean mean, an overshoot
+    assert abs(float(got[0.0].median())) < 0.1  # aimed at the clean mean: lands there
+    assert abs(float(got[1.0].median()) - 1.0) < 0.1
+    with pytest.raises(ConfigError, match="aim must be a finite"):
+        adaptive_pgd(net, x, y, "logits", score, (mu, sd), aim=float("nan"))
+
+
+def test_two_sided_scores_rank_both_tails_of_the_clean_scores():
+    from pellucid.apps.detectors import two_sided_scores
+
+    ref = torch.arange(100.0)  # clean scores 0..99, median 49.5
+    s = two_sided_scores(ref, torch.tensor([49.5, 30.0, 70.0, 0.0, 99.0, -10.0, 120.0, 200.0]))
+    s = s.tolist()
+    assert s[0] == pytest.approx(0.0)
+    assert s[1] == pytest.approx(s[2], abs=0.011)  # as far into either tail
+    assert s[0] < s[1] < s[3] < s[5]  # lower scores: further from the median, then past it
+    assert s[0] < s[2] < s[4] < s[6] < s[7]
+    assert s[5] == pytest.approx(0.5 + 10 / 99) and s[3] == pytest.approx(0.495)
+    # a one-sided detector ranks an overshoot as the cleanest; the two-sided one catches it
+    from pellucid.apps.detectors import roc_auc
+
+    clean, low = ref[::2], torch.full((20,), -5.0)
+    assert roc_auc(clean, low) == 0.0
+    assert roc_auc(two_sided_scores(ref, clean), two_sided_scores(ref, low)) == 1.0
+    with pytest.raises(DataError, match="at least 2"):
+        two_sided_scores(ref[:1], ref)
+    with pytest.raises(DataError, match="NaN"):
+        two_sided_scores(ref, torch.tensor([float("nan")]))
+    with pytest.raises(DataError, match="must be 1-D"):
+        two_sided_scores(ref[:, None], ref)
+
+
+def test_lid_exclude_self_is_the_leave_one_out_estimate():
+    from pellucid.apps.detectors import lid_scores
+
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randn(30, 4, generator=gen)
+    ref[7] = ref[3]  # a duplicate still counts as a neighbour (at distance 0)
+    loo = lid_scores(ref, ref, k=5, chunk=8, exclude_self=True)  # chunks: indices shift
+    for i in (0, 3, 11, 29):
+        rest = torch.cat([ref[:i], ref[i + 1 :]])
+        assert loo[i] == pytest.approx(float(lid_scores(rest, ref[i : i + 1], k=5)), rel=1e-5)
+    assert loo[3] == 0 or loo[3] > 0  # finite, with the duplicate at distance 0
+    with pytest.raises(ConfigError, match=r"k must lie in \[2, 29\]"):
+        lid_scores(ref, ref, k=30, exclude_self=True)
+    with pytest.raises(DataError, match="exclude_self needs the reference itself"):
+        lid_scores(ref, ref[:5], k=3, exclude_self=True)

@@ -294,6 +294,46 @@ def test_adversarial_summary_averages_seeds_and_skips_missing_scores():
     assert len(s["auc"]) == len(adversarial.ROWS)
 
 
+def test_csg_summary_times_only_pairs_trained_in_this_process():
+    csg = importlib.import_module("csg")  # benchmarks/csg.py
+
+    def side(acc: float, sec: float, reused: bool) -> dict:
+        return {"test_accuracy": acc, "mis": 0.2, "seconds_per_epoch": sec, "run_reused": reused}
+
+    pairs = [
+        {"standard": side(0.9, 1.0, False), "csg": side(0.8, 1.2, False)},
+        {"standard": side(0.9, 9.0, True), "csg": side(0.8, 1.0, False)},  # a stale timing
+    ]
+    out = csg.summarise(pairs)
+    assert out["epoch_cost_ratio"] == pytest.approx(1.2) and out["timed_pairs"] == 1
+    assert out["standard_test_accuracy_mean"] == 0.9  # accuracies of every pair
+    reused = csg.summarise([pairs[1]])
+    assert reused["epoch_cost_ratio"] is None and reused["timed_pairs"] == 0
+
+
+def test_adaptive_summary_keeps_one_and_two_sided_aucs_apart():
+    adaptive = importlib.import_module("adaptive")  # benchmarks/adaptive.py
+
+    def seed(v: float) -> dict:
+        rows = {}
+        for net, kinds in adaptive.FEATURES.items():
+            for kind in kinds:
+                rows[f"pgd/{kind}"] = {"success_rate": 1.0, "lid": v, "lid-two-sided": v + 0.1}
+                for attack in ("margin", "adaptive", "median"):
+                    rows[f"{attack}-lid/{kind}"] = {
+                        "success_rate": 0.5, "lid": v - 0.2, "lid-two-sided": v + 0.2
+                    }  # fmt: skip
+        return {"networks": {n: {"rows": rows} for n in adaptive.FEATURES}}
+
+    rows = adaptive.summarise([seed(0.6), seed(0.8)])
+    lid = next(r for r in rows if r["detector"] == "lid" and r["feature"] == "logits")
+    assert lid["pgd"]["mean"] == 0.7 and lid["pgd_two_sided"]["mean"] == 0.8
+    assert lid["median"]["mean"] == 0.5 and lid["median_two_sided"]["mean"] == 0.9
+    assert lid["median_success"]["mean"] == 0.5
+    proto = next(r for r in rows if r["detector"] == "prototype")
+    assert "pgd" not in proto  # no seed measured it: no row cell
+
+
 def test_sanity_summary_averages_seeds_and_keeps_undefined_controls():
     sanity = importlib.import_module("sanity")  # benchmarks/sanity.py
     tables = importlib.import_module("readme_sanity")

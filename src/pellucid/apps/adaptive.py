@@ -19,10 +19,18 @@ by its mean ``mu`` and standard deviation ``sigma`` on the clean training images
 half of the steps use the margin alone (from a clean image the detector term would hold the
 image where it is), the second half both. Of the iterates that are misclassified, each image
 keeps the one with the lowest detector score (the clean image if none was).
+
+Driving the score as low as possible overshoots: the attacked images end up *more* typical
+than clean ones, which a two-sided score (:func:`pellucid.apps.detectors.two_sided_scores`)
+catches. With ``aim`` set, the attacker instead aims at a given standardised score (for
+example the clean median): the detector term becomes ``weight * |(s(x') - mu) / sigma -
+aim|`` and each image keeps the misclassified iterate closest to the aim -- the attacker a
+two-sided detector has to face.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -93,6 +101,7 @@ def adaptive_pgd(
     steps: int = 40,
     weight: float = 1.0,
     kappa: float = 0.0,
+    aim: float | None = None,
     seed: int = 0,
     batch_size: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,6 +126,9 @@ def adaptive_pgd(
         a margin loss).
     kappa : float
         Margin by which the image must be misclassified before only the detector counts.
+    aim : float, optional
+        None: lower the standardised score as far as possible. A number: bring it to this
+        standardised value (e.g. the clean training images' median), from either side.
 
     Returns
     -------
@@ -139,6 +151,8 @@ def adaptive_pgd(
     steps = _steps("adaptive", steps)
     if not weight >= 0 or not kappa >= 0:
         raise ConfigError(f"weight and kappa must be >= 0, got {weight!r}, {kappa!r}")
+    if aim is not None and not math.isfinite(aim):
+        raise ConfigError(f"aim must be a finite standardised score or None, got {aim!r}")
     mu, sigma = float(standardise[0]), max(float(standardise[1]), 1e-12)
     names = list(layers) if kind != "logits" else []
     device = model_device(model)
@@ -158,6 +172,8 @@ def adaptive_pgd(
                 feats = _features(kind, logits, store, names, gates)
                 pred = logits.argmax(1)
                 s = (score(feats, pred) - mu) / sigma
+                if aim is not None:
+                    s = (s - aim).abs()  # the distance to the aimed-at score
                 wrong = pred != y
                 with torch.no_grad():  # keep the least suspicious misclassified iterate
                     better = wrong & (s < best_score)

@@ -32,7 +32,10 @@ their clean originals form a balanced clean-vs-adversarial set. For every featur
   (2018) among the ``k`` nearest of the same clean training features.
 
 The attacks do not know about the detector (an oblivious, not adaptive, adversary), as in
-both papers.
+both papers. ``adaptive`` adds attacks that do (:mod:`pellucid.apps.adaptive`), and
+``two_sided`` scores each unsupervised detector two-sided as well
+(:func:`pellucid.apps.detectors.two_sided_scores`), which an attacker who overshoots to
+too-typical scores cannot pass.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from pellucid.apps.detectors import (  # noqa: F401  (prototype_scores, supervis
     prototype_scores,
     roc_auc,
     supervised_auc,
+    two_sided_scores,
 )
 from pellucid.errors import ConfigError, DataError
 from pellucid.registry import ATTACKS
@@ -77,6 +81,9 @@ __all__ = [
 ]
 
 FEATURES = ("activations", "gate-groups", "path", "logits")
+ADAPTIVE_OPTIONS = ("eps", "alpha", "steps", "weight", "kappa", "aim")
+AIMS = ("low", "median")  # what an adaptive attack does with the detector's score
+TWO_SIDED = "-two-sided"  # suffix of a two-sided unsupervised detector's AUC
 DEFAULT_ATTACKS: dict[str, dict[str, Any]] = {"fgsm": {}, "pgd": {}, "cw": {}}
 MIN_PAIRS = 10  # fewer successful attacks than this: no AUC (None)
 
@@ -279,6 +286,7 @@ def detect_adversarial(
     batch_size: int = 256,
     adaptive: Sequence[str] = (),
     adaptive_options: Mapping[str, Any] | None = None,
+    two_sided: bool = False,
 ) -> DetectionResult:
     """Clean-vs-adversarial detection ROC-AUC per attack and feature kind (module docstring).
 
@@ -303,8 +311,14 @@ def detect_adversarial(
         Unsupervised detectors (``prototype``, ``mahalanobis``, ``lid``) to attack
         adaptively as well: for each one and each differentiable feature kind, PGD that
         also lowers that detector's score (:func:`pellucid.apps.adaptive.adaptive_pgd`,
-        options ``adaptive_options``: eps, alpha, steps, weight, kappa), reported as attack
-        ``adaptive-DETECTOR`` with that feature kind only. Needs ``train_data``.
+        options ``adaptive_options``: eps, alpha, steps, weight, kappa, and ``aim``:
+        ``"low"`` -- as low a score as possible -- or ``"median"`` -- the clean training
+        images' median score), reported as attack ``adaptive-DETECTOR`` with that feature
+        kind only. Needs ``train_data``.
+    two_sided : bool
+        Also score each unsupervised detector two-sided
+        (:func:`pellucid.apps.detectors.two_sided_scores` against the clean training images'
+        scores; LID's leave-one-out), reported as ``DETECTOR-two-sided``.
 
     Returns
     -------
@@ -342,7 +356,7 @@ def detect_adversarial(
         )
     images, labels = images[correct], labels[correct]
     clean = {k: v[correct] for k, v in clean.items()}
-    protos, gauss, refs, lid_k = None, {}, {}, 0
+    protos, gauss, refs, lid_k, calib = None, {}, {}, 0, {}
     if train_data is not None:
         tx, ty = _images(train_data, prototype_images, "prototype images")
         tpred, tfeat = feature_vectors(model, tx, **kw)
@@ -354,6 +368,9 @@ def detect_adversarial(
         gauss = {k: fit_mahalanobis(v[ok], ty[ok], classes) for k, v in tfeat.items()}
         refs = {k: v[ok] for k, v in tfeat.items()}
         lid_k = min(LID_K, int(ok.sum()))  # fit_mahalanobis has checked there are >= 2
+        calib = {  # the clean training images' own scores (two-sided scores, adaptive aims)
+            k: _clean_scores(protos[k], gauss[k], refs[k], ty[ok], lid_k) for k in features
+        }
 
     adaptive = [adaptive] if isinstance(adaptive, str) else list(adaptive)
     for det in adaptive:
@@ -363,6 +380,22 @@ def detect_adversarial(
             )
     if adaptive and protos is None:
         raise ConfigError("adaptive attacks need train_data (the detectors are fitted on it)")
+    if two_sided and protos is None:
+        raise ConfigError("two-sided scores need train_data (their reference is its scores)")
+    adaptive_options = {"eps": 0.2, "alpha": 0.02, "steps": 40, **(adaptive_options or {})}
+    unknown = sorted(set(adaptive_options) - set(ADAPTIVE_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"adaptive: unknown option(s) {', '.join(unknown)}; choose from: "
+            f"{', '.join(ADAPTIVE_OPTIONS)}"
+        )
+    aim = adaptive_options.pop("aim", "low")
+    if aim not in AIMS:
+        raise ConfigError(f"adaptive: unknown aim {aim!r}; choose from: {', '.join(AIMS)}")
+    fitted_for = {  # what _scores needs per feature kind
+        k: (protos[k], gauss[k], refs[k], lid_k, calib[k] if two_sided else None)
+        for k in (features if protos is not None else ())
+    }
 
     reports = []
     for name, options in attacks.items():
@@ -374,21 +407,23 @@ def detect_adversarial(
         for kind in features:
             a, b = clean[kind][hit], afeat[kind][hit]
             report.auc[kind] = _scores(
-                a, b, labels[hit], apred[hit], report.pairs, folds, seed,
-                None if protos is None else (protos[kind], gauss[kind], refs[kind], lid_k),
-            )  # fmt: skip
+                a, b, labels[hit], apred[hit], report.pairs, folds, seed, fitted_for.get(kind)
+            )
         reports.append(report)
     for det in adaptive:
         for kind in (k for k in features if k in ADAPTIVE_FEATURES):
             fitted = {"prototype": protos[kind], "mahalanobis": gauss[kind]}.get(det)
             score = detector_score(det, (refs[kind], lid_k) if det == "lid" else fitted)
-            with torch.no_grad():
-                base = score(refs[kind], tpred[ok])  # clean training images' scores
-            options = {"eps": 0.2, "alpha": 0.02, "steps": 40, **(adaptive_options or {})}
+            if det not in calib[kind]:
+                raise DataError("an adaptive attack on LID needs >= 3 correct training images")
+            base = calib[kind][det]  # clean training images' scores
+            mu, sigma = float(base.mean()), float(base.std())
+            target = None if aim == "low" else (float(base.median()) - mu) / max(sigma, 1e-12)
             adv, _ = adaptive_pgd(
-                model, images, labels, kind, score, (float(base.mean()), float(base.std())),
-                layers=layers, gates=gates, seed=seed, batch_size=batch_size, **options,
+                model, images, labels, kind, score, (mu, sigma), layers=layers, gates=gates,
+                aim=target, seed=seed, batch_size=batch_size, **adaptive_options,
             )  # fmt: skip
+            options = {**adaptive_options, "aim": aim}
             apred, afeat = feature_vectors(model, adv, **kw)
             hit = apred != labels
             report = AttackReport.of(
@@ -396,7 +431,7 @@ def detect_adversarial(
             )
             report.auc[kind] = _scores(
                 clean[kind][hit], afeat[kind][hit], labels[hit], apred[hit], report.pairs,
-                folds, seed, (protos[kind], gauss[kind], refs[kind], lid_k),
+                folds, seed, fitted_for[kind],
             )  # fmt: skip
             reports.append(report)
     return DetectionResult(
@@ -419,24 +454,47 @@ def _scores(
     pairs: int,
     folds: int,
     seed: int,
-    fitted: tuple[torch.Tensor, Any, torch.Tensor, int] | None,
+    fitted: tuple[torch.Tensor, Any, torch.Tensor, int, dict[str, torch.Tensor] | None] | None,
 ) -> dict[str, float | None]:
     """Every detector's ROC-AUC on clean features ``a`` and their attacked versions ``b``
-    (None where too few attacks succeeded, or, unsupervised, without training images)."""
+    (None where too few attacks succeeded, or, unsupervised, without training images); with
+    the clean training scores in ``fitted`` also the unsupervised ones' two-sided AUCs."""
     scores: dict[str, float | None] = dict.fromkeys((*DETECTORS, *UNSUPERVISED))
+    if fitted is not None and fitted[4] is not None:
+        scores |= dict.fromkeys(f"{d}{TWO_SIDED}" for d in UNSUPERVISED)
     if pairs < max(MIN_PAIRS, folds):
         return scores
     for det in DETECTORS:
         scores[det] = round(supervised_auc(a, b, det, folds, seed), 5)
     if fitted is not None:
-        protos, gauss, ref, lid_k = fitted
-        s_clean = prototype_scores(protos, a, labels)  # clean: predicted = label
-        scores["prototype"] = round(roc_auc(s_clean, prototype_scores(protos, b, apred)), 5)
-        s_clean, s_adv = mahalanobis_scores(gauss, a), mahalanobis_scores(gauss, b)
-        scores["mahalanobis"] = round(roc_auc(s_clean, s_adv), 5)
-        s_clean, s_adv = lid_scores(ref, a, lid_k), lid_scores(ref, b, lid_k)
-        scores["lid"] = round(roc_auc(s_clean, s_adv), 5)
+        protos, gauss, ref, lid_k, reference = fitted
+        pairs_of = {
+            "prototype": (prototype_scores(protos, a, labels), prototype_scores(protos, b, apred)),
+            "mahalanobis": (mahalanobis_scores(gauss, a), mahalanobis_scores(gauss, b)),
+            "lid": (lid_scores(ref, a, lid_k), lid_scores(ref, b, lid_k)),
+        }  # clean features: predicted = label
+        for det, (s_clean, s_adv) in pairs_of.items():
+            scores[det] = round(roc_auc(s_clean, s_adv), 5)
+            if reference is not None and det in reference:
+                two = [two_sided_scores(reference[det], s) for s in (s_clean, s_adv)]
+                scores[f"{det}{TWO_SIDED}"] = round(roc_auc(*two), 5)
     return scores
+
+
+def _clean_scores(
+    protos: torch.Tensor, gauss: Any, ref: torch.Tensor, labels: torch.Tensor, lid_k: int
+) -> dict[str, torch.Tensor]:
+    """Each unsupervised detector's scores of its own clean training features ``ref``
+    (correctly classified, so predicted = ``labels``); LID's leave-one-out, since every
+    vector is in its own reference."""
+    with torch.no_grad():
+        out = {
+            "prototype": prototype_scores(protos, ref, labels),
+            "mahalanobis": mahalanobis_scores(gauss, ref),
+        }
+        if len(ref) >= 3:  # LID needs 2 neighbours besides the vector itself
+            out["lid"] = lid_scores(ref, ref, min(lid_k, len(ref) - 1), exclude_self=True)
+    return out
 
 
 def default_features(method: Any) -> tuple[list[str], list[str], torch.Tensor | None]:

@@ -23,9 +23,15 @@ Unsupervised (fitted on clean training images only, no adversarial example neede
   one feature kind the estimate is a single number, whose ROC-AUC is what that regression
   would reach, so here it is scored directly and needs no adversarial example either. The
   reference set is the clean training images' features (the paper takes each mini-batch's).
+
+Each unsupervised score flags *high* values. :func:`two_sided_scores` turns one into a
+two-sided score against the clean training images' scores, for attackers who push the
+score below the clean range (:mod:`pellucid.apps.adaptive`).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -42,6 +48,7 @@ __all__ = [
     "prototype_scores",
     "roc_auc",
     "supervised_auc",
+    "two_sided_scores",
 ]
 
 DETECTORS = ("logistic", "forest")  # supervised, cross-validated
@@ -160,7 +167,11 @@ def mahalanobis_scores(
 
 
 def lid_scores(
-    reference: torch.Tensor, features: torch.Tensor, k: int = LID_K, chunk: int = 512
+    reference: torch.Tensor,
+    features: torch.Tensor,
+    k: int = LID_K,
+    chunk: int = 512,
+    exclude_self: bool = False,
 ) -> torch.Tensor:
     """Unsupervised anomaly score (Ma et al. 2018, Eq. 3): the maximum-likelihood estimate of
     the local intrinsic dimensionality of each feature vector among its ``k`` nearest
@@ -175,13 +186,18 @@ def lid_scores(
     Parameters
     ----------
     reference : Tensor (M, D)
-        Clean feature vectors (the scored vectors must not be among them).
+        Clean feature vectors (the scored vectors must not be among them, unless
+        ``exclude_self``).
     features : Tensor (N, D)
         The vectors to score.
     k : int
-        Neighbours, 2 <= k <= M.
+        Neighbours, 2 <= k <= M (<= M - 1 with ``exclude_self``).
     chunk : int
         Rows of ``features`` whose distances are computed at once (memory only).
+    exclude_self : bool
+        ``features`` is ``reference`` itself: row i is not its own neighbour (leave-one-out
+        scores of the clean reference, e.g. to calibrate a threshold on them). Other rows
+        equal to it still count.
 
     Returns
     -------
@@ -198,9 +214,16 @@ def lid_scores(
             f"lid_scores: reference {tuple(reference.shape)} and features "
             f"{tuple(features.shape)} must be (M, D) and (N, D) with the same D"
         )
-    if not 2 <= k <= len(reference):
+    if exclude_self and len(features) != len(reference):
+        raise DataError(
+            f"lid_scores: exclude_self needs the reference itself as features, got "
+            f"{len(features)} rows for a reference of {len(reference)}"
+        )
+    top = len(reference) - int(exclude_self)
+    if not 2 <= k <= top:
         raise ConfigError(
-            f"lid_scores: k must lie in [2, {len(reference)}] (the reference), got {k}"
+            f"lid_scores: k must lie in [2, {top}] (the reference"
+            f"{' without the vector itself' if exclude_self else ''}), got {k}"
         )
     ref = reference.double()
     if not (torch.isfinite(ref).all() and torch.isfinite(features).all()):
@@ -208,7 +231,11 @@ def lid_scores(
     out = []
     for start in range(0, len(features), chunk):
         x = features[start : start + chunk].double()
-        r = torch.cdist(x, ref).topk(k, dim=1, largest=False).values  # (n, k) ascending
+        d = torch.cdist(x, ref)
+        if exclude_self:  # row i of this chunk is reference row start + i
+            rows = torch.arange(len(x))
+            d[rows, rows + start] = math.inf
+        r = d.topk(k, dim=1, largest=False).values  # (n, k) ascending
         rk = r[:, -1:]
         ratio = (r / rk.clamp_min(1e-300)).clamp_min(1e-12)
         mean_log = torch.log(ratio).mean(dim=1)  # <= 0
@@ -216,3 +243,47 @@ def lid_scores(
         lid[rk[:, 0] == 0] = 0.0  # equal to k reference vectors: on the clean data
         out.append(lid)
     return torch.cat(out).float() if out else torch.zeros(0)
+
+
+def two_sided_scores(reference: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """An anomaly score made two-sided: how far into *either* tail of the clean reference
+    scores each score lies.
+
+    The detectors above flag high scores. An attacker who knows one can overshoot and give
+    its images scores *lower* than clean images' (``pellucid.apps.adaptive``), which a
+    one-sided score ranks as the cleanest of all. The two-sided score is
+    ``|F(s) - 1/2|``, with ``F`` the mid-rank empirical distribution function of the clean
+    ``reference`` scores (0 at the clean median, 1/2 - 1/(2M) at the extremes), plus, beyond
+    the reference's range, the distance past its end divided by the range, so that the
+    order continues into the tails. Only ranks of the reference matter, not its scale or
+    skew. The price: extreme-but-high clean scores now share the ranking with low ones, so
+    against an attacker who only raises the score it is somewhat weaker than the one-sided
+    score (measured in ``benchmarks/adaptive.py``).
+
+    Parameters
+    ----------
+    reference : Tensor (M,)
+        The detector's scores of clean images (not the ones scored), M >= 2.
+    scores : Tensor (N,)
+
+    Returns
+    -------
+    Tensor (N,) float64
+        Higher = further from the clean median.
+    """
+    if reference.ndim != 1 or scores.ndim != 1:
+        raise DataError(
+            f"two_sided_scores: reference {tuple(reference.shape)} and scores "
+            f"{tuple(scores.shape)} must be 1-D"
+        )
+    if len(reference) < 2:
+        raise DataError("two_sided_scores: the reference needs at least 2 clean scores")
+    ref, s = reference.double().sort().values, scores.double()
+    if not (torch.isfinite(ref).all() and torch.isfinite(s).all()):
+        raise DataError("two_sided_scores: scores contain NaN or infinite values")
+    below = torch.searchsorted(ref, s, right=False)
+    upto = torch.searchsorted(ref, s, right=True)
+    rank = (below + upto).double() / (2 * len(ref))  # mid-rank ECDF in [0, 1]
+    span = (ref[-1] - ref[0]).clamp_min(1e-12)
+    past = ((s - ref[-1]).clamp_min(0) + (ref[0] - s).clamp_min(0)) / span
+    return (rank - 0.5).abs() + past

@@ -236,7 +236,14 @@ def add_detect_adversarial(sub, attacks) -> None:
         "--adaptive-option",
         action="append",
         metavar="K=V",
-        help="adaptive attack option: eps (0.2), alpha (0.02), steps (40), weight (1), kappa (0)",
+        help="adaptive attack option: eps (0.2), alpha (0.02), steps (40), weight (1), kappa "
+        "(0), aim (low: as low a score as possible; median: the clean training median)",
+    )
+    p.add_argument(
+        "--two-sided",
+        action="store_true",
+        help="also score the unsupervised detectors two-sided (far from the clean training "
+        "median in either direction), as DETECTOR-two-sided",
     )
     run_outputs(p, "the full results", ADVERSARIAL_FILE)
     p.set_defaults(func=cmd_detect_adversarial)
@@ -256,7 +263,7 @@ def attack_options(names: list[str], pairs: list[str] | None) -> dict[str, dict[
 
 
 def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
-    from pellucid.apps.adversarial import detect_adversarial_run
+    from pellucid.apps.adversarial import TWO_SIDED, detect_adversarial_run
     from pellucid.apps.detectors import DETECTORS, UNSUPERVISED
     from pellucid.registry import ATTACKS
 
@@ -275,6 +282,7 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
             seed=args.seed,
             adaptive=args.adaptive or (),
             adaptive_options=parse_options(args.adaptive_option, "--adaptive-option"),
+            two_sided=args.two_sided,
         )
         for run in args.runs
     }
@@ -282,6 +290,8 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
     tables = {run: r.table() for run, r in results.items()}
     if not args.quiet and not args.json:
         detectors = (*DETECTORS, *UNSUPERVISED)
+        if args.two_sided:
+            detectors += tuple(f"{d}{TWO_SIDED}" for d in UNSUPERVISED)
         print(f"| run | attack | success | pairs | feature | {' | '.join(detectors)} |")
         print("| --- | --- | ---: | ---: | --- |" + " ---: |" * len(detectors))
         for run, rows in tables.items():
