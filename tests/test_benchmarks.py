@@ -316,7 +316,7 @@ def test_adaptive_summary_keeps_one_and_two_sided_aucs_apart():
 
     def seed(v: float) -> dict:
         rows = {}
-        for net, kinds in adaptive.FEATURES.items():
+        for kinds in adaptive.FEATURES.values():
             for kind in kinds:
                 rows[f"pgd/{kind}"] = {"success_rate": 1.0, "lid": v, "lid-two-sided": v + 0.1}
                 for attack in ("margin", "adaptive", "median"):
