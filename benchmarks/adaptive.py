@@ -2,8 +2,9 @@
 
 ``benchmarks/adversarial.py`` measures detection against an oblivious attacker, as both
 papers do. Here the attacker knows the detector: for each seed, the standard and CSG
-networks of the CSG benchmark's recipe (``benchmarks/csg.py``) are attacked on the same
-``--n`` test images with
+networks of the CSG benchmark's recipe (``benchmarks/csg.py``) and the decoupled network of
+the decoupling benchmark's (``benchmarks/decoupling.py``, as in ``adversarial.py``) are
+attacked on the same ``--n`` test images with
 
 - ``pgd``: the adversarial benchmark's PGD (oblivious, cross-entropy);
 - ``margin``: PGD on a C&W margin that stops pulling once the image is misclassified, then
@@ -13,17 +14,22 @@ networks of the CSG benchmark's recipe (``benchmarks/csg.py``) are attacked on t
   steps (weight ``--weight``; :func:`pellucid.apps.adaptive.adaptive_pgd`), as low as
   possible;
 - ``median``: the same, aiming at the clean training images' median score instead
-  (``aim="median"``: the attacker a two-sided detector faces),
+  (``aim="median"``: the attacker a two-sided detector faces; unsupervised detectors only),
 
-each against each unsupervised detector (prototype, Mahalanobis, LID) on each differentiable
-feature kind (CSG's gate groups, the gated layer's activations, the logits). The score is the
+each against each unsupervised detector (prototype, Mahalanobis, LID) and the supervised
+logistic regression (fitted on the oblivious PGD of the images at even positions; the odd
+ones are attacked, and the fitted detector is scored next to one retrained by
+cross-validation on the adaptive attack itself) on each feature kind
+(CSG's gate groups, the decoupled network's calculation path -- attacked through its soft
+gates --, the gated layer's activations, the logits). The score is the
 attacked detector's ROC-AUC on the successful attacks (clean vs attacked), one-sided (high
 score = attacked) and two-sided (:func:`pellucid.apps.detectors.two_sided_scores`: far from
 the clean training median either way), next to the attack's success rate.
 
     python benchmarks/adaptive.py [--dataset mnist] [--seeds 0 1 2] [--n 300] [--workers 2]
+        [--networks standard csg decoupled] [--result NAME]
 
-Results: ``benchmarks/results/adaptive[_DATASET].json``.
+Results: ``benchmarks/results/adaptive[_DATASET].json`` (or ``NAME.json``).
 """
 
 from __future__ import annotations
@@ -37,14 +43,23 @@ from typing import Any
 from _common import cached_run, write_result
 
 UNSUPERVISED = ("prototype", "mahalanobis", "lid")
-FEATURES = {"standard": ["activations", "logits"], "csg": ["gate-groups", "activations", "logits"]}
+DETECTORS = (*UNSUPERVISED, "logistic")  # logistic: fitted on half the images' PGD
+NETWORKS = ("standard", "csg", "decoupled")
+FEATURES = {
+    "standard": ["activations", "logits"],
+    "csg": ["gate-groups", "activations", "logits"],
+    "decoupled": ["path", "activations", "logits"],
+}
 
 
-def run_seed(dataset: str, seed: int, n: int, weight: float) -> dict[str, Any]:
-    """Train the standard and CSG networks of one seed; every attack on each."""
+def run_seed(
+    dataset: str, seed: int, n: int, weight: float, networks: tuple[str, ...] = NETWORKS
+) -> dict[str, Any]:
+    """Train the named networks of one seed (and those they need); every attack on each."""
     import torch
 
     import csg
+    import decoupling
     from adversarial import ATTACKS
     from pellucid.apps.adversarial import TWO_SIDED, detect_adversarial_run
     from pellucid.training.run import load_method
@@ -55,25 +70,34 @@ def run_seed(dataset: str, seed: int, n: int, weight: float) -> dict[str, Any]:
     out: dict[str, Any] = {"seed": seed, "networks": {}}
     runs, accuracy = {}, {}
     for name, opts in (("standard", {}), ("csg", csg.DEFAULT_OPTIONS)):
-        config = csg.make_config(dataset, seed, name, opts, csg.MAIN_OVERRIDES)
-        runs[name], metrics = cached_run(config)  # shared with the other benchmarks
-        accuracy[name] = metrics["test_accuracy"]
-    gated = [load_method(runs["csg"])[0].layer]  # the standard network's same layer too
+        if name in networks or (name == "csg" and "standard" in networks):
+            config = csg.make_config(dataset, seed, name, opts, csg.MAIN_OVERRIDES)
+            runs[name], metrics = cached_run(config)  # shared with the other benchmarks
+            accuracy[name] = metrics["test_accuracy"]
+    if "decoupled" in networks:  # adversarial.py's decoupled network
+        recipe = decoupling.RECIPES[dataset]
+        first, _ = cached_run(decoupling._config(recipe, seed, "standard", False))
+        config = decoupling._config(recipe, seed, "decoupling", True).replace(init=str(first))
+        runs["decoupled"], metrics = cached_run(config)
+        accuracy["decoupled"] = metrics["test_accuracy"]
+    # the standard network's activations: the layer CSG gates
+    gated = [load_method(runs["csg"])[0].layer] if "csg" in runs else None
     for name, run in runs.items():
+        if name not in networks:
+            continue
         rows = {}
         for label, w, aim in (("margin", 0.0, "low"), ("adaptive", weight, "low"),
                               ("median", weight, "median")):  # fmt: skip
             start = time.perf_counter()
             res = detect_adversarial_run(
                 str(run),
-                # one call runs the oblivious PGD too; the other needs some attack: FGSM
-                {"pgd": pgd} if label == "margin" else {"fgsm": {"eps": pgd["eps"]}},
+                {"pgd": pgd},  # the oblivious PGD; also what the logistic detector is fitted on
                 FEATURES[name],
-                gated,
+                gated if name != "decoupled" else None,  # decoupled: its gated layers
                 device="cpu",
                 n=n,
                 seed=seed,
-                adaptive=UNSUPERVISED,
+                adaptive=DETECTORS if label != "median" else UNSUPERVISED,
                 adaptive_options={**options, "weight": w, "aim": aim},
                 two_sided=True,
             )
@@ -84,14 +108,19 @@ def run_seed(dataset: str, seed: int, n: int, weight: float) -> dict[str, Any]:
                 elif r.attack.startswith("adaptive-"):
                     det = r.attack.removeprefix("adaptive-")
                     kind = r.options["feature"]
-                    rows[f"{label}-{det}/{kind}"] = {
-                        "success_rate": r.success_rate,
-                        "linf": r.linf,
-                        det: r.auc[kind][det],
-                        f"{det}{TWO_SIDED}": r.auc[kind][f"{det}{TWO_SIDED}"],
-                    }
+                    auc = r.auc[kind]
+                    row = {"success_rate": r.success_rate, "linf": r.linf}
+                    if det == "logistic":  # the fitted detector, and one retrained on these
+                        row |= {det: auc["logistic-attacked"], "logistic-retrained": auc[det]}
+                    else:
+                        row |= {det: auc[det], f"{det}{TWO_SIDED}": auc[f"{det}{TWO_SIDED}"]}
+                    rows[f"{label}-{det}/{kind}"] = row
             print(f"seed {seed} {name} {label}: {time.perf_counter() - start:.0f} s", flush=True)
-        out["networks"][name] = {"test_accuracy": accuracy[name], "layers": gated, "rows": rows}
+        out["networks"][name] = {
+            "test_accuracy": accuracy[name],
+            "layers": res.layers,
+            "rows": rows,
+        }
     return out
 
 
@@ -105,8 +134,10 @@ def summarise(per_seed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     (``ATTACK``: one-sided, ``ATTACK_two_sided``: two-sided)."""
     rows = []
     for net, kinds in FEATURES.items():
+        if not all(net in s["networks"] for s in per_seed):
+            continue
         for kind in kinds:
-            for det in UNSUPERVISED:
+            for det in DETECTORS:
                 row: dict[str, Any] = {"network": net, "feature": kind, "detector": det}
                 for attack in ("pgd", "margin", "adaptive", "median"):
                     key = f"pgd/{kind}" if attack == "pgd" else f"{attack}-{det}/{kind}"
@@ -115,9 +146,10 @@ def summarise(per_seed: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         continue
                     row[attack] = _stats([c[det] for c in cells])
                     row[f"{attack}_success"] = _stats([c["success_rate"] for c in cells])
-                    two = [c.get(f"{det}-two-sided") for c in cells]
-                    if all(v is not None for v in two):
-                        row[f"{attack}_two_sided"] = _stats(two)
+                    for suffix in ("two-sided", "retrained"):
+                        values = [c.get(f"{det}-{suffix}") for c in cells]
+                        if all(v is not None for v in values):
+                            row[f"{attack}_{suffix.replace('-', '_')}"] = _stats(values)
                 rows.append(row)
     return rows
 
@@ -129,21 +161,30 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300, help="test images per network")
     ap.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")
     ap.add_argument("--weight", type=float, default=1.0, help="the detector term's weight")
+    ap.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS))
+    ap.add_argument("--result", help="result name (default: adaptive[_DATASET])")
     args = ap.parse_args()
     start = time.perf_counter()
-    jobs = [(args.dataset, s, args.n, args.weight) for s in args.seeds]
+    networks = tuple(args.networks)
+    # one job per seed and network, so that the workers stay busy to the end
+    jobs = [(args.dataset, s, args.n, args.weight, (net,)) for s in args.seeds for net in networks]
     if args.workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(args.workers) as pool:
-            per_seed = list(pool.map(run_seed, *zip(*jobs, strict=True)))
+            parts = list(pool.map(run_seed, *zip(*jobs, strict=True)))
     else:
-        per_seed = [run_seed(*job) for job in jobs]
+        parts = [run_seed(*job) for job in jobs]
+    per_seed = []
+    for seed in args.seeds:
+        nets = {k: v for p in parts if p["seed"] == seed for k, v in p["networks"].items()}
+        per_seed.append({"seed": seed, "networks": nets})
     from adversarial import ATTACKS
 
     pgd = ATTACKS[args.dataset]["pgd"]
     write_result(
-        "adaptive" if args.dataset == "mnist" else f"adaptive_{args.dataset}",
+        args.result or ("adaptive" if args.dataset == "mnist" else f"adaptive_{args.dataset}"),
         {
             "dataset": args.dataset,
+            "networks": list(networks),
             "seeds": args.seeds,
             "n": args.n,
             "pgd": pgd,

@@ -332,6 +332,8 @@ def test_detect_adversarial_cli_writes_results(capsys, tmp_path):
     assert all(0 <= r["lid-two-sided"] <= 1 for r in rows if r["pairs"] >= 10)
     assert main([*argv, *adaptive, "--adaptive-option", "aim=high"]) == 1
     assert "unknown aim 'high'; choose from: low, median" in capsys.readouterr().err
+    assert main([*argv, "--adaptive", "logistic"]) == 1  # 12 correct images: too few to fit
+    assert "successful 'fgsm' attacks to fit the detector on" in capsys.readouterr().err
 
     for bad, message in (
         (["--attack-option", "eps=0.1"], "expects ATTACK.KEY=VALUE"),
@@ -504,3 +506,75 @@ def test_lid_exclude_self_is_the_leave_one_out_estimate():
         lid_scores(ref, ref, k=30, exclude_self=True)
     with pytest.raises(DataError, match="exclude_self needs the reference itself"):
         lid_scores(ref, ref[:5], k=3, exclude_self=True)
+
+
+def test_an_adaptive_attack_on_the_path_follows_the_soft_gates():
+    from pellucid.apps.adaptive import adaptive_pgd, detector_score
+    from pellucid.apps.detectors import class_prototypes
+    from pellucid.methods.decoupling import gated_layers, insert_controllers
+    from pellucid.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("convnet", in_channels=1, num_classes=2, widths=[8, 16])
+    insert_controllers(model, init_bias=0.0)
+    gen = torch.Generator().manual_seed(1)
+    controllers = [conv.controller for conv in gated_layers(model).values()]
+    with torch.no_grad():
+        for c in controllers:  # gates that depend on the input
+            c.weight2.copy_(torch.randn(c.weight2.shape, generator=gen) * 3)
+    model.eval()
+
+    def images(n: int) -> torch.Tensor:
+        level = torch.rand(n, 1, 1, 1, generator=gen)
+        return (level * 0.7 + torch.rand(n, 1, 12, 12, generator=gen) * 0.3).clamp(0, 1)
+
+    train, test = images(300), images(60)
+    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        head.bias -= model(train).median(0).values  # both classes predicted
+    tpred, tfeat = feature_vectors(model, train, ["path"])
+    assert len(set(map(tuple, tfeat["path"].tolist()))) > 1  # paths differ between images
+    protos = class_prototypes(tfeat["path"], tpred, 2)
+    base = prototype_scores(protos, tfeat["path"], tpred)
+    score = detector_score("prototype", protos)
+    labels = feature_vectors(model, test, ["logits"])[0]
+    for c in controllers:
+        c.detach_input = True  # as trained with detach_features: restored after the attack
+    mean_score = {}
+    for weight in (0.0, 1.0):
+        adv, hit = adaptive_pgd(
+            model, test, labels, "path", score, (float(base.mean()), float(base.std())),
+            eps=0.5, alpha=0.03, steps=40, weight=weight, temperature=0.3,
+        )  # fmt: skip
+        assert hit.float().mean() > 0.8
+        apred, afeat = feature_vectors(model, adv[hit], ["path"])
+        mean_score[weight] = float(prototype_scores(protos, afeat["path"], apred).mean())
+    assert mean_score[1.0] < 0.8 * mean_score[0.0]  # the hard path's score, lowered
+    assert all(c.detach_input for c in controllers)
+    with pytest.raises(ConfigError, match="temperature must be a number > 0"):
+        adaptive_pgd(model, test, labels, "path", score, (0.0, 1.0), temperature=0)
+    plain = build_model("convnet", in_channels=1, num_classes=2, widths=[8, 16])
+    with pytest.raises(ConfigError, match="needs a decoupled model"):
+        adaptive_pgd(plain, test, labels, "path", score, (0.0, 1.0))
+
+
+def test_an_adaptive_attack_evades_the_fitted_logistic_detector(bars_and_net):
+    data, net = bars_and_net
+    common = dict(features=["activations"], layers=["conv"], n=None, folds=3)
+    options = {"eps": 0.3, "alpha": 0.02, "steps": 60}
+    fixed = {}
+    for weight in (0.0, 1.0):
+        res = detect_adversarial(
+            net, data, attacks=["fgsm"], adaptive=["logistic"],
+            adaptive_options={**options, "weight": weight}, **common,
+        )  # fmt: skip
+        report = res.attacks[1]
+        assert report.attack == "adaptive-logistic" and report.options["trained_on"] == "fgsm"
+        assert report.attacked == res.attacks[0].attacked // 2  # the half it was not fitted on
+        fixed[weight] = report.auc["activations"]["logistic-attacked"]
+        assert report.auc["activations"]["logistic"] is not None  # retrained on these attacks
+    assert fixed[0.0] > 0.8 and fixed[1.0] < fixed[0.0] - 0.2
+    with pytest.raises(DataError, match="only 0 successful 'fgsm' attacks"):
+        detect_adversarial(
+            net, data, attacks={"fgsm": {"eps": 1e-6}}, adaptive=["logistic"], **common
+        )

@@ -6,8 +6,12 @@ Detected: Bypassing Ten Detection Methods", AISec 2017) showed that detectors wh
 strong against oblivious attacks often fall to an attacker who includes the detector in the
 loss. This module is that attacker for the unsupervised detectors (``prototype``,
 ``mahalanobis``, ``lid``; :mod:`pellucid.apps.detectors`), which are differentiable in the
-features, on the differentiable feature kinds (``activations``, ``gate-groups``,
-``logits``; a calculation path is binary and has no gradient).
+features, on every feature kind: ``activations``, ``gate-groups`` and ``logits`` are
+differentiable in the image; a decoupled network's calculation path (``path``) is binary,
+``1[y > 0]`` of each controller's gate logits ``y``, so the attack differentiates the
+detector at the soft path ``sigmoid(y / temperature)`` instead, while the network and the
+kept iterate are judged on the hard path (BPDA: Athalye, Carlini & Wagner, "Obfuscated
+Gradients Give a False Sense of Security", ICML 2018, Sec. 4.1).
 
 L-inf PGD (Madry et al. 2018) from a random start minimises, per image,
 
@@ -31,7 +35,8 @@ two-sided detector has to face.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -41,7 +46,7 @@ from pellucid.errors import ConfigError
 
 __all__ = ["ADAPTIVE_FEATURES", "adaptive_pgd", "detector_score"]
 
-ADAPTIVE_FEATURES = ("activations", "gate-groups", "logits")
+ADAPTIVE_FEATURES = ("activations", "gate-groups", "logits", "path")
 
 Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (features, predicted) -> (N,)
 
@@ -74,17 +79,41 @@ def detector_score(detector: str, fitted: Any) -> Score:
 
 def _features(
     kind: str, logits: torch.Tensor, store: dict[str, torch.Tensor], layers: Sequence[str],
-    gates: torch.Tensor | None,
-) -> torch.Tensor:  # fmt: skip
+    gates: torch.Tensor | None, controllers: Sequence[nn.Module], temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(features the detector judges, features the attack differentiates): the same tensor
+    except for ``path`` (hard gates, soft surrogate)."""
     from pellucid.apps.adversarial import _gap, _group
 
+    if kind == "path":
+        hard = torch.cat([c.gate.float() for c in controllers], 1)
+        soft = torch.cat([torch.sigmoid(c.logits.float() / temperature) for c in controllers], 1)
+        return hard, soft
     if kind == "logits":
-        return logits.float()
-    pooled = [_gap(store[n], n) for n in layers]
-    if kind == "activations":
-        return torch.cat(pooled, 1)
-    assert gates is not None
-    return _group(pooled[0], gates)
+        feats = logits.float()
+    else:
+        pooled = [_gap(store[n], n) for n in layers]
+        feats = torch.cat(pooled, 1) if kind == "activations" else _group(pooled[0], gates)
+    return feats, feats
+
+
+@contextmanager
+def _differentiable_controllers(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """The model's architecture controllers, reading their inputs with gradient for the
+    duration (a run trained with ``detach_features`` has them detached); restored after."""
+    from pellucid.methods.controllers import gated_layers
+
+    controllers = [conv.controller for conv in gated_layers(model).values()]
+    if not controllers:
+        raise ConfigError("feature 'path' needs a decoupled model (controlling modules)")
+    detached = [c.detach_input for c in controllers]
+    try:
+        for c in controllers:
+            c.detach_input = False
+        yield controllers
+    finally:
+        for c, d in zip(controllers, detached, strict=True):
+            c.detach_input = d
 
 
 def adaptive_pgd(
@@ -102,6 +131,7 @@ def adaptive_pgd(
     weight: float = 1.0,
     kappa: float = 0.0,
     aim: float | None = None,
+    temperature: float = 1.0,
     seed: int = 0,
     batch_size: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,9 +142,9 @@ def adaptive_pgd(
     model : nn.Module
         The classifier (eval mode, frozen parameters inside; restored after).
     images, labels : Tensor (N, C, H, W) in [0, 1], Tensor (N,)
-    kind : {"activations", "gate-groups", "logits"}
+    kind : {"activations", "gate-groups", "logits", "path"}
         The features the detector reads (``layers``, ``gates`` as in
-        :func:`pellucid.apps.adversarial.feature_vectors`).
+        :func:`pellucid.apps.adversarial.feature_vectors`; ``path``: a decoupled model's).
     score : callable
         :func:`detector_score`'s function.
     standardise : (float, float)
@@ -129,6 +159,8 @@ def adaptive_pgd(
     aim : float, optional
         None: lower the standardised score as far as possible. A number: bring it to this
         standardised value (e.g. the clean training images' median), from either side.
+    temperature : float
+        ``path`` only: the surrogate's soft gates are ``sigmoid(logits / temperature)``.
 
     Returns
     -------
@@ -143,10 +175,10 @@ def adaptive_pgd(
     check_images(images, labels)
     if kind not in ADAPTIVE_FEATURES:
         raise ConfigError(
-            f"an adaptive attack needs differentiable features ({', '.join(ADAPTIVE_FEATURES)}), "
-            f"not {kind!r}"
+            f"an adaptive attack works on the features {', '.join(ADAPTIVE_FEATURES)}, not {kind!r}"
         )
     _check_kinds([kind], gates, list(layers))
+    temperature = _positive("adaptive", "temperature", temperature)
     eps, alpha = _positive("adaptive", "eps", eps), _positive("adaptive", "alpha", alpha)
     steps = _steps("adaptive", steps)
     if not weight >= 0 or not kappa >= 0:
@@ -154,11 +186,12 @@ def adaptive_pgd(
     if aim is not None and not math.isfinite(aim):
         raise ConfigError(f"aim must be a finite standardised score or None, got {aim!r}")
     mu, sigma = float(standardise[0]), max(float(standardise[1]), 1e-12)
-    names = list(layers) if kind != "logits" else []
+    names = list(layers) if kind in ("activations", "gate-groups") else []
     device = model_device(model)
     gen = torch.Generator().manual_seed(seed)
     out_x, out_hit = [], []
-    with model_state(model), capture(model, names, detach=False) as store:
+    paths = _differentiable_controllers(model) if kind == "path" else nullcontext([])
+    with model_state(model), paths as controllers, capture(model, names, detach=False) as store:
         for i in range(0, len(images), batch_size):
             x = images[i : i + batch_size].to(device)
             y = labels[i : i + batch_size].to(device).long()
@@ -169,11 +202,18 @@ def adaptive_pgd(
             for step in range(steps + 1):
                 adv.requires_grad_(True)
                 logits = model(adv)
-                feats = _features(kind, logits, store, names, gates)
+                judged, surrogate = _features(
+                    kind, logits, store, names, gates, controllers, temperature
+                )
                 pred = logits.argmax(1)
-                s = (score(feats, pred) - mu) / sigma
+                s = (score(judged, pred).float() - mu) / sigma
+                if surrogate is not judged:  # path: the loss follows the soft gates
+                    s = s.detach()
+                    loss_s = (score(surrogate, pred).float() - mu) / sigma
+                else:
+                    loss_s = s
                 if aim is not None:
-                    s = (s - aim).abs()  # the distance to the aimed-at score
+                    s, loss_s = (s - aim).abs(), (loss_s - aim).abs()  # distance to the aim
                 wrong = pred != y
                 with torch.no_grad():  # keep the least suspicious misclassified iterate
                     better = wrong & (s < best_score)
@@ -185,7 +225,7 @@ def adaptive_pgd(
                 other = logits.masked_fill(nn.functional.one_hot(y, logits.shape[1]).bool(), -1e9)
                 margin = (true - other.max(1).values).clamp_min(-kappa)
                 w = weight if step >= steps // 2 else 0.0  # first misclassify, then hide
-                loss = (margin + w * s).sum()
+                loss = (margin + w * loss_s).sum()
                 (grad,) = torch.autograd.grad(loss, adv)
                 with torch.no_grad():
                     adv = adv - alpha * grad.sign()

@@ -45,6 +45,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -81,7 +82,8 @@ __all__ = [
 ]
 
 FEATURES = ("activations", "gate-groups", "path", "logits")
-ADAPTIVE_OPTIONS = ("eps", "alpha", "steps", "weight", "kappa", "aim")
+ADAPTIVE_DETECTORS = (*UNSUPERVISED, "logistic")  # detectors an adaptive attack can target
+ADAPTIVE_OPTIONS = ("eps", "alpha", "steps", "weight", "kappa", "aim", "temperature")
 AIMS = ("low", "median")  # what an adaptive attack does with the detector's score
 TWO_SIDED = "-two-sided"  # suffix of a two-sided unsupervised detector's AUC
 DEFAULT_ATTACKS: dict[str, dict[str, Any]] = {"fgsm": {}, "pgd": {}, "cw": {}}
@@ -308,13 +310,18 @@ def detect_adversarial(
     folds : int
         Cross-validation folds of the supervised detectors.
     adaptive : sequence of str
-        Unsupervised detectors (``prototype``, ``mahalanobis``, ``lid``) to attack
-        adaptively as well: for each one and each differentiable feature kind, PGD that
-        also lowers that detector's score (:func:`pellucid.apps.adaptive.adaptive_pgd`,
-        options ``adaptive_options``: eps, alpha, steps, weight, kappa, and ``aim``:
-        ``"low"`` -- as low a score as possible -- or ``"median"`` -- the clean training
-        images' median score), reported as attack ``adaptive-DETECTOR`` with that feature
-        kind only. Needs ``train_data``.
+        Detectors (``prototype``, ``mahalanobis``, ``lid``, ``logistic``) to attack
+        adaptively as well: for each one and each feature kind, PGD that also lowers that
+        detector's score (:func:`pellucid.apps.adaptive.adaptive_pgd`, options
+        ``adaptive_options``: eps, alpha, steps, weight, kappa, ``temperature`` of the
+        path's soft surrogate, and ``aim``: ``"low"`` -- as low a score as possible -- or
+        ``"median"`` -- the clean training images' median score), reported as attack
+        ``adaptive-DETECTOR`` with that feature kind only. The unsupervised ones need
+        ``train_data``. ``logistic`` is the standardised logistic regression fitted on the
+        images at even positions, clean vs the first attack of ``attacks`` (the defender
+        trains on an oblivious attack); the images at odd positions are attacked, and the
+        report adds ``logistic-attacked``, that fixed detector's AUC, next to the usual
+        cross-validated ``logistic`` (a defender who retrains on the adaptive attack).
     two_sided : bool
         Also score each unsupervised detector two-sided
         (:func:`pellucid.apps.detectors.two_sided_scores` against the clean training images'
@@ -374,11 +381,11 @@ def detect_adversarial(
 
     adaptive = [adaptive] if isinstance(adaptive, str) else list(adaptive)
     for det in adaptive:
-        if det not in UNSUPERVISED:
+        if det not in ADAPTIVE_DETECTORS:
             raise ConfigError(
-                f"adaptive: unknown detector {det!r}; choose from: {', '.join(UNSUPERVISED)}"
+                f"adaptive: unknown detector {det!r}; choose from: {', '.join(ADAPTIVE_DETECTORS)}"
             )
-    if adaptive and protos is None:
+    if set(adaptive) & set(UNSUPERVISED) and protos is None:
         raise ConfigError("adaptive attacks need train_data (the detectors are fitted on it)")
     if two_sided and protos is None:
         raise ConfigError("two-sided scores need train_data (their reference is its scores)")
@@ -398,11 +405,14 @@ def detect_adversarial(
     }
 
     reports = []
+    oblivious: dict[str, torch.Tensor] | None = None  # the first attack's: logistic is fitted
     for name, options in attacks.items():
         adv = attack(model, images, labels, name, seed=seed, batch_size=batch_size, **options)
         adv = adv.cpu()
         apred, afeat = feature_vectors(model, adv, **kw)
         hit = apred != labels
+        if oblivious is None:
+            oblivious = {"hit": hit, **afeat}
         report = AttackReport.of(name, dict(options), images, adv, hit)
         for kind in features:
             a, b = clean[kind][hit], afeat[kind][hit]
@@ -412,27 +422,42 @@ def detect_adversarial(
         reports.append(report)
     for det in adaptive:
         for kind in (k for k in features if k in ADAPTIVE_FEATURES):
-            fitted = {"prototype": protos[kind], "mahalanobis": gauss[kind]}.get(det)
-            score = detector_score(det, (refs[kind], lid_k) if det == "lid" else fitted)
-            if det not in calib[kind]:
-                raise DataError("an adaptive attack on LID needs >= 3 correct training images")
-            base = calib[kind][det]  # clean training images' scores
+            # who is attacked: every image, or (logistic) the half its detector did not see
+            attacked = torch.ones(len(images), dtype=torch.bool)
+            extra: dict[str, Any] = {}
+            if det == "logistic":
+                assert oblivious is not None  # at least one attack ran
+                score, base, attacked = _fit_logistic(
+                    clean[kind], oblivious[kind], oblivious["hit"], next(iter(attacks))
+                )
+                extra["trained_on"] = next(iter(attacks))
+            else:
+                fitted = {"prototype": protos[kind], "mahalanobis": gauss[kind]}.get(det)
+                score = detector_score(det, (refs[kind], lid_k) if det == "lid" else fitted)
+                if det not in calib[kind]:
+                    raise DataError("an adaptive attack on LID needs >= 3 correct training images")
+                base = calib[kind][det]  # clean training images' scores
             mu, sigma = float(base.mean()), float(base.std())
             target = None if aim == "low" else (float(base.median()) - mu) / max(sigma, 1e-12)
+            x, y = images[attacked], labels[attacked]
             adv, _ = adaptive_pgd(
-                model, images, labels, kind, score, (mu, sigma), layers=layers, gates=gates,
+                model, x, y, kind, score, (mu, sigma), layers=layers, gates=gates,
                 aim=target, seed=seed, batch_size=batch_size, **adaptive_options,
             )  # fmt: skip
-            options = {**adaptive_options, "aim": aim}
+            options = {**adaptive_options, "aim": aim, **extra}
             apred, afeat = feature_vectors(model, adv, **kw)
-            hit = apred != labels
-            report = AttackReport.of(
-                f"adaptive-{det}", {**options, "feature": kind}, images, adv, hit
-            )
+            hit = apred != y
+            report = AttackReport.of(f"adaptive-{det}", {**options, "feature": kind}, x, adv, hit)
+            a, b = clean[kind][attacked][hit], afeat[kind][hit]
             report.auc[kind] = _scores(
-                clean[kind][hit], afeat[kind][hit], labels[hit], apred[hit], report.pairs,
-                folds, seed, fitted_for[kind],
-            )  # fmt: skip
+                a, b, y[hit], apred[hit], report.pairs, folds, seed, fitted_for.get(kind)
+            )
+            if det == "logistic":  # the detector the attack knew, next to a retrained one
+                with torch.no_grad():
+                    fixed = roc_auc(score(a, y[hit]), score(b, apred[hit]))
+                report.auc[kind]["logistic-attacked"] = (
+                    round(fixed, 5) if report.pairs >= MIN_PAIRS else None
+                )
             reports.append(report)
     return DetectionResult(
         n=len(correct),
@@ -479,6 +504,41 @@ def _scores(
                 two = [two_sided_scores(reference[det], s) for s in (s_clean, s_adv)]
                 scores[f"{det}{TWO_SIDED}"] = round(roc_auc(*two), 5)
     return scores
+
+
+def _fit_logistic(
+    clean: torch.Tensor, adversarial: torch.Tensor, hit: torch.Tensor, attack: str
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """The supervised detector an adaptive attacker faces: the standardised logistic
+    regression of :func:`~pellucid.apps.detectors.supervised_auc`, fitted on the images at
+    even positions (clean vs the first attack's successful versions). Returns its decision
+    function as a differentiable score (features, predicted) -> (N,), its scores of the
+    clean training half, and which images are left to attack (odd positions)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    half = torch.arange(len(clean)) % 2 == 0
+    fit = half & hit
+    if int(fit.sum()) < MIN_PAIRS:
+        raise DataError(
+            f"adaptive logistic: only {int(fit.sum())} successful {attack!r} attacks to fit "
+            f"the detector on, at least {MIN_PAIRS} are needed"
+        )
+    a, b = clean[fit].double().numpy(), adversarial[fit].double().numpy()
+    scaler = StandardScaler().fit(np.concatenate([a, b]))
+    lr = LogisticRegression(max_iter=5000).fit(
+        scaler.transform(np.concatenate([a, b])), np.r_[np.zeros(len(a)), np.ones(len(b))]
+    )
+    mean, scale = torch.from_numpy(scaler.mean_), torch.from_numpy(scaler.scale_)
+    coef, bias = torch.from_numpy(lr.coef_[0]), float(lr.intercept_[0])
+
+    def score(f: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        z = (f.double() - mean.to(f.device)) / scale.to(f.device)
+        return z @ coef.to(f.device) + bias  # the log-odds of "attacked"
+
+    with torch.no_grad():
+        base = score(clean[half], torch.zeros(int(half.sum()), dtype=torch.long)).float()
+    return score, base, ~half
 
 
 def _clean_scores(

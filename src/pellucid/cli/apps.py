@@ -178,8 +178,7 @@ def _print_localisation(protocol: str, summaries: dict[str, dict[str, Any]]) -> 
 
 
 def add_detect_adversarial(sub, attacks) -> None:
-    from pellucid.apps.adversarial import FEATURES
-    from pellucid.apps.detectors import UNSUPERVISED
+    from pellucid.apps.adversarial import ADAPTIVE_DETECTORS, FEATURES
 
     p = sub.add_parser(
         "detect-adversarial",
@@ -228,16 +227,19 @@ def add_detect_adversarial(sub, attacks) -> None:
     p.add_argument(
         "--adaptive",
         action="append",
-        choices=UNSUPERVISED,
-        help="also attack adaptively: PGD that lowers this unsupervised detector's score too, "
-        "on each differentiable feature kind (repeatable; reported as adaptive-DETECTOR)",
+        choices=ADAPTIVE_DETECTORS,
+        help="also attack adaptively: PGD that lowers this detector's score too, on each "
+        "feature kind (a path through its soft gates; repeatable; reported as "
+        "adaptive-DETECTOR); logistic: the regression fitted on half the images against the "
+        "first --attack, the other half attacked, its AUC reported as logistic-attacked",
     )
     p.add_argument(
         "--adaptive-option",
         action="append",
         metavar="K=V",
         help="adaptive attack option: eps (0.2), alpha (0.02), steps (40), weight (1), kappa "
-        "(0), aim (low: as low a score as possible; median: the clean training median)",
+        "(0), aim (low: as low a score as possible; median: the clean training median), "
+        "temperature (1; the path's soft gates sigmoid(logit / temperature))",
     )
     p.add_argument(
         "--two-sided",
@@ -292,6 +294,8 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
         detectors = (*DETECTORS, *UNSUPERVISED)
         if args.two_sided:
             detectors += tuple(f"{d}{TWO_SIDED}" for d in UNSUPERVISED)
+        if "logistic" in (args.adaptive or ()):
+            detectors += ("logistic-attacked",)
         print(f"| run | attack | success | pairs | feature | {' | '.join(detectors)} |")
         print("| --- | --- | ---: | ---: | --- |" + " ---: |" * len(detectors))
         for run, rows in tables.items():
