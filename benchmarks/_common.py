@@ -161,13 +161,53 @@ RUN_CACHE = Path(__file__).resolve().parent / ".run-cache"  # gitignored
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "pellucid"
 
 
+def training_sources(root: str = "pellucid.training") -> list[Path]:
+    """The ``.py`` files of pellucid that ``root`` can run: the static import closure of
+    the module -- every ``import`` statement, at the top of a module or inside a function,
+    followed transitively, with each module's parent packages. A superset of what training
+    executes, as long as nothing in it imports by name at run time (a test checks that);
+    the explainers, the applications that training does not use, the CLI and the report
+    are outside it."""
+    import ast
+
+    def module_file(name: str) -> Path | None:
+        parts = name.split(".")
+        if parts[0] != "pellucid":
+            return None
+        base = SOURCE.joinpath(*parts[1:])
+        for path in (base.with_suffix(".py"), base / "__init__.py"):
+            if path.is_file():
+                return path
+        return None
+
+    todo, seen = [root], {}
+    while todo:
+        name = todo.pop()
+        path = None if name in seen else module_file(name)
+        if path is None:
+            continue
+        seen[name] = path
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                module = ".".join(x for x in (base, node.module) if x)
+                todo += [module, *(f"{module}.{a.name}" for a in node.names)]
+    return sorted(set(seen.values()))
+
+
 def source_sha256() -> str:
-    """A fingerprint of pellucid's source (every ``.py`` under ``src/pellucid``, committed or
-    not): a cached run is reused only by the code that trained it."""
+    """A fingerprint of the pellucid source that training runs (:func:`training_sources`,
+    committed or not): a cached run is reused only by the code that trained it, and an edit
+    to an explainer, the adversarial detectors, the CLI or the report does not retrain."""
     import hashlib
 
     h = hashlib.sha256()
-    for path in sorted(SOURCE.rglob("*.py")):
+    for path in training_sources():
         h.update(path.relative_to(SOURCE).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 

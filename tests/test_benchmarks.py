@@ -397,6 +397,32 @@ def test_cached_run_trains_once_and_keys_by_config_and_source(
     assert fresh.parent.parent != tmp_path and len(calls) == 2
 
 
+def test_the_run_cache_fingerprint_follows_the_code_training_runs(tmp_path: Path, monkeypatch):
+    import shutil
+
+    common = importlib.import_module("_common")
+    names = {p.relative_to(common.SOURCE).as_posix() for p in common.training_sources()}
+    assert {
+        "training/loop.py", "methods/csg.py", "methods/decoupling.py", "methods/icnn_loss.py",
+        "models/__init__.py", "data/shapes.py", "apps/acceleration.py", "__init__.py",
+    } <= names  # fmt: skip
+    assert not any(n.startswith(("cli/", "report/", "explain/")) for n in names)
+    assert "apps/adversarial.py" not in names and "demo.py" not in names
+    for path in common.training_sources():  # nothing the static closure could not follow
+        text = path.read_text()
+        assert "import_module" not in text and "__import__" not in text, path
+    copy = tmp_path / "pellucid"
+    shutil.copytree(common.SOURCE, copy)
+    monkeypatch.setattr(common, "SOURCE", copy)
+    before = common.source_sha256()
+    with (copy / "apps" / "adversarial.py").open("a") as f:
+        f.write("# an edit training never runs\n")
+    assert common.source_sha256() == before
+    with (copy / "methods" / "csg.py").open("a") as f:
+        f.write("# an edit training runs\n")
+    assert common.source_sha256() != before
+
+
 def test_an_interrupted_training_leaves_no_run_behind_its_key(
     tiny_config, tmp_path: Path, monkeypatch
 ) -> None:
