@@ -215,9 +215,9 @@ def source_sha256() -> str:
 def run_key(config: Any) -> str:
     """The cache key of a training run: its config (without the dataset facts recorded at
     training), the source fingerprint, and what else changes the trained weights on one
-    machine: torch's version and thread count, the CPU and the instruction-set pins
-    (:data:`ISA_PIN`). A fine-tuning run's ``init`` is the cached path of the run it starts
-    from, so it is keyed by that run's own key."""
+    machine: torch's version and thread count, the CPU, the instruction set torch's kernels
+    use and the instruction-set pins (:data:`ISA_PIN`). A fine-tuning run's ``init`` is the
+    cached path of the run it starts from, so it is keyed by that run's own key."""
     import hashlib
 
     import torch
@@ -229,6 +229,8 @@ def run_key(config: Any) -> str:
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "cpu": cpu_model(),
+            # the same CPU model string can run AVX2 or AVX512 kernels (another VM, or a pin)
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "isa": {k: os.environ.get(k) for k in ISA_PIN},
         },
         sort_keys=True,

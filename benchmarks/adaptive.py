@@ -35,12 +35,14 @@ Results: ``benchmarks/results/adaptive[_DATASET].json`` (or ``NAME.json``).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from _common import cached_run, write_result
+from _common import RESULTS, cached_run, machine, write_result
 
 UNSUPERVISED = ("prototype", "mahalanobis", "lid")
 DETECTORS = (*UNSUPERVISED, "logistic")  # logistic: fitted on half the images' PGD
@@ -163,7 +165,20 @@ def main() -> None:
     ap.add_argument("--weight", type=float, default=1.0, help="the detector term's weight")
     ap.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS))
     ap.add_argument("--result", help="result name (default: adaptive[_DATASET])")
+    ap.add_argument(
+        "--update",
+        action="store_true",
+        help="replace only --networks in the existing result (same dataset, seeds, n and "
+        "weight); the others keep the rows of the run that measured them",
+    )
     args = ap.parse_args()
+    name = args.result or ("adaptive" if args.dataset == "mnist" else f"adaptive_{args.dataset}")
+    old = None
+    if args.update:
+        old = json.loads((RESULTS / f"{name}.json").read_text())
+        same = (old["dataset"], old["seeds"], old["n"], old["adaptive"]["weight"])
+        if same != (args.dataset, args.seeds, args.n, args.weight):
+            raise SystemExit(f"--update: {name}.json measured {same}, not this run's settings")
     start = time.perf_counter()
     networks = tuple(args.networks)
     # one job per seed and network, so that the workers stay busy to the end
@@ -180,9 +195,22 @@ def main() -> None:
     from adversarial import ATTACKS
 
     pgd = ATTACKS[args.dataset]["pgd"]
+    wall = round(time.perf_counter() - start, 1)
+    history = {}
+    if old is not None:  # the other networks' rows, and how they were measured
+        for kept, new in zip(old["per_seed"], per_seed, strict=True):
+            new["networks"] = {**kept["networks"], **new["networks"]}
+        earlier = old.get("history") or [
+            {k: old[k] for k in ("command", "networks", "wall_seconds")}
+            | {"date": old["machine"]["date"]}
+        ]
+        this = {"command": " ".join(sys.argv), "networks": list(networks), "wall_seconds": wall}
+        history = {"history": [*earlier, {**this, "date": machine()["date"]}]}
+        networks = tuple(dict.fromkeys([*old["networks"], *networks]))
     write_result(
-        args.result or ("adaptive" if args.dataset == "mnist" else f"adaptive_{args.dataset}"),
+        name,
         {
+            **history,
             "dataset": args.dataset,
             "networks": list(networks),
             "seeds": args.seeds,
@@ -198,7 +226,7 @@ def main() -> None:
             },  # fmt: skip
             "per_seed": per_seed,
             "summary": summarise(per_seed),
-            "wall_seconds": round(time.perf_counter() - start, 1),
+            "wall_seconds": wall if old is None else round(old["wall_seconds"] + wall, 1),
         },
     )
 

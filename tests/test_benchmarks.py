@@ -389,8 +389,18 @@ def test_cached_run_trains_once_and_keys_by_config_and_source(
     # another config, or the same config by other source code, is another run
     other = tiny_config.replace(train=dataclasses.replace(tiny_config.train, seed=1))
     assert common.run_key(other) != common.run_key(tiny_config)
+    source = common.source_sha256
     monkeypatch.setattr(common, "source_sha256", lambda: "edited")
     assert common.run_key(tiny_config) != run.name
+    monkeypatch.setattr(common, "source_sha256", source)
+    assert common.run_key(tiny_config) == run.name
+    # the same source on a CPU that runs other kernels (the same model name can): another run
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "another ISA")
+    assert common.run_key(tiny_config) != run.name
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", capability)
     # PELLUCID_RUN_CACHE=0: a fresh temporary run every time
     monkeypatch.setenv("PELLUCID_RUN_CACHE", "0")
     fresh, _ = common.cached_run(tiny_config, tmp_path)

@@ -6,7 +6,9 @@ Detected: Bypassing Ten Detection Methods", AISec 2017) showed that detectors wh
 strong against oblivious attacks often fall to an attacker who includes the detector in the
 loss. This module is that attacker for the unsupervised detectors (``prototype``,
 ``mahalanobis``, ``lid``; :mod:`pellucid.apps.detectors`), which are differentiable in the
-features, on every feature kind: ``activations``, ``gate-groups`` and ``logits`` are
+features, and for any other differentiable score, such as the fitted logistic regression
+:func:`pellucid.apps.adversarial.detect_adversarial` attacks with ``adaptive="logistic"``,
+on every feature kind: ``activations``, ``gate-groups`` and ``logits`` are
 differentiable in the image; a decoupled network's calculation path (``path``) is binary,
 ``1[y > 0]`` of each controller's gate logits ``y``, so the attack differentiates the
 detector at the soft path ``sigmoid(y / temperature)`` instead, while the network and the

@@ -53,6 +53,7 @@ from pellucid.apps import attacks as _attacks  # noqa: F401  (fills ATTACKS)
 from pellucid.apps.adaptive import ADAPTIVE_FEATURES, adaptive_pgd, detector_score
 from pellucid.apps.detectors import (  # noqa: F401  (prototype_scores, supervised_auc: public)
     DETECTORS,
+    LID_CAP,
     LID_K,
     UNSUPERVISED,
     class_prototypes,
@@ -437,6 +438,9 @@ def detect_adversarial(
                 if det not in calib[kind]:
                     raise DataError("an adaptive attack on LID needs >= 3 correct training images")
                 base = calib[kind][det]  # clean training images' scores
+                if det == "lid":  # a capped estimate flags a degenerate neighbourhood; a few
+                    kept = base[base < 0.5 * LID_CAP]  # would swamp the mean and std
+                    base = kept if len(kept) >= 2 else base
             mu, sigma = float(base.mean()), float(base.std())
             target = None if aim == "low" else (float(base.median()) - mu) / max(sigma, 1e-12)
             x, y = images[attacked], labels[attacked]

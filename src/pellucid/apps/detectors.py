@@ -40,6 +40,7 @@ from pellucid.errors import ConfigError, DataError
 
 __all__ = [
     "DETECTORS",
+    "LID_CAP",
     "UNSUPERVISED",
     "class_prototypes",
     "fit_mahalanobis",
@@ -54,6 +55,7 @@ __all__ = [
 DETECTORS = ("logistic", "forest")  # supervised, cross-validated
 UNSUPERVISED = ("prototype", "mahalanobis", "lid")  # fitted on clean training images
 LID_K = 20  # neighbours of the LID estimate (Ma et al. 2018 use 20 on MNIST and CIFAR-10)
+LID_CAP = 1e12  # lid_scores' finite stand-in for an infinite estimate
 
 
 def supervised_auc(
@@ -204,8 +206,8 @@ def lid_scores(
     Tensor (N,)
         Finite scores. Where the estimate is degenerate it is capped rather than infinite or
         undefined: ``k`` equidistant neighbours (common for binary features such as a
-        calculation path) score the cap 1e12; distances of zero are raised to ``1e-12 r_k``;
-        a vector equal to ``k`` reference vectors scores 0.
+        calculation path) score the cap :data:`LID_CAP`; distances of zero are raised to
+        ``1e-12 r_k``; a vector equal to ``k`` reference vectors scores 0.
     """
     if isinstance(k, bool) or not isinstance(k, int):
         raise ConfigError(f"lid_scores: k must be an integer, got {k!r}")
