@@ -1,4 +1,4 @@
-"""Adaptive attacks on the unsupervised adversarial detectors (Carlini & Wagner, AISec 2017).
+"""Adaptive attacks on the adversarial detectors (Carlini & Wagner, AISec 2017).
 
 ``benchmarks/adversarial.py`` measures detection against an oblivious attacker, as both
 papers do. Here the attacker knows the detector: for each seed, the standard and CSG

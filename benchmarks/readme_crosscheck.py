@@ -112,7 +112,17 @@ def table_adaptive(r: dict) -> str:
             if median
             else ""
         )
-        + f". `{r['command']}` ({m['date']}, {r['wall_seconds'] / 60:.0f} min).",
+        + ". "
+        + (
+            "; ".join(
+                f"{', '.join(h['networks'])}: `{h['command']}` ({h['date']}, "
+                f"{h['wall_seconds'] / 60:.0f} min)"
+                for h in r["history"]
+            )
+            if r.get("history")
+            else f"`{r['command']}` ({m['date']}, {r['wall_seconds'] / 60:.0f} min)"
+        )
+        + ".",
     ]
     supervised = [row for row in r["summary"] if row["detector"] == "logistic" and "pgd" in row]
     if supervised:

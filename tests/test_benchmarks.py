@@ -334,6 +334,32 @@ def test_adaptive_summary_keeps_one_and_two_sided_aucs_apart():
     assert "pgd" not in proto  # no seed measured it: no row cell
 
 
+def test_adaptive_table_splits_the_supervised_rows_and_names_every_run():
+    tables = importlib.import_module("readme_crosscheck")
+    cell = {"mean": 0.5, "std": 0.0}
+    unsupervised = {"network": "decoupled", "feature": "path", "detector": "lid"}
+    unsupervised |= {k: cell for k in ("pgd", "pgd_two_sided", "adaptive", "median")}
+    supervised = {"network": "csg", "feature": "logits", "detector": "logistic"}
+    supervised |= {k: cell for k in ("pgd", "adaptive", "adaptive_retrained")}
+    history = [
+        {"command": "adaptive.py", "networks": ["standard", "csg"], "date": "d1",
+         "wall_seconds": 60},
+        {"command": "adaptive.py --update", "networks": ["decoupled"], "date": "d2",
+         "wall_seconds": 120},
+    ]  # fmt: skip
+    result = {
+        "summary": [unsupervised, supervised], "dataset": "mnist", "n": 3, "seeds": [0],
+        "adaptive": {"eps": 0.2, "steps": 40, "kappa": 0.0, "weight": 1.0},
+        "pgd": {"alpha": 0.02, "steps": 20}, "machine": {"date": "d2"}, "command": "x",
+        "wall_seconds": 180, "history": history,
+    }  # fmt: skip
+    table = tables.table_adaptive(result)
+    assert "| decoupled | path | lid | 0.500 ± 0.000 / 0.500 ± 0.000 | - / - |" in table
+    assert "| CSG | logits | 0.500 ± 0.000 | - | 0.500 ± 0.000 | 0.500 ± 0.000 | - |" in table
+    assert "standard, csg: `adaptive.py` (d1, 1 min)" in table
+    assert "decoupled: `adaptive.py --update` (d2, 2 min)" in table
+
+
 def test_sanity_summary_averages_seeds_and_keeps_undefined_controls():
     sanity = importlib.import_module("sanity")  # benchmarks/sanity.py
     tables = importlib.import_module("readme_sanity")
