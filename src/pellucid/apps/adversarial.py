@@ -45,7 +45,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -59,8 +58,10 @@ from pellucid.apps.detectors import (  # noqa: F401  (prototype_scores, supervis
     class_prototypes,
     fit_mahalanobis,
     lid_scores,
+    logistic_score,
     mahalanobis_scores,
     prototype_scores,
+    reference_scores,
     roc_auc,
     supervised_auc,
     two_sided_scores,
@@ -376,9 +377,11 @@ def detect_adversarial(
         gauss = {k: fit_mahalanobis(v[ok], ty[ok], classes) for k, v in tfeat.items()}
         refs = {k: v[ok] for k, v in tfeat.items()}
         lid_k = min(LID_K, int(ok.sum()))  # fit_mahalanobis has checked there are >= 2
-        calib = {  # the clean training images' own scores (two-sided scores, adaptive aims)
-            k: _clean_scores(protos[k], gauss[k], refs[k], ty[ok], lid_k) for k in features
-        }
+        if two_sided or adaptive:  # their own scores: two-sided references, adaptive scales
+            calib = {
+                k: reference_scores(protos[k], gauss[k], refs[k], ty[ok], lid_k)
+                for k in features
+            }
 
     adaptive = [adaptive] if isinstance(adaptive, str) else list(adaptive)
     for det in adaptive:
@@ -513,14 +516,10 @@ def _scores(
 def _fit_logistic(
     clean: torch.Tensor, adversarial: torch.Tensor, hit: torch.Tensor, attack: str
 ) -> tuple[Any, torch.Tensor, torch.Tensor]:
-    """The supervised detector an adaptive attacker faces: the standardised logistic
-    regression of :func:`~pellucid.apps.detectors.supervised_auc`, fitted on the images at
-    even positions (clean vs the first attack's successful versions). Returns its decision
-    function as a differentiable score (features, predicted) -> (N,), its scores of the
-    clean training half, and which images are left to attack (odd positions)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
+    """The supervised detector an adaptive attacker faces
+    (:func:`~pellucid.apps.detectors.logistic_score`), fitted on the images at even
+    positions (clean vs the first attack's successful versions). Returns its score, its
+    scores of the clean fitting half, and which images are left to attack (odd positions)."""
     half = torch.arange(len(clean)) % 2 == 0
     fit = half & hit
     if int(fit.sum()) < MIN_PAIRS:
@@ -528,37 +527,10 @@ def _fit_logistic(
             f"adaptive logistic: only {int(fit.sum())} successful {attack!r} attacks to fit "
             f"the detector on, at least {MIN_PAIRS} are needed"
         )
-    a, b = clean[fit].double().numpy(), adversarial[fit].double().numpy()
-    scaler = StandardScaler().fit(np.concatenate([a, b]))
-    lr = LogisticRegression(max_iter=5000).fit(
-        scaler.transform(np.concatenate([a, b])), np.r_[np.zeros(len(a)), np.ones(len(b))]
-    )
-    mean, scale = torch.from_numpy(scaler.mean_), torch.from_numpy(scaler.scale_)
-    coef, bias = torch.from_numpy(lr.coef_[0]), float(lr.intercept_[0])
-
-    def score(f: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-        z = (f.double() - mean.to(f.device)) / scale.to(f.device)
-        return z @ coef.to(f.device) + bias  # the log-odds of "attacked"
-
+    score = logistic_score(clean[fit], adversarial[fit])
     with torch.no_grad():
         base = score(clean[half], torch.zeros(int(half.sum()), dtype=torch.long)).float()
     return score, base, ~half
-
-
-def _clean_scores(
-    protos: torch.Tensor, gauss: Any, ref: torch.Tensor, labels: torch.Tensor, lid_k: int
-) -> dict[str, torch.Tensor]:
-    """Each unsupervised detector's scores of its own clean training features ``ref``
-    (correctly classified, so predicted = ``labels``); LID's leave-one-out, since every
-    vector is in its own reference."""
-    with torch.no_grad():
-        out = {
-            "prototype": prototype_scores(protos, ref, labels),
-            "mahalanobis": mahalanobis_scores(gauss, ref),
-        }
-        if len(ref) >= 3:  # LID needs 2 neighbours besides the vector itself
-            out["lid"] = lid_scores(ref, ref, min(lid_k, len(ref) - 1), exclude_self=True)
-    return out
 
 
 def default_features(method: Any) -> tuple[list[str], list[str], torch.Tensor | None]:

@@ -32,6 +32,8 @@ score below the clean range (:mod:`pellucid.apps.adaptive`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,8 +47,10 @@ __all__ = [
     "class_prototypes",
     "fit_mahalanobis",
     "lid_scores",
+    "logistic_score",
     "mahalanobis_scores",
     "prototype_scores",
+    "reference_scores",
     "roc_auc",
     "supervised_auc",
     "two_sided_scores",
@@ -72,12 +76,8 @@ def supervised_auc(
     training and scored in test. ``detector``: ``logistic`` (standardised logistic
     regression) or ``forest`` (random forest, 200 trees). Higher is better; 0.5 is chance.
     """
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     a, b = np.asarray(clean, dtype=np.float64), np.asarray(adversarial, dtype=np.float64)
     if a.ndim != 2 or a.shape != b.shape:
@@ -86,18 +86,67 @@ def supervised_auc(
         raise DataError("features contain NaN or infinite values")
     if not 2 <= folds <= len(a):
         raise ConfigError(f"folds must lie in [2, {len(a)}] (the pairs), got {folds}")
-    if detector == "logistic":
-        est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-    elif detector == "forest":
-        est = RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=1)
-    else:
-        raise ConfigError(f"unknown detector {detector!r}; choose from: {', '.join(DETECTORS)}")
+    est = _estimator(detector, seed)
     x = np.concatenate([a, b])
     y = np.r_[np.zeros(len(a)), np.ones(len(b))]
     groups = np.r_[np.arange(len(a)), np.arange(len(b))]
     cv = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     proba = cross_val_predict(est, x, y, groups=groups, cv=cv, method="predict_proba")[:, 1]
     return float(roc_auc_score(y, proba))
+
+
+def _estimator(detector: str, seed: int):
+    """A fresh supervised detector: ``logistic`` (standardised logistic regression) or
+    ``forest`` (random forest, 200 trees)."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if detector == "logistic":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    if detector == "forest":
+        return RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=1)
+    raise ConfigError(f"unknown detector {detector!r}; choose from: {', '.join(DETECTORS)}")
+
+
+def logistic_score(
+    clean: torch.Tensor, adversarial: torch.Tensor
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The logistic detector of :func:`supervised_auc`, fitted once on all of ``clean`` vs
+    ``adversarial`` (N, D) features, as a differentiable score: (features, predicted) ->
+    (N,) log-odds of "attacked" (the prediction is not used). What an adaptive attacker of
+    the supervised detector differentiates (:mod:`pellucid.apps.adaptive`)."""
+    a, b = clean.double().numpy(), adversarial.double().numpy()
+    est = _estimator("logistic", 0).fit(
+        np.concatenate([a, b]), np.r_[np.zeros(len(a)), np.ones(len(b))]
+    )
+    scaler, lr = est[0], est[-1]
+    mean, scale = torch.from_numpy(scaler.mean_), torch.from_numpy(scaler.scale_)
+    coef, bias = torch.from_numpy(lr.coef_[0]), float(lr.intercept_[0])
+
+    def score(f: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        z = (f.double() - mean.to(f.device)) / scale.to(f.device)
+        return z @ coef.to(f.device) + bias
+
+    return score
+
+
+def reference_scores(
+    protos: torch.Tensor, gauss: Any, ref: torch.Tensor, labels: torch.Tensor, lid_k: int
+) -> dict[str, torch.Tensor]:
+    """Each unsupervised detector's scores of its own clean training features ``ref``
+    (correctly classified, so predicted = ``labels``): the reference of
+    :func:`two_sided_scores` and of an adaptive attack's standardisation. LID's are
+    leave-one-out, since every vector is in its own reference (none with < 3 vectors)."""
+    with torch.no_grad():
+        out = {
+            "prototype": prototype_scores(protos, ref, labels),
+            "mahalanobis": mahalanobis_scores(gauss, ref),
+        }
+        if len(ref) >= 3:  # LID needs 2 neighbours besides the vector itself
+            out["lid"] = lid_scores(ref, ref, min(lid_k, len(ref) - 1), exclude_self=True)
+    return out
 
 
 def prototype_scores(
