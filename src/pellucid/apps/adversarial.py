@@ -379,8 +379,7 @@ def detect_adversarial(
         lid_k = min(LID_K, int(ok.sum()))  # fit_mahalanobis has checked there are >= 2
         if two_sided or adaptive:  # their own scores: two-sided references, adaptive scales
             calib = {
-                k: reference_scores(protos[k], gauss[k], refs[k], ty[ok], lid_k)
-                for k in features
+                k: reference_scores(protos[k], gauss[k], refs[k], ty[ok], lid_k) for k in features
             }
 
     adaptive = [adaptive] if isinstance(adaptive, str) else list(adaptive)
