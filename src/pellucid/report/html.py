@@ -254,8 +254,13 @@ Pointing game: averaged over classes. ★ marks the best of the rows with the sa
 <section id="adversarial">
 <h2>Adversarial detection</h2>
 <p class="muted">ROC-AUC of telling clean test images from their successful attacks apart
-(1 = perfect, 0.5 = chance): logistic regression and random forest cross-validated on the
-features, prototype = unsupervised distance to the predicted class's mean clean features.</p>
+(1 = perfect, 0.5 = chance, below 0.5 = the attacks look cleaner than clean images):
+logistic regression and random forest cross-validated on the features; prototype,
+Mahalanobis and LID fitted on clean training images only (distance to the predicted class's
+mean features, class-conditional Gaussian, local intrinsic dimensionality).
+<em>-two-sided</em>: the same score, far from the clean training median in either direction.
+<em>adaptive-DETECTOR</em> rows: an attacker who knows that detector;
+<em>logistic-attacked</em>: the logistic regression fitted before the attack, scored on it.</p>
 {% for a in sections.adversarial %}
 <h3>{{ a.run }}: {{ a.n }} test images, clean accuracy {{ a.accuracy }}</h3>
 <div class="scroll"><table>

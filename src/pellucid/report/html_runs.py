@@ -174,27 +174,37 @@ def explanation_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------- adversarial detection
 def adversarial_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
     """Per run with saved ``detect-adversarial`` results: one row per attack and feature
-    kind, ROC-AUC of each detector (best of the run's rows marked per column)."""
+    kind, ROC-AUC of each detector (best of the run's rows marked per column).
+
+    The columns are the detectors the run's results score: the supervised and unsupervised
+    ones in :mod:`pellucid.apps.detectors` order, then what ``--two-sided`` and ``--adaptive``
+    add (``DETECTOR-two-sided``, ``logistic-attacked``) in the order saved; a detector no row
+    scores gets no column."""
     from pellucid.apps.detectors import DETECTORS, UNSUPERVISED
 
     out = []
-    detectors = (*DETECTORS, *UNSUPERVISED)
     for r in runs:
         a = r.adversarial
         if not a:
             continue
-        rows = []
+        rows, seen = [], {}
         for report in a.get("attacks", []):
             for feature, scores in report.get("auc", {}).items():
+                seen |= dict.fromkeys(d for d, v in scores.items() if _num(v) is not None)
                 rows.append(
                     {
                         "attack": report.get("attack", "?"),
                         "success": _fmt(_num(report.get("success_rate"))),
                         "pairs": report.get("pairs", ""),
                         "feature": feature,
-                        "values": [_num(scores.get(d)) for d in detectors],
+                        "scores": scores,
                     }
                 )
+        known = (*DETECTORS, *UNSUPERVISED)
+        detectors = [d for d in known if d in seen] + [d for d in seen if d not in known]
+        for row in rows:
+            scores = row.pop("scores")
+            row["values"] = [_num(scores.get(d)) for d in detectors]
         best = [max((v for row in rows if (v := row["values"][i]) is not None), default=None)
                 for i in range(len(detectors))]  # fmt: skip
         for row in rows:
