@@ -57,6 +57,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """Read a JSON file; a missing or malformed one is a :class:`DataError` naming it."""
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:

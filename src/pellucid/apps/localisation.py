@@ -69,6 +69,7 @@ def scored_count(data: Any, n: int | None, what: str) -> int:
 
 @torch.no_grad()
 def predicted_class(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The model's predicted class of each image (N,), its train/eval mode left as it was."""
     from pellucid.state import model_state
 
     with model_state(model):

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pellucid.cli.arguments import common_output, parse_named_options, parse_options
+from pellucid.cli.arguments import Subparsers, common_output, parse_named_options, parse_options
 from pellucid.errors import ConfigError
 from pellucid.report.html_runs import (
     ADVERSARIAL_FILE,
     LOCALISATION_FILES,
     LOCALISATION_PROTOCOLS,
 )
+
+if TYPE_CHECKING:
+    from pellucid.registry import Registry
 
 
 def run_outputs(p: argparse.ArgumentParser, what: str, saved_as: str) -> None:
@@ -40,7 +43,7 @@ def write_outputs(args: argparse.Namespace, results: dict[str, Any], saved_as: s
             write_json(Path(run) / saved_as, result)
 
 
-def add_localise(sub, explainers) -> None:
+def add_localise(sub: Subparsers, explainers: Registry[Any]) -> None:
     from pellucid.apps.filter_localisation import ASSIGNMENTS
 
     p = sub.add_parser(
@@ -177,7 +180,7 @@ def _print_localisation(protocol: str, summaries: dict[str, dict[str, Any]]) -> 
         )
 
 
-def add_detect_adversarial(sub, attacks) -> None:
+def add_detect_adversarial(sub: Subparsers, attacks: Registry[Any]) -> None:
     from pellucid.apps.adversarial import ADAPTIVE_DETECTORS, FEATURES
 
     p = sub.add_parser(

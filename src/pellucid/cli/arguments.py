@@ -11,12 +11,16 @@ import yaml
 from pellucid.errors import ConfigError
 
 __all__ = [
+    "Subparsers",
     "common_output",
     "explainer_choice",
     "image_choice",
     "parse_named_options",
     "parse_options",
 ]
+
+# what ``ArgumentParser.add_subparsers`` returns: each ``add_*`` adds its command to it
+Subparsers = argparse._SubParsersAction
 
 
 def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
@@ -46,6 +50,7 @@ def parse_named_options(
 
 
 def common_output(p: argparse.ArgumentParser) -> None:
+    """``--quiet`` and ``--json``, which every command that prints results takes."""
     p.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
     p.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
 

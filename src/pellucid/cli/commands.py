@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pellucid.cli.arguments import common_output, parse_options
+from pellucid.cli.arguments import Subparsers, common_output, parse_options
+
+if TYPE_CHECKING:
+    from pellucid.config import RunConfig
+    from pellucid.registry import Registry
 
 
-def add_train(sub, datasets, models, methods) -> None:
+def add_train(
+    sub: Subparsers, datasets: Registry[Any], models: Registry[Any], methods: Registry[Any]
+) -> None:
     p = sub.add_parser(
         "train",
         help="train a network and write a run directory",
@@ -33,7 +39,12 @@ def add_train(sub, datasets, models, methods) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def config_arguments(p: argparse.ArgumentParser, datasets, models, methods) -> None:
+def config_arguments(
+    p: argparse.ArgumentParser,
+    datasets: Registry[Any],
+    models: Registry[Any],
+    methods: Registry[Any],
+) -> None:
     """The flags that make a RunConfig (:func:`config_from_args`): train's and import's."""
     p.add_argument("--config", help="a YAML config to start from (flags override it)")
     p.add_argument("--dataset", choices=datasets.names(), help="dataset (default mnist)")
@@ -66,7 +77,7 @@ def config_arguments(p: argparse.ArgumentParser, datasets, models, methods) -> N
     p.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUT/tb")
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Merge a YAML config (if any) with command-line flags into a RunConfig."""
     import dataclasses
 
@@ -165,7 +176,9 @@ def _launch_torchrun(args: argparse.Namespace, config: Any) -> None:
         raise PellucidError(f"torchrun with {k} processes exited with code {code}")
 
 
-def add_import(sub, datasets, models, methods) -> None:
+def add_import(
+    sub: Subparsers, datasets: Registry[Any], models: Registry[Any], methods: Registry[Any]
+) -> None:
     p = sub.add_parser(
         "import",
         help="a run directory from weights trained elsewhere (evaluated, not trained)",
@@ -194,7 +207,7 @@ def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def add_evaluate(sub) -> None:
+def add_evaluate(sub: Subparsers) -> None:
     p = sub.add_parser("evaluate", help="recompute a run's metrics into its metrics.json")
     p.add_argument("run", help="run directory")
     p.add_argument("--device", default="auto")
@@ -212,7 +225,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def add_models(sub, models) -> None:
+def add_models(sub: Subparsers, models: Registry[Any]) -> None:
     p = sub.add_parser("models", help="list models, or one model's addressable layers")
     p.add_argument("model", nargs="?", help=f"{', '.join(models.names())} or tv:NAME")
     p.add_argument("--in-channels", type=int, default=3)
@@ -248,7 +261,7 @@ def cmd_models(args: argparse.Namespace) -> Any:
     return rows
 
 
-def add_datasets(sub, datasets) -> None:
+def add_datasets(sub: Subparsers, datasets: Registry[Any]) -> None:
     p = sub.add_parser("datasets", help="list the datasets")
     common_output(p)
     p.set_defaults(func=cmd_datasets)
@@ -264,7 +277,7 @@ def cmd_datasets(args: argparse.Namespace) -> Any:
     return rows
 
 
-def add_show_data(sub, datasets) -> None:
+def add_show_data(sub: Subparsers, datasets: Registry[Any]) -> None:
     p = sub.add_parser("show-data", help="draw a grid of samples with masks and landmarks")
     p.add_argument("--dataset", required=True, choices=datasets.names())
     p.add_argument("--data-option", action="append", metavar="K=V")
@@ -289,7 +302,7 @@ def cmd_show_data(args: argparse.Namespace) -> dict[str, Any]:
     return {"path": str(path)}
 
 
-def add_demo(sub) -> None:
+def add_demo(sub: Subparsers) -> None:
     p = sub.add_parser("demo", help="the main job on bundled data (what `make demo` runs)")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--fresh", action="store_true", help="re-train runs that already exist")
@@ -327,7 +340,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def add_figures(sub) -> None:
+def add_figures(sub: Subparsers) -> None:
     p = sub.add_parser("figures", help="filter figures of runs: MI matrices, CSG gates, ...")
     p.add_argument("runs", nargs="+", help="run directories (e.g. a standard and a csg run)")
     p.add_argument("--out", required=True, help="directory for the PNG files")
@@ -354,7 +367,7 @@ def cmd_figures(args: argparse.Namespace) -> dict[str, Any]:
     return {"figures": [str(p) for p in paths]}
 
 
-def add_report(sub) -> None:
+def add_report(sub: Subparsers) -> None:
     p = sub.add_parser("report", help="one self-contained HTML report from saved runs")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--out", required=True, help="HTML file to write")

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pellucid.cli.arguments import (
+    Subparsers,
     common_output,
     explainer_choice,
     image_choice,
@@ -16,8 +17,11 @@ from pellucid.cli.arguments import (
     parse_options,
 )
 
+if TYPE_CHECKING:
+    from pellucid.registry import Registry
 
-def add_explain(sub, explainers) -> None:
+
+def add_explain(sub: Subparsers, explainers: Registry[Any]) -> None:
     p = sub.add_parser("explain", help="explain test images of a run: overlays, maps, metrics")
     p.add_argument("run", help="run directory")
     p.add_argument("--explainer", default="neuromask", choices=explainers.names())
@@ -73,7 +77,7 @@ def cmd_explain(args: argparse.Namespace) -> dict[str, Any]:
     return result["summary"]
 
 
-def add_compare_explainers(sub, explainers) -> None:
+def add_compare_explainers(sub: Subparsers, explainers: Registry[Any]) -> None:
     p = sub.add_parser(
         "compare-explainers", help="every explainer on the same images of a run: one table"
     )
@@ -132,7 +136,7 @@ def cmd_compare_explainers(args: argparse.Namespace) -> dict[str, Any]:
     return result["rows"]
 
 
-def add_sanity_check(sub, explainers) -> None:
+def add_sanity_check(sub: Subparsers, explainers: Registry[Any]) -> None:
     from pellucid.explain.sanity import CHECKS, SANITY_DIR
 
     p = sub.add_parser(

@@ -27,6 +27,7 @@ __all__ = [
 
 
 def method_names() -> list[str]:
+    """The registered training methods' names (``pellucid train --method``)."""
     return METHODS.names()
 
 

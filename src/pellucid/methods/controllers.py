@@ -93,7 +93,7 @@ class ArchitectureController(nn.Module):
         # the last forward's tensors are transient (and may hold a graph): not copied/pickled
         return {**self.__dict__, "logits": None, "gate": None, "pre_gate": None}
 
-    def _load_from_state_dict(self, state_dict, prefix, *args: Any) -> None:
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # A state dict without any entry of this controller (a dense model's, as with
         # ``--init RUN`` from a standard run) leaves it as it is; a partial one is an error.
         if any(k.startswith(prefix) for k in state_dict):

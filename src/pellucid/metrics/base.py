@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class MetricSpec:
+    """A metric's name, whether higher is better, and a one-line description."""
+
     name: str
     higher_is_better: bool
     description: str

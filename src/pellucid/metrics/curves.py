@@ -24,6 +24,7 @@ __all__ = [
 
 
 def odd_at_most(k: int, size: int) -> int:
+    """The largest odd kernel size <= ``min(k, size)`` (a blur kernel that fits the image)."""
     k = min(k, size)
     return k if k % 2 == 1 else k - 1
 
@@ -47,6 +48,7 @@ def removal_rank(maps: torch.Tensor, seed: int) -> torch.Tensor:
 def check_curve_options(
     mode: str, steps: int, batch_size: int, blur_kernel: int, blur_sigma: float
 ) -> tuple[int, int]:
+    """Validate the deletion / insertion curve options; returns (steps, batch_size) as ints."""
     if mode not in ("deletion", "insertion"):
         raise DataError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
     if int(steps) < 1:

@@ -19,7 +19,14 @@ from pellucid.models.base import Normalize
 class TorchvisionNet(nn.Module):
     """``Normalize`` followed by a torchvision classifier."""
 
-    def __init__(self, net: nn.Module, in_channels: int, num_classes: int, mean, std) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        in_channels: int,
+        num_classes: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> None:
         super().__init__()
         self.norm = Normalize(mean, std)
         self.net = net

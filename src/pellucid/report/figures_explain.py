@@ -4,10 +4,15 @@ the same images under several explainers."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from pellucid.io import save_figure
+
+if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.figure import Figure
 
 
 def _rgb(img: torch.Tensor):
@@ -83,7 +88,7 @@ def save_gallery(
     return save_grid(fig, axes, path)
 
 
-def save_grid(fig, axes, path: Path) -> Path:
+def save_grid(fig: Figure, axes: np.ndarray, path: Path) -> Path:
     """Finish an image grid whose first column holds the images (no ticks, "image" over
     the first column), save it atomically and close the figure."""
     import matplotlib.pyplot as plt

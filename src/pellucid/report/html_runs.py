@@ -74,6 +74,7 @@ def read_run(path: str | Path) -> RunRecord:
 
 
 def png_uri(data: bytes) -> str:
+    """PNG bytes as a ``data:`` URI, so that the report inlines its figures."""
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
