@@ -203,13 +203,31 @@ def training_sources(root: str = "pellucid.training") -> list[Path]:
 def source_sha256() -> str:
     """A fingerprint of the pellucid source that training runs (:func:`training_sources`,
     committed or not): a cached run is reused only by the code that trained it, and an edit
-    to an explainer, the adversarial detectors, the CLI or the report does not retrain."""
+    to an explainer, the adversarial detectors, the CLI or the report does not retrain.
+    Each file counts by its syntax tree without docstrings (:func:`code_dump`), so that
+    comments, docstrings and formatting do not retrain either."""
     import hashlib
 
     h = hashlib.sha256()
     for path in training_sources():
-        h.update(path.relative_to(SOURCE).as_posix().encode() + b"\0" + path.read_bytes())
+        h.update(path.relative_to(SOURCE).as_posix().encode() + b"\0" + code_dump(path) + b"\0")
     return h.hexdigest()
+
+
+def code_dump(path: Path) -> bytes:
+    """What of a module can change what it does: :func:`ast.dump` of its syntax tree with
+    the docstrings of the module, its classes and its functions removed (comments and
+    formatting are not in the tree). Annotations stay: dataclass fields are annotations."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
 
 
 def run_key(config: Any) -> str:
