@@ -54,22 +54,16 @@ FEATURES = {
 }
 
 
-def run_seed(
-    dataset: str, seed: int, n: int, weight: float, networks: tuple[str, ...] = NETWORKS
-) -> dict[str, Any]:
-    """Train the named networks of one seed (and those they need); every attack on each."""
-    import torch
-
+def trained_networks(
+    dataset: str, seed: int, networks: tuple[str, ...] = NETWORKS
+) -> tuple[dict[str, Any], dict[str, float], list[str] | None]:
+    """The named networks of one seed, trained or taken from the run cache (and those they
+    need: CSG's gated layer names the standard network's activations): run directories,
+    test accuracies, and the gated layer (None without a standard or CSG network)."""
     import csg
     import decoupling
-    from adversarial import ATTACKS
-    from pellucid.apps.adversarial import TWO_SIDED, detect_adversarial_run
     from pellucid.training.run import load_method
 
-    torch.set_num_threads(1)
-    pgd = ATTACKS[dataset]["pgd"]
-    options = {"eps": pgd["eps"], "alpha": pgd["alpha"], "steps": 2 * pgd["steps"]}
-    out: dict[str, Any] = {"seed": seed, "networks": {}}
     runs, accuracy = {}, {}
     for name, opts in (("standard", {}), ("csg", csg.DEFAULT_OPTIONS)):
         if name in networks or (name == "csg" and "standard" in networks):
@@ -84,6 +78,23 @@ def run_seed(
         accuracy["decoupled"] = metrics["test_accuracy"]
     # the standard network's activations: the layer CSG gates
     gated = [load_method(runs["csg"])[0].layer] if "csg" in runs else None
+    return runs, accuracy, gated
+
+
+def run_seed(
+    dataset: str, seed: int, n: int, weight: float, networks: tuple[str, ...] = NETWORKS
+) -> dict[str, Any]:
+    """Train the named networks of one seed (and those they need); every attack on each."""
+    import torch
+
+    from adversarial import ATTACKS
+    from pellucid.apps.adversarial import TWO_SIDED, detect_adversarial_run
+
+    torch.set_num_threads(1)
+    pgd = ATTACKS[dataset]["pgd"]
+    options = {"eps": pgd["eps"], "alpha": pgd["alpha"], "steps": 2 * pgd["steps"]}
+    out: dict[str, Any] = {"seed": seed, "networks": {}}
+    runs, accuracy, gated = trained_networks(dataset, seed, networks)
     for name, run in runs.items():
         if name not in networks:
             continue

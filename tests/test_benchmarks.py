@@ -334,6 +334,25 @@ def test_adaptive_summary_keeps_one_and_two_sided_aucs_apart():
     assert "pgd" not in proto  # no seed measured it: no row cell
 
 
+def test_adaptive_strength_summary_averages_each_budget_over_seeds():
+    strength = importlib.import_module("adaptive_strength")  # benchmarks/adaptive_strength.py
+
+    def row(steps: int, weight: float, auc: float | None) -> dict:
+        two = None if auc is None else auc + 0.1
+        return {"steps": steps, "weight": weight, "success_rate": 1.0, "pairs": 9,
+                "auc": auc, "auc_two_sided": two}  # fmt: skip
+
+    seeds = [
+        {"rows": [row(200, 1.0, 0.3), row(40, 0.0, 0.9), row(40, 1.0, 0.5)]},
+        {"rows": [row(40, 0.0, 0.7), row(40, 1.0, None), row(200, 1.0, 0.5)]},
+    ]
+    cells = strength.summarise(seeds)
+    assert [(c["steps"], c["weight"]) for c in cells] == [(40, 0.0), (40, 1.0), (200, 1.0)]
+    assert cells[0]["auc"]["mean"] == 0.8 and cells[2]["auc_two_sided"]["mean"] == 0.5
+    assert cells[1]["auc"] == {"mean": 0.5, "std": 0.0}  # the seed without pairs is left out
+    assert cells[1]["success_rate"]["mean"] == 1.0
+
+
 def test_adaptive_table_splits_the_supervised_rows_and_names_every_run():
     tables = importlib.import_module("readme_crosscheck")
     cell = {"mean": 0.5, "std": 0.0}
