@@ -149,3 +149,36 @@ def table_adaptive(r: dict) -> str:
             "adaptive attacks (a defender who trains on the attacker it faces).",
         ]
     return "\n".join(rows)
+
+
+def table_adaptive_strength(r: dict) -> str:
+    """``benchmarks/adaptive_strength.py``: one detector's ROC-AUC against the adaptive
+    attack at each step budget and detector weight, next to the weight-0 control."""
+
+    def one(cell: dict, key: str) -> str:
+        v = cell.get(key)
+        return f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "-"
+
+    rows = [
+        "| steps | detector weight | AUC, one-sided ↑ | AUC, two-sided ↑ | success rate |",
+        "| ---: | --- | ---: | ---: | ---: |",
+    ]
+    for cell in r["summary"]:
+        weight = "0 (control)" if cell["weight"] == 0 else f"{cell['weight']:g}"
+        rows.append(
+            f"| {cell['steps']} | {weight} | {one(cell, 'auc')} | {one(cell, 'auc_two_sided')} | "
+            f"{one(cell, 'success_rate')} |"
+        )
+    a, m = r["attack"], r["machine"]
+    rows += [
+        "",
+        f"{r['dataset']}, the {r['network']} network's {r['feature']}, {r['detector']} "
+        f"detector; {r['n']} test images per seed (the correctly classified ones attacked), "
+        f"mean ± std over seeds {r['seeds']}. Adaptive PGD (`adaptive_pgd`, lowest score): "
+        f"eps={a['eps']:.4g}, alpha={a['alpha']:.4g}, C&W margin (kappa {a['kappa']:g}), the "
+        "detector's standardised score at the given weight after half the steps, the "
+        "misclassified iterate with the lowest score kept; weight 0 is the control (the margin "
+        f"and the selection alone). `{r['command']}` ({m['date']}, "
+        f"{r['wall_seconds'] / 60:.0f} min).",
+    ]
+    return "\n".join(rows)

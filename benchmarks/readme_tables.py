@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from readme_crosscheck import table_adaptive, table_crosscheck
+from readme_crosscheck import table_adaptive, table_adaptive_strength, table_crosscheck
 from readme_explainers import (
     table_explainers,
     table_explainers_pointing,
@@ -472,6 +472,7 @@ TABLES["localisation_filters"] = table_localisation_filters
 TABLES["crosscheck"] = table_crosscheck
 TABLES["adaptive"] = table_adaptive
 TABLES["adaptive_shapes"] = table_adaptive
+TABLES["adaptive_strength"] = table_adaptive_strength
 
 
 def _load_sources(name: str) -> dict | None:

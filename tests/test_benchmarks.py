@@ -351,6 +351,14 @@ def test_adaptive_strength_summary_averages_each_budget_over_seeds():
     assert cells[0]["auc"]["mean"] == 0.8 and cells[2]["auc_two_sided"]["mean"] == 0.5
     assert cells[1]["auc"] == {"mean": 0.5, "std": 0.0}  # the seed without pairs is left out
     assert cells[1]["success_rate"]["mean"] == 1.0
+    crosscheck = importlib.import_module("readme_crosscheck")
+    result = {"summary": cells, "attack": {"eps": 0.2, "alpha": 0.02, "kappa": 0.0},
+              "machine": {"date": "d"}, "dataset": "mnist", "network": "decoupled",
+              "feature": "activations", "detector": "lid", "n": 9, "seeds": [0, 1],
+              "command": "adaptive_strength.py", "wall_seconds": 60}  # fmt: skip
+    table = crosscheck.table_adaptive_strength(result).splitlines()
+    assert table[2] == "| 40 | 0 (control) | 0.800 ± 0.141 | 0.900 ± 0.141 | 1.000 ± 0.000 |"
+    assert table[4].startswith("| 200 | 1 | 0.400 ± 0.141 | 0.500 ± 0.141 |")
 
 
 def test_adaptive_table_splits_the_supervised_rows_and_names_every_run():
