@@ -70,7 +70,8 @@ def _save_detection(run: Path) -> None:
 
     auc = {"gate-groups": {"logistic": 0.91, "forest": 0.97, "prototype": None}}
     auc["logits"] = {"logistic": 0.95, "forest": 0.9, "prototype": 0.8, "lid": None}
-    auc["logits"] |= {"prototype-two-sided": 0.61, "lid-two-sided": None}
+    auc["logits"] |= {"prototype-two-sided": 0.61, "lid-two-sided": None, "zz-new": 0.5}
+    auc["logits"] |= {"mahalanobis-two-sided": 0.62}  # after prototype's: sorted when saved
     adaptive = {"logits": {"logistic": 0.7, "logistic-attacked": 0.31}}
     reports = [AttackReport(EVIL, {"eps": 0.2}, 40, 0.5, 20, 0.2, 3.1, auc),
                AttackReport("adaptive-logistic", {}, 20, 0.9, 18, 0.2, 3.0, adaptive)]  # fmt: skip
@@ -90,10 +91,11 @@ def test_report_shows_saved_adversarial_detection(report: Path) -> None:
     head = section[section.index("<thead>") : section.index("</thead>")]
     # the columns the saved results score, in detector order, then the extras as saved;
     # none for a detector no row scores (LID, LID two-sided, Mahalanobis)
-    columns = ["logistic", "forest", "prototype", "prototype-two-sided", "logistic-attacked"]
+    columns = ["logistic", "forest", "prototype", "prototype-two-sided",
+               "mahalanobis-two-sided", "logistic-attacked", "zz-new"]  # fmt: skip
     assert [c.split("<th>")[-1] for c in head.split(" ↑</th>")[:-1]] == columns
     adaptive = section[section.index("<td>adaptive-logistic</td>") :].split("</tr>")[0]
-    assert adaptive.count("<td>–</td>") == 3 and "0.3100" in adaptive
+    assert adaptive.count("<td>–</td>") == 5 and "0.3100" in adaptive
 
 
 def test_report_shows_the_sanity_check(report: Path) -> None:

@@ -179,10 +179,14 @@ def adversarial_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
 
     The columns are the detectors the run's results score: the supervised and unsupervised
     ones in :mod:`pellucid.apps.detectors` order, then what ``--two-sided`` and ``--adaptive``
-    add (``DETECTOR-two-sided``, ``logistic-attacked``) in the order saved; a detector no row
-    scores gets no column."""
+    add (``DETECTOR-two-sided``, ``logistic-attacked``), then any other saved name; a
+    detector no row scores gets no column."""
+    from pellucid.apps.adversarial import TWO_SIDED
     from pellucid.apps.detectors import DETECTORS, UNSUPERVISED
 
+    # the saved file's keys are sorted: the columns follow the detectors' order instead
+    known = (*DETECTORS, *UNSUPERVISED, *(f"{d}{TWO_SIDED}" for d in UNSUPERVISED),
+             "logistic-attacked")  # fmt: skip
     out = []
     for r in runs:
         a = r.adversarial
@@ -201,8 +205,8 @@ def adversarial_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
                         "scores": scores,
                     }
                 )
-        known = (*DETECTORS, *UNSUPERVISED)
         detectors = [d for d in known if d in seen] + [d for d in seen if d not in known]
+        detectors = detectors or [*DETECTORS, *UNSUPERVISED]  # nothing scored: say so
         for row in rows:
             scores = row.pop("scores")
             row["values"] = [_num(scores.get(d)) for d in detectors]
