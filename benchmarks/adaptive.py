@@ -88,7 +88,7 @@ def run_seed(
     import torch
 
     from adversarial import ATTACKS
-    from pellucid.apps.adversarial import TWO_SIDED, detect_adversarial_run
+    from pellucid.apps.adversarial import LOGISTIC_ATTACKED, TWO_SIDED, detect_adversarial_run
 
     torch.set_num_threads(1)
     pgd = ATTACKS[dataset]["pgd"]
@@ -124,7 +124,7 @@ def run_seed(
                     auc = r.auc[kind]
                     row = {"success_rate": r.success_rate, "linf": r.linf}
                     if det == "logistic":  # the fitted detector, and one retrained on these
-                        row |= {det: auc["logistic-attacked"], "logistic-retrained": auc[det]}
+                        row |= {det: auc[LOGISTIC_ATTACKED], "logistic-retrained": auc[det]}
                     else:
                         row |= {det: auc[det], f"{det}{TWO_SIDED}": auc[f"{det}{TWO_SIDED}"]}
                     rows[f"{label}-{det}/{kind}"] = row

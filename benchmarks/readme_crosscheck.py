@@ -50,15 +50,19 @@ def table_crosscheck(r: dict) -> str:
     return "\n".join(rows)
 
 
+def _mean_std(row: dict, key: str) -> str:
+    """A summary cell ``{"mean", "std"}`` as "0.123 ± 0.004"; ``-`` where none was measured."""
+    v = row.get(key)
+    return f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "-"
+
+
 def table_adaptive(r: dict) -> str:
     """``benchmarks/adaptive.py``: each unsupervised detector's ROC-AUC under the oblivious
     PGD, the margin attack without the detector (control) and the adaptive attack; where
     measured, also the attack aimed at the clean median, and every AUC one-sided / two-sided.
     """
 
-    def one(row: dict, key: str) -> str:
-        v = row.get(key)
-        return f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "-"
+    one = _mean_std
 
     def cell(row: dict, key: str) -> str:
         if not two_sided:
@@ -154,11 +158,7 @@ def table_adaptive(r: dict) -> str:
 def table_adaptive_strength(r: dict) -> str:
     """``benchmarks/adaptive_strength.py``: one detector's ROC-AUC against the adaptive
     attack at each step budget and detector weight, next to the weight-0 control."""
-
-    def one(cell: dict, key: str) -> str:
-        v = cell.get(key)
-        return f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "-"
-
+    one = _mean_std
     rows = [
         "| steps | detector weight | AUC, one-sided ↑ | AUC, two-sided ↑ | success rate |",
         "| ---: | --- | ---: | ---: | ---: |",

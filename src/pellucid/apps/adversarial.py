@@ -88,6 +88,7 @@ ADAPTIVE_DETECTORS = (*UNSUPERVISED, "logistic")  # detectors an adaptive attack
 ADAPTIVE_OPTIONS = ("eps", "alpha", "steps", "weight", "kappa", "aim", "temperature")
 AIMS = ("low", "median")  # what an adaptive attack does with the detector's score
 TWO_SIDED = "-two-sided"  # suffix of a two-sided unsupervised detector's AUC
+LOGISTIC_ATTACKED = "logistic-attacked"  # the fitted logistic detector an attack knew
 DEFAULT_ATTACKS: dict[str, dict[str, Any]] = {"fgsm": {}, "pgd": {}, "cw": {}}
 MIN_PAIRS = 10  # fewer successful attacks than this: no AUC (None)
 
@@ -461,7 +462,7 @@ def detect_adversarial(
             if det == "logistic":  # the detector the attack knew, next to a retrained one
                 with torch.no_grad():
                     fixed = roc_auc(score(a, y[hit]), score(b, apred[hit]))
-                report.auc[kind]["logistic-attacked"] = (
+                report.auc[kind][LOGISTIC_ATTACKED] = (
                     round(fixed, 5) if report.pairs >= MIN_PAIRS else None
                 )
             reports.append(report)

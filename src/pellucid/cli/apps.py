@@ -268,7 +268,7 @@ def attack_options(names: list[str], pairs: list[str] | None) -> dict[str, dict[
 
 
 def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
-    from pellucid.apps.adversarial import TWO_SIDED, detect_adversarial_run
+    from pellucid.apps.adversarial import LOGISTIC_ATTACKED, TWO_SIDED, detect_adversarial_run
     from pellucid.apps.detectors import DETECTORS, UNSUPERVISED
     from pellucid.registry import ATTACKS
 
@@ -298,7 +298,7 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
         if args.two_sided:
             detectors += tuple(f"{d}{TWO_SIDED}" for d in UNSUPERVISED)
         if "logistic" in (args.adaptive or ()):
-            detectors += ("logistic-attacked",)
+            detectors += (LOGISTIC_ATTACKED,)
         print(f"| run | attack | success | pairs | feature | {' | '.join(detectors)} |")
         print("| --- | --- | ---: | ---: | --- |" + " ---: |" * len(detectors))
         for run, rows in tables.items():
