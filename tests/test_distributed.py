@@ -49,6 +49,15 @@ def _one_process(worker: str, out: Path, *args: str) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory) -> Path:
+    """The worker's default training as one plain process, shared by the tests that compare
+    a torchrun training with it (one launch fewer)."""
+    out = tmp_path_factory.mktemp("one")
+    _one_process(str(HERE / "ddp_worker.py"), out)
+    return out
+
+
 @pytest.mark.parametrize("world", [2, 4])
 def test_shards_of_each_batch_are_the_single_process_batch(world):
     n, batch = 70, 8  # 8 full batches, 6 images dropped
@@ -124,9 +133,9 @@ def test_csg_declares_unused_parameters_only_when_alternating():
     assert not build_method("standard", model, 10).unused_parameters
 
 
-def test_two_processes_train_the_same_weights_as_one(tmp_path):
-    one, two, worker = _worker_dirs(tmp_path)
-    _one_process(worker, one)
+def test_two_processes_train_the_same_weights_as_one(tmp_path, one_process_run):
+    _, two, worker = _worker_dirs(tmp_path)
+    one = one_process_run
     res = _torchrun(worker, str(two))
     assert res.returncode == 0, _why(res)
     a = load_tensors(one / "weights.safetensors")
@@ -207,9 +216,9 @@ def test_train_nproc_launches_torchrun_and_rank_0_alone_writes_and_prints(tmp_pa
     assert config.data.batch_size == 16 and not model.training
 
 
-def test_a_run_interrupted_under_torchrun_resumes_in_one_process(tmp_path):
-    one, two, worker = _worker_dirs(tmp_path)
-    _one_process(worker, one)
+def test_a_run_interrupted_under_torchrun_resumes_in_one_process(tmp_path, one_process_run):
+    _, two, worker = _worker_dirs(tmp_path)
+    one = one_process_run
     res = _torchrun(worker, str(two), "crash")
     assert res.returncode != 0  # stopped at the start of the second epoch
     from pellucid.io import load_state

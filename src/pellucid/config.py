@@ -157,6 +157,8 @@ class RunConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.data.batch_size}")
 
     def replace(self, **changes: Any) -> RunConfig:
+        """A copy with ``changes`` to its fields (:func:`dataclasses.replace`; the checks
+        run again)."""
         return dataclasses.replace(self, **changes)
 
     @property
@@ -165,10 +167,14 @@ class RunConfig:
         return self.train.seed if self.data.seed is None else self.data.seed
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as nested plain dicts (:func:`dataclasses.asdict`), as ``config.yaml``
+        holds it."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """A config from nested dicts such as a loaded ``config.yaml``; an unknown section or
+        key is a :class:`ConfigError`, ``init`` and ``info`` are taken as they are."""
         sections = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig}
         sections["train"] = TrainConfig
         known = {f.name for f in fields(cls)}

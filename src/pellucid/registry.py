@@ -85,6 +85,8 @@ class Registry(Generic[T]):
         return factory(*args, **options)
 
     def unknown_message(self, name: str) -> str:
+        """The error text for an unknown ``name``: the closest registered name, if any, and
+        all of them."""
         close = difflib.get_close_matches(name, self.names(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown {self.kind} {name!r}{hint}; choose from: {', '.join(self.names())}"
@@ -94,6 +96,7 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
     def entries(self) -> list[Entry]:
+        """The registered :class:`Entry` objects, sorted by name."""
         return [self._entries[n] for n in self.names()]
 
     def __contains__(self, name: object) -> bool:

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pellucid.apps.adversarial_features import check_kinds, gap, group
 from pellucid.errors import ConfigError
 
 __all__ = ["ADAPTIVE_FEATURES", "adaptive_pgd", "detector_score"]
@@ -85,8 +86,6 @@ def _features(
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """(features the detector judges, features the attack differentiates): the same tensor
     except for ``path`` (hard gates, soft surrogate)."""
-    from pellucid.apps.adversarial import _gap, _group
-
     if kind == "path":
         hard = torch.cat([c.gate.float() for c in controllers], 1)
         soft = torch.cat([torch.sigmoid(c.logits.float() / temperature) for c in controllers], 1)
@@ -94,8 +93,8 @@ def _features(
     if kind == "logits":
         feats = logits.float()
     else:
-        pooled = [_gap(store[n], n) for n in layers]
-        feats = torch.cat(pooled, 1) if kind == "activations" else _group(pooled[0], gates)
+        pooled = [gap(store[n], n) for n in layers]
+        feats = torch.cat(pooled, 1) if kind == "activations" else group(pooled[0], gates)
     return feats, feats
 
 
@@ -146,7 +145,7 @@ def adaptive_pgd(
     images, labels : Tensor (N, C, H, W) in [0, 1], Tensor (N,)
     kind : {"activations", "gate-groups", "logits", "path"}
         The features the detector reads (``layers``, ``gates`` as in
-        :func:`pellucid.apps.adversarial.feature_vectors`; ``path``: a decoupled model's).
+        :func:`pellucid.apps.adversarial_features.feature_vectors`; ``path``: a decoupled model's).
     score : callable
         :func:`detector_score`'s function.
     standardise : (float, float)
@@ -169,7 +168,6 @@ def adaptive_pgd(
     (Tensor (N, C, H, W), Tensor (N,) bool)
         The adversarial images (on the CPU) and which of them are misclassified.
     """
-    from pellucid.apps.adversarial import _check_kinds
     from pellucid.apps.attacks import _positive, _steps, check_images
     from pellucid.hooks import capture
     from pellucid.state import model_device, model_state
@@ -179,7 +177,7 @@ def adaptive_pgd(
         raise ConfigError(
             f"an adaptive attack works on the features {', '.join(ADAPTIVE_FEATURES)}, not {kind!r}"
         )
-    _check_kinds([kind], gates, list(layers))
+    check_kinds([kind], gates, list(layers))
     temperature = _positive("adaptive", "temperature", temperature)
     eps, alpha = _positive("adaptive", "eps", eps), _positive("adaptive", "alpha", alpha)
     steps = _steps("adaptive", steps)

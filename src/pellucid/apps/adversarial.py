@@ -36,13 +36,17 @@ both papers. ``adaptive`` adds attacks that do (:mod:`pellucid.apps.adaptive`), 
 ``two_sided`` scores each unsupervised detector two-sided as well
 (:func:`pellucid.apps.detectors.two_sided_scores`), which an attacker who overshoots to
 too-typical scores cannot pass.
+
+Where things are: the feature vectors in :mod:`pellucid.apps.adversarial_features`, the
+detectors in :mod:`pellucid.apps.detectors`, the reports and the scoring of one attack by
+every detector in :mod:`pellucid.apps.adversarial_report`, the adaptive attack in
+:mod:`pellucid.apps.adaptive`; this module runs the protocol.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -50,8 +54,22 @@ from torch import nn
 
 from pellucid.apps import attacks as _attacks  # noqa: F401  (fills ATTACKS)
 from pellucid.apps.adaptive import ADAPTIVE_FEATURES, adaptive_pgd, detector_score
-from pellucid.apps.detectors import (  # noqa: F401  (prototype_scores, supervised_auc: public)
-    DETECTORS,
+from pellucid.apps.adversarial_features import (
+    FEATURES,
+    check_kinds,
+    default_features,
+    feature_vectors,
+)
+from pellucid.apps.adversarial_report import (
+    LOGISTIC_ATTACKED,
+    MIN_PAIRS,
+    TWO_SIDED,
+    AttackReport,
+    DetectionResult,
+    Unsupervised,
+    detector_aucs,
+)
+from pellucid.apps.detectors import (  # noqa: F401  (the detectors' scores: public here too)
     LID_CAP,
     LID_K,
     UNSUPERVISED,
@@ -64,16 +82,20 @@ from pellucid.apps.detectors import (  # noqa: F401  (prototype_scores, supervis
     reference_scores,
     roc_auc,
     supervised_auc,
-    two_sided_scores,
 )
 from pellucid.errors import ConfigError, DataError
 from pellucid.registry import ATTACKS
 
 __all__ = [
+    "ADAPTIVE_DETECTORS",
     "DEFAULT_ATTACKS",
     "FEATURES",
+    "LOGISTIC_ATTACKED",
+    "MIN_PAIRS",
+    "TWO_SIDED",
     "AttackReport",
     "DetectionResult",
+    "default_features",
     "detect_adversarial",
     "detect_adversarial_run",
     "feature_vectors",
@@ -83,197 +105,10 @@ __all__ = [
     "supervised_auc",
 ]
 
-FEATURES = ("activations", "gate-groups", "path", "logits")
 ADAPTIVE_DETECTORS = (*UNSUPERVISED, "logistic")  # detectors an adaptive attack can target
 ADAPTIVE_OPTIONS = ("eps", "alpha", "steps", "weight", "kappa", "aim", "temperature")
 AIMS = ("low", "median")  # what an adaptive attack does with the detector's score
-TWO_SIDED = "-two-sided"  # suffix of a two-sided unsupervised detector's AUC
-LOGISTIC_ATTACKED = "logistic-attacked"  # the fitted logistic detector an attack knew
 DEFAULT_ATTACKS: dict[str, dict[str, Any]] = {"fgsm": {}, "pgd": {}, "cw": {}}
-MIN_PAIRS = 10  # fewer successful attacks than this: no AUC (None)
-
-
-@dataclass
-class AttackReport:
-    """Detection of one attack: the attack's success and, per feature kind, the ROC-AUC of
-    each detector (``logistic``, ``forest``: cross-validated; ``prototype``, ``mahalanobis``,
-    ``lid``: unsupervised);
-    None when fewer than ``MIN_PAIRS`` attacks succeeded."""
-
-    attack: str
-    options: dict[str, Any]
-    attacked: int  # correctly classified clean images that were attacked
-    success_rate: float  # share of them whose prediction the attack changed
-    pairs: int  # successful attacks = clean / adversarial pairs used for detection
-    linf: float  # mean L-inf norm of the successful perturbations (pixel units)
-    l2: float  # mean L2 norm
-    auc: dict[str, dict[str, float | None]] = field(default_factory=dict)
-
-    @classmethod
-    def of(
-        cls,
-        attack: str,
-        options: dict[str, Any],
-        images: torch.Tensor,
-        adversarial: torch.Tensor,
-        hit: torch.Tensor,
-    ) -> AttackReport:
-        """The report's attack statistics from the images, their attacked versions and
-        which attacks succeeded (``auc`` left to fill)."""
-        delta = (adversarial - images)[hit].flatten(1)
-        return cls(
-            attack=attack,
-            options=options,
-            attacked=len(images),
-            success_rate=round(float(hit.float().mean()), 5),
-            pairs=int(hit.sum()),
-            linf=round(float(delta.abs().amax(1).mean()), 5) if len(delta) else math.nan,
-            l2=round(float(delta.norm(dim=1).mean()), 5) if len(delta) else math.nan,
-        )
-
-
-@dataclass
-class DetectionResult:
-    """Adversarial detection of one model on ``n`` test images."""
-
-    n: int
-    clean_accuracy: float
-    features: dict[str, int]  # feature kind -> its dimension
-    layers: list[str]
-    folds: int
-    prototype_images: int
-    attacks: list[AttackReport]
-    lid_k: int = 0  # neighbours of the LID detector (0: no unsupervised detector)
-
-    def table(self) -> list[dict[str, Any]]:
-        """One row per attack and feature kind."""
-        return [
-            {"attack": r.attack, "success_rate": r.success_rate, "pairs": r.pairs, "feature": f}
-            | scores
-            for r in self.attacks
-            for f, scores in r.auc.items()
-        ]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _check_kinds(features: Sequence[str], gates: torch.Tensor | None, layers: Sequence[str]):
-    if isinstance(features, str):
-        features = [features]
-    if not features:
-        raise ConfigError("detect_adversarial: no feature kind given")
-    for kind in features:
-        if kind not in FEATURES:
-            raise ConfigError(f"unknown feature kind {kind!r}; choose from: {', '.join(FEATURES)}")
-    if "gate-groups" in features:
-        if gates is None:
-            raise ConfigError("feature 'gate-groups' needs the gate matrix G (a CSG run)")
-        if len(layers) != 1:
-            raise ConfigError("feature 'gate-groups' needs exactly one layer (the gated one)")
-    if "activations" in features or "gate-groups" in features:
-        if not layers:
-            raise ConfigError("features 'activations' / 'gate-groups' need a layer name")
-    return list(features)
-
-
-@torch.no_grad()
-def feature_vectors(
-    model: nn.Module,
-    images: torch.Tensor,
-    features: Sequence[str] = ("activations",),
-    layers: Sequence[str] = (),
-    gates: torch.Tensor | None = None,
-    batch_size: int = 256,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Predictions and feature vectors of ``images`` in one forward pass per batch.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The classifier (eval mode inside, restored after); for ``path`` a decoupled model.
-    features : sequence of str
-        ``activations``: GAP of each layer in ``layers``, concatenated; ``gate-groups``: the
-        one layer's GAP averaged within each class's filter group of ``gates`` (C, K);
-        ``path``: the binary calculation path; ``logits``: the model's output.
-
-    Returns
-    -------
-    (Tensor (N,), dict)
-        Predicted classes, and feature kind -> (N, D) float tensor, on the CPU.
-    """
-    from pellucid.apps.attacks import check_images
-    from pellucid.hooks import capture
-    from pellucid.state import model_device, model_state
-
-    check_images(images)
-    layers = list(layers)
-    features = _check_kinds(features, gates, layers)
-    names = layers if {"activations", "gate-groups"} & set(features) else []
-    device = model_device(model)
-    preds: list[torch.Tensor] = []
-    out: dict[str, list[torch.Tensor]] = {k: [] for k in features}
-    with model_state(model), capture(model, names, detach=True) as store:
-        for i in range(0, len(images), batch_size):
-            logits = model(images[i : i + batch_size].to(device))
-            preds.append(logits.argmax(1).cpu())
-            pooled = [_gap(store[n], n) for n in names]
-            for kind in features:
-                if kind == "activations":
-                    out[kind].append(torch.cat(pooled, 1).cpu())
-                elif kind == "gate-groups":
-                    out[kind].append(_group(pooled[0], gates).cpu())
-                elif kind == "path":
-                    out[kind].append(_path(model).cpu())
-                else:
-                    out[kind].append(logits.float().cpu())
-    return torch.cat(preds), {k: torch.cat(v) for k, v in out.items()}
-
-
-def _gap(t: torch.Tensor, name: str) -> torch.Tensor:
-    if t.dim() == 4:
-        return t.float().mean(dim=(2, 3))
-    if t.dim() == 2:
-        return t.float()
-    raise ConfigError(f"layer {name!r} outputs shape {tuple(t.shape)}, not (N, C[, H, W])")
-
-
-def _group(pooled: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
-    g = gates.detach().float().to(pooled.device)  # (C, K)
-    if g.dim() != 2 or g.shape[1] != pooled.shape[1]:
-        raise ConfigError(
-            f"gate matrix of shape {tuple(g.shape)} does not match the layer's "
-            f"{pooled.shape[1]} channels"
-        )
-    return pooled @ g.T / g.sum(1).clamp_min(1e-8)  # (N, C)
-
-
-def _path(model: nn.Module) -> torch.Tensor:
-    from pellucid.methods.controllers import gated_layers, last_gates
-
-    if not gated_layers(model):
-        raise ConfigError("feature 'path' needs a decoupled model (controlling modules)")
-    return torch.cat([g.float() for g in last_gates(model).values()], 1)
-
-
-def _images(data: Any, n: int | None, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from pellucid.data import make_loader, spread_subset
-
-    if n is not None and n < 1:
-        raise ConfigError(f"{what}: n must be >= 1, got {n}")
-    subset = spread_subset(data, n)
-    if len(subset) == 0:
-        raise DataError(f"{what}: the dataset is empty")
-    xs, ys = zip(*((b.image, b.label) for b in make_loader(subset, batch_size=512)), strict=True)
-    return torch.cat(xs), torch.cat(ys).long()
-
-
-@torch.no_grad()
-def _num_classes(model: nn.Module, image: torch.Tensor) -> int:
-    from pellucid.state import model_device, model_state
-
-    with model_state(model):
-        return int(model(image.to(model_device(model))).shape[1])
 
 
 def detect_adversarial(
@@ -337,24 +172,21 @@ def detect_adversarial(
         logistic, forest, prototype, Mahalanobis and LID detectors (higher is better, 0.5 =
         chance).
     """
-    from pellucid.apps.attacks import attack
-
-    if isinstance(attacks, str):
-        attacks = [attacks]
-    attacks = {a: {} for a in attacks} if not isinstance(attacks, Mapping) else dict(attacks)
-    if not attacks:
-        raise ConfigError("detect_adversarial: no attack given")
-    for name in attacks:
-        if name not in ATTACKS:
-            raise ConfigError(ATTACKS.unknown_message(name))
+    attacks = _attack_options(attacks)
     layers = list(layers)
     if not layers and {"activations", "gate-groups"} & set(features):
         from pellucid.models import default_layer
 
         layers = [default_layer(model)]  # the last conv stage
-    features = _check_kinds(features, gates, layers)
+    features = check_kinds(features, gates, layers)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ConfigError(f"folds must be an integer >= 2, got {folds!r}")
+    adaptive, adaptive_options, aim = _adaptive_options(adaptive, adaptive_options)
+    if set(adaptive) & set(UNSUPERVISED) and train_data is None:
+        raise ConfigError("adaptive attacks need train_data (the detectors are fitted on it)")
+    if two_sided and train_data is None:
+        raise ConfigError("two-sided scores need train_data (their reference is its scores)")
+
     images, labels = _images(data, n, "detect_adversarial")
     kw = {"features": features, "layers": layers, "gates": gates, "batch_size": batch_size}
     pred, clean = feature_vectors(model, images, **kw)
@@ -364,153 +196,236 @@ def detect_adversarial(
             f"detect_adversarial: only {int(correct.sum())} of {len(images)} images are "
             f"classified correctly; at least {MIN_PAIRS} are needed"
         )
-    images, labels = images[correct], labels[correct]
-    clean = {k: v[correct] for k, v in clean.items()}
-    protos, gauss, refs, lid_k, calib = None, {}, {}, 0, {}
+    fitted: dict[str, Unsupervised] = {}
     if train_data is not None:
-        tx, ty = _images(train_data, prototype_images, "prototype images")
-        tpred, tfeat = feature_vectors(model, tx, **kw)
-        ok = tpred == ty
-        classes = _num_classes(model, images[:1])  # any class an attack may push towards
-        if int(ty.max()) >= classes:
-            raise DataError(f"prototype images: label {int(ty.max())} >= {classes} classes")
-        protos = {k: class_prototypes(v[ok], ty[ok], classes) for k, v in tfeat.items()}
-        gauss = {k: fit_mahalanobis(v[ok], ty[ok], classes) for k, v in tfeat.items()}
-        refs = {k: v[ok] for k, v in tfeat.items()}
-        lid_k = min(LID_K, int(ok.sum()))  # fit_mahalanobis has checked there are >= 2
-        if two_sided or adaptive:  # their own scores: two-sided references, adaptive scales
-            calib = {
-                k: reference_scores(protos[k], gauss[k], refs[k], ty[ok], lid_k) for k in features
-            }
+        scores = two_sided or bool(adaptive)  # two-sided references, adaptive scales
+        fitted = _fit_unsupervised(model, train_data, prototype_images, kw, images[:1], scores)
+        for unsupervised in fitted.values():
+            unsupervised.two_sided = two_sided
+    run = _Detection(
+        model, images[correct], labels[correct], {k: v[correct] for k, v in clean.items()},
+        kw, folds, seed, fitted,
+    )  # fmt: skip
 
-    adaptive = [adaptive] if isinstance(adaptive, str) else list(adaptive)
-    for det in adaptive:
-        if det not in ADAPTIVE_DETECTORS:
-            raise ConfigError(
-                f"adaptive: unknown detector {det!r}; choose from: {', '.join(ADAPTIVE_DETECTORS)}"
-            )
-    if set(adaptive) & set(UNSUPERVISED) and protos is None:
-        raise ConfigError("adaptive attacks need train_data (the detectors are fitted on it)")
-    if two_sided and protos is None:
-        raise ConfigError("two-sided scores need train_data (their reference is its scores)")
-    adaptive_options = {"eps": 0.2, "alpha": 0.02, "steps": 40, **(adaptive_options or {})}
-    unknown = sorted(set(adaptive_options) - set(ADAPTIVE_OPTIONS))
-    if unknown:
-        raise ConfigError(
-            f"adaptive: unknown option(s) {', '.join(unknown)}; choose from: "
-            f"{', '.join(ADAPTIVE_OPTIONS)}"
-        )
-    aim = adaptive_options.pop("aim", "low")
-    if aim not in AIMS:
-        raise ConfigError(f"adaptive: unknown aim {aim!r}; choose from: {', '.join(AIMS)}")
-    fitted_for = {  # what _scores needs per feature kind
-        k: (protos[k], gauss[k], refs[k], lid_k, calib[k] if two_sided else None)
-        for k in (features if protos is not None else ())
-    }
-
-    reports = []
-    oblivious: dict[str, torch.Tensor] | None = None  # the first attack's: logistic is fitted
-    for name, options in attacks.items():
-        adv = attack(model, images, labels, name, seed=seed, batch_size=batch_size, **options)
-        adv = adv.cpu()
-        apred, afeat = feature_vectors(model, adv, **kw)
-        hit = apred != labels
-        if oblivious is None:
-            oblivious = {"hit": hit, **afeat}
-        report = AttackReport.of(name, dict(options), images, adv, hit)
-        for kind in features:
-            a, b = clean[kind][hit], afeat[kind][hit]
-            report.auc[kind] = _scores(
-                a, b, labels[hit], apred[hit], report.pairs, folds, seed, fitted_for.get(kind)
-            )
-        reports.append(report)
+    reports, first = _oblivious_reports(run, attacks)
     for det in adaptive:
         for kind in (k for k in features if k in ADAPTIVE_FEATURES):
-            # who is attacked: every image, or (logistic) the half its detector did not see
-            attacked = torch.ones(len(images), dtype=torch.bool)
-            extra: dict[str, Any] = {}
             if det == "logistic":
-                assert oblivious is not None  # at least one attack ran
-                score, base, attacked = _fit_logistic(
-                    clean[kind], oblivious[kind], oblivious["hit"], next(iter(attacks))
-                )
-                extra["trained_on"] = next(iter(attacks))
+                reports.append(_adaptive_logistic(run, kind, first, aim, adaptive_options))
             else:
-                fitted = {"prototype": protos[kind], "mahalanobis": gauss[kind]}.get(det)
-                score = detector_score(det, (refs[kind], lid_k) if det == "lid" else fitted)
-                if det not in calib[kind]:
-                    raise DataError("an adaptive attack on LID needs >= 3 correct training images")
-                base = calib[kind][det]  # clean training images' scores
-                if det == "lid":  # a capped estimate flags a degenerate neighbourhood; a few
-                    kept = base[base < 0.5 * LID_CAP]  # would swamp the mean and std
-                    base = kept if len(kept) >= 2 else base
-            mu, sigma = float(base.mean()), float(base.std())
-            target = None if aim == "low" else (float(base.median()) - mu) / max(sigma, 1e-12)
-            x, y = images[attacked], labels[attacked]
-            adv, _ = adaptive_pgd(
-                model, x, y, kind, score, (mu, sigma), layers=layers, gates=gates,
-                aim=target, seed=seed, batch_size=batch_size, **adaptive_options,
-            )  # fmt: skip
-            options = {**adaptive_options, "aim": aim, **extra}
-            apred, afeat = feature_vectors(model, adv, **kw)
-            hit = apred != y
-            report = AttackReport.of(f"adaptive-{det}", {**options, "feature": kind}, x, adv, hit)
-            a, b = clean[kind][attacked][hit], afeat[kind][hit]
-            report.auc[kind] = _scores(
-                a, b, y[hit], apred[hit], report.pairs, folds, seed, fitted_for.get(kind)
-            )
-            if det == "logistic":  # the detector the attack knew, next to a retrained one
-                with torch.no_grad():
-                    fixed = roc_auc(score(a, y[hit]), score(b, apred[hit]))
-                report.auc[kind][LOGISTIC_ATTACKED] = (
-                    round(fixed, 5) if report.pairs >= MIN_PAIRS else None
-                )
-            reports.append(report)
+                reports.append(_adaptive_unsupervised(run, det, kind, aim, adaptive_options))
+    some = next(iter(fitted.values()), None)
     return DetectionResult(
         n=len(correct),
         clean_accuracy=round(float(correct.float().mean()), 5),
         features={k: int(v.shape[1]) for k, v in clean.items()},
         layers=list(layers),
         folds=folds,
-        prototype_images=0 if protos is None else int(ok.sum()),
+        prototype_images=0 if some is None else len(some.reference),
         attacks=reports,
-        lid_k=lid_k,
+        lid_k=0 if some is None else some.lid_k,
     )
 
 
-def _scores(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    labels: torch.Tensor,
-    apred: torch.Tensor,
-    pairs: int,
-    folds: int,
-    seed: int,
-    fitted: tuple[torch.Tensor, Any, torch.Tensor, int, dict[str, torch.Tensor] | None] | None,
-) -> dict[str, float | None]:
-    """Every detector's ROC-AUC on clean features ``a`` and their attacked versions ``b``
-    (None where too few attacks succeeded, or, unsupervised, without training images); with
-    the clean training scores in ``fitted`` also the unsupervised ones' two-sided AUCs."""
-    scores: dict[str, float | None] = dict.fromkeys((*DETECTORS, *UNSUPERVISED))
-    if fitted is not None and fitted[4] is not None:
-        scores |= dict.fromkeys(f"{d}{TWO_SIDED}" for d in UNSUPERVISED)
-    if pairs < max(MIN_PAIRS, folds):
-        return scores
-    for det in DETECTORS:
-        scores[det] = round(supervised_auc(a, b, det, folds, seed), 5)
-    if fitted is not None:
-        protos, gauss, ref, lid_k, reference = fitted
-        pairs_of = {
-            "prototype": (prototype_scores(protos, a, labels), prototype_scores(protos, b, apred)),
-            "mahalanobis": (mahalanobis_scores(gauss, a), mahalanobis_scores(gauss, b)),
-            "lid": (lid_scores(ref, a, lid_k), lid_scores(ref, b, lid_k)),
-        }  # clean features: predicted = label
-        for det, (s_clean, s_adv) in pairs_of.items():
-            scores[det] = round(roc_auc(s_clean, s_adv), 5)
-            if reference is not None and det in reference:
-                two = [two_sided_scores(reference[det], s) for s in (s_clean, s_adv)]
-                scores[f"{det}{TWO_SIDED}"] = round(roc_auc(*two), 5)
-    return scores
+def _attack_options(
+    attacks: Mapping[str, Mapping[str, Any]] | Sequence[str] | str,
+) -> dict[str, dict[str, Any]]:
+    """Attack name -> options, every name checked against the attack registry."""
+    if isinstance(attacks, str):
+        attacks = [attacks]
+    if isinstance(attacks, Mapping):
+        found = {a: dict(o) for a, o in attacks.items()}
+    else:
+        found = {a: {} for a in attacks}
+    if not found:
+        raise ConfigError("detect_adversarial: no attack given")
+    for name in found:
+        if name not in ATTACKS:
+            raise ConfigError(ATTACKS.unknown_message(name))
+    return found
+
+
+def _adaptive_options(
+    adaptive: Sequence[str] | str, options: Mapping[str, Any] | None
+) -> tuple[list[str], dict[str, Any], str]:
+    """The detectors to attack adaptively, the attack's options (defaults filled in, without
+    ``aim``) and its aim, checked."""
+    adaptive = [adaptive] if isinstance(adaptive, str) else list(adaptive)
+    for det in adaptive:
+        if det not in ADAPTIVE_DETECTORS:
+            raise ConfigError(
+                f"adaptive: unknown detector {det!r}; choose from: {', '.join(ADAPTIVE_DETECTORS)}"
+            )
+    options = {"eps": 0.2, "alpha": 0.02, "steps": 40, **(options or {})}
+    unknown = sorted(set(options) - set(ADAPTIVE_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"adaptive: unknown option(s) {', '.join(unknown)}; choose from: "
+            f"{', '.join(ADAPTIVE_OPTIONS)}"
+        )
+    aim = options.pop("aim", "low")
+    if aim not in AIMS:
+        raise ConfigError(f"adaptive: unknown aim {aim!r}; choose from: {', '.join(AIMS)}")
+    return adaptive, options, aim
+
+
+def _images(data: Any, n: int | None, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` images of ``data`` spread evenly over it (all when None) and their labels."""
+    from pellucid.data import make_loader, spread_subset
+
+    if n is not None and n < 1:
+        raise ConfigError(f"{what}: n must be >= 1, got {n}")
+    subset = spread_subset(data, n)
+    if len(subset) == 0:
+        raise DataError(f"{what}: the dataset is empty")
+    xs, ys = zip(*((b.image, b.label) for b in make_loader(subset, batch_size=512)), strict=True)
+    return torch.cat(xs), torch.cat(ys).long()
+
+
+@torch.no_grad()
+def _num_classes(model: nn.Module, image: torch.Tensor) -> int:
+    from pellucid.state import model_device, model_state
+
+    with model_state(model):
+        return int(model(image.to(model_device(model))).shape[1])
+
+
+def _fit_unsupervised(
+    model: nn.Module,
+    train_data: Any,
+    n: int,
+    kw: dict[str, Any],
+    probe: torch.Tensor,
+    scores: bool,
+) -> dict[str, Unsupervised]:
+    """Feature kind -> the unsupervised detectors fitted on the correctly classified ones of
+    ``n`` training images (with their own scores when ``scores``); ``probe``, one test
+    image, tells the number of classes an attack may push towards."""
+    tx, ty = _images(train_data, n, "prototype images")
+    tpred, tfeat = feature_vectors(model, tx, **kw)
+    ok = tpred == ty
+    classes = _num_classes(model, probe)
+    if int(ty.max()) >= classes:
+        raise DataError(f"prototype images: label {int(ty.max())} >= {classes} classes")
+    ty = ty[ok]
+    protos = {k: class_prototypes(v[ok], ty, classes) for k, v in tfeat.items()}
+    gaussians = {k: fit_mahalanobis(v[ok], ty, classes) for k, v in tfeat.items()}
+    lid_k = min(LID_K, int(ok.sum()))  # fit_mahalanobis has checked there are >= 2
+    fitted = {k: Unsupervised(protos[k], gaussians[k], v[ok], lid_k) for k, v in tfeat.items()}
+    if scores:
+        for u in fitted.values():
+            u.train_scores = reference_scores(u.prototypes, u.gaussians, u.reference, ty, lid_k)
+    return fitted
+
+
+@dataclass
+class _Detection:
+    """The clean, correctly classified test images of one detection and what scores them."""
+
+    model: nn.Module
+    images: torch.Tensor  # (N, C, H, W)
+    labels: torch.Tensor  # (N,)
+    clean: dict[str, torch.Tensor]  # feature kind -> (N, D)
+    kw: dict[str, Any]  # feature_vectors' options: features, layers, gates, batch_size
+    folds: int
+    seed: int
+    fitted: dict[str, Unsupervised]  # feature kind -> unsupervised detectors (or empty)
+
+    def report(
+        self, name: str, options: dict[str, Any], keep: torch.Tensor, adv: torch.Tensor,
+        kinds: Sequence[str],
+    ) -> tuple[AttackReport, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+        """The report of attack ``name`` on the images ``keep`` selects, attacked into
+        ``adv``, scored on ``kinds``; with which attacks succeeded, the attacked images'
+        predictions and their features."""
+        x, y = self.images[keep], self.labels[keep]
+        apred, afeat = feature_vectors(self.model, adv, **self.kw)
+        hit = apred != y
+        report = AttackReport.of(name, options, x, adv, hit)
+        for kind in kinds:
+            a, b = self.clean[kind][keep][hit], afeat[kind][hit]
+            report.auc[kind] = detector_aucs(
+                a, b, y[hit], apred[hit], report.pairs, self.folds, self.seed,
+                self.fitted.get(kind),
+            )  # fmt: skip
+        return report, hit, apred, afeat
+
+
+def _oblivious_reports(
+    run: _Detection, attacks: dict[str, dict[str, Any]]
+) -> tuple[list[AttackReport], dict[str, Any]]:
+    """One report per attack, every feature kind scored; and the first attack's name, which
+    attacks succeeded and features (the fitted logistic detector's training data)."""
+    from pellucid.apps.attacks import attack
+
+    everyone = torch.ones(len(run.images), dtype=torch.bool)
+    batch_size, reports, first = run.kw["batch_size"], [], {}
+    for name, options in attacks.items():
+        adv = attack(
+            run.model, run.images, run.labels, name, seed=run.seed, batch_size=batch_size,
+            **options,
+        ).cpu()  # fmt: skip
+        report, hit, _, afeat = run.report(name, dict(options), everyone, adv, list(run.clean))
+        first = first or {"attack": name, "hit": hit, **afeat}
+        reports.append(report)
+    return reports, first
+
+
+def _adaptive_unsupervised(
+    run: _Detection, det: str, kind: str, aim: str, options: dict[str, Any]
+) -> AttackReport:
+    """Adaptive PGD on every image against unsupervised detector ``det`` on ``kind``,
+    standardised by (and, with aim ``median``, aimed at) its clean training scores."""
+    fitted = run.fitted[kind]
+    scored = {"prototype": fitted.prototypes, "mahalanobis": fitted.gaussians}.get(det)
+    score = detector_score(det, (fitted.reference, fitted.lid_k) if det == "lid" else scored)
+    if det not in fitted.train_scores:
+        raise DataError("an adaptive attack on LID needs >= 3 correct training images")
+    base = fitted.train_scores[det]  # clean training images' scores
+    if det == "lid":  # a capped estimate flags a degenerate neighbourhood; a few would
+        kept = base[base < 0.5 * LID_CAP]  # swamp the mean and std
+        base = kept if len(kept) >= 2 else base
+    everyone = torch.ones(len(run.images), dtype=torch.bool)
+    return _adaptive_attack(run, det, kind, score, base, everyone, aim, options, {})[0]
+
+
+def _adaptive_logistic(
+    run: _Detection, kind: str, first: dict[str, Any], aim: str, options: dict[str, Any]
+) -> AttackReport:
+    """Adaptive PGD against the logistic regression fitted on the images at even positions
+    (clean vs the first attack), on the images at odd positions; the report adds the fixed
+    detector's AUC (``logistic-attacked``) to the retrained one's."""
+    score, base, attacked = _fit_logistic(
+        run.clean[kind], first[kind], first["hit"], first["attack"]
+    )
+    extra = {"trained_on": first["attack"]}
+    report, hit, apred, afeat = _adaptive_attack(
+        run, "logistic", kind, score, base, attacked, aim, options, extra
+    )
+    a, b = run.clean[kind][attacked][hit], afeat[kind][hit]
+    y, apred = run.labels[attacked][hit], apred[hit]
+    with torch.no_grad():
+        fixed = roc_auc(score(a, y), score(b, apred))
+    report.auc[kind][LOGISTIC_ATTACKED] = round(fixed, 5) if report.pairs >= MIN_PAIRS else None
+    return report
+
+
+def _adaptive_attack(
+    run: _Detection, det: str, kind: str, score: Any, base: torch.Tensor,
+    attacked: torch.Tensor, aim: str, options: dict[str, Any], extra: dict[str, Any],
+) -> tuple[AttackReport, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    """Adaptive PGD on the ``attacked`` images against ``score`` on ``kind``, standardised
+    by the clean scores ``base``: :meth:`_Detection.report`'s result (``kind`` scored)."""
+    mu, sigma = float(base.mean()), float(base.std())
+    target = None if aim == "low" else (float(base.median()) - mu) / max(sigma, 1e-12)
+    x, y = run.images[attacked], run.labels[attacked]
+    layers, gates = run.kw["layers"], run.kw["gates"]
+    adv, _ = adaptive_pgd(
+        run.model, x, y, kind, score, (mu, sigma), layers=layers, gates=gates, aim=target,
+        seed=run.seed, batch_size=run.kw["batch_size"], **options,
+    )  # fmt: skip
+    name, reported = f"adaptive-{det}", {**options, "aim": aim, **extra, "feature": kind}
+    return run.report(name, reported, attacked, adv, [kind])
 
 
 def _fit_logistic(
@@ -531,20 +446,6 @@ def _fit_logistic(
     with torch.no_grad():
         base = score(clean[half], torch.zeros(int(half.sum()), dtype=torch.long)).float()
     return score, base, ~half
-
-
-def default_features(method: Any) -> tuple[list[str], list[str], torch.Tensor | None]:
-    """(features, layers, gates) of a run's method: CSG: gate groups and the gated layer's
-    activations; decoupling: the path and the gated layers' activations; otherwise the
-    analysis layer's activations; ``logits`` always."""
-    from pellucid.methods.controllers import gated_layers
-
-    model = method.inference_model()
-    if method.name == "csg":
-        return ["gate-groups", "activations", "logits"], [method.layer], method.gates
-    if gated_layers(model):
-        return ["path", "activations", "logits"], list(gated_layers(model)), None
-    return ["activations", "logits"], [method.analysis_layer()], None
 
 
 def detect_adversarial_run(

@@ -156,6 +156,8 @@ class CWSearch:
         self.model, self.c, self.search_steps, self.options = model, c, search_steps, options
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Adversarial images (N, C, H, W) for ``images`` (N, C, H, W) and ``labels`` (N,):
+        per image the successful one of smallest L2 norm over the search, else the clean image."""
         ta = torchattacks_module()
         n = len(images)
         c = torch.full((n,), self.c, dtype=torch.float64)

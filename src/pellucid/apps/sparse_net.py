@@ -115,4 +115,5 @@ class SparseNet:
         return total
 
     def dense_flops(self) -> float:
+        """FLOPs of one input with every channel on (:meth:`flops` without gates)."""
         return float(self.flops(None)[0])

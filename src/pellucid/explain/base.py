@@ -150,6 +150,7 @@ class Explainer:
     attribute = explain
 
     def __call__(self, inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
+        """``explainer(inputs, target)`` is :meth:`explain`: maps (N, 1, H, W) in [0, 1]."""
         return self.explain(inputs, target)
 
     def _finish(self, maps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

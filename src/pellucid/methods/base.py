@@ -51,9 +51,11 @@ class Method(nn.Module):
         self.num_classes = num_classes
 
     def step(self, batch: Batch) -> StepResult:  # pragma: no cover - abstract
+        """Loss, inference-path logits (N, C) and named terms for one batch (subclasses)."""
         raise NotImplementedError
 
     def forward(self, batch: Batch) -> StepResult:
+        """:meth:`step`, so that ``method(batch)`` (and a DDP wrapper around it) runs it."""
         return self.step(batch)
 
     def on_epoch_start(self, epoch: int) -> None:
@@ -84,6 +86,8 @@ class Method(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith("model.")}
 
     def load_method_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load tensors saved by :meth:`method_state`, keeping the model's weights; a
+        :class:`DataError` when one of the method's own is missing."""
         own = self.method_state()
         missing = set(own) - set(state)
         if missing:

@@ -70,6 +70,7 @@ class ArchitectureController(nn.Module):
 
     @property
     def hidden(self) -> int:
+        """Width of the controller's hidden layer, ``max(1, C_in // reduction)``."""
         return self.weight1.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,6 +107,9 @@ class ControlledConv2d(nn.Conv2d):
     controller: ArchitectureController
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C_in, H, W) -> (N, C_out, H', W'); runs the controller on the input first and
+        records ``filter_cost``. The gates multiply the output here only when no BatchNorm follows
+        (``at_conv``); otherwise :class:`GatedBatchNorm2d` applies them."""
         self.controller(x)  # (N, C_out) gates, stored on the controller
         out = super().forward(x)
         kh, kw = self.kernel_size
@@ -119,6 +123,7 @@ class GatedBatchNorm2d(nn.BatchNorm2d):
     _gate_source: tuple[ArchitectureController]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """BatchNorm of (N, C, H, W), times the gates of the controlled conv before it."""
         return self._gate_source[0].gate_output(super().forward(x))
 
 

@@ -155,6 +155,8 @@ class CSG(Method):
         return self.mode == "alternating"
 
     def on_epoch_start(self, epoch: int) -> None:
+        """Alternating mode: the epoch's phase, ``std`` for ``warmup_epochs``, then as
+        ``pattern`` says ("G" = gated); joint mode stays ``joint``."""
         if self.mode == "alternating":
             if epoch < self.warmup_epochs:
                 self.phase = "std"
@@ -168,6 +170,9 @@ class CSG(Method):
         return torch.relu(self.gates.abs().sum() - target)
 
     def step(self, batch: Batch) -> StepResult:
+        """The objective of csg.md, "Objective" (module docstring), on one batch; an ``std``
+        phase is the STD cross-entropy alone, a ``gated`` one leaves out the STD term when
+        ``gated_only``. The logits (N, C) are the STD path's."""
         x, y = batch.image, batch.label
         if self.phase == "std":
             logits = self.model(x)
@@ -189,9 +194,12 @@ class CSG(Method):
         return StepResult(loss, std_logits, terms)
 
     def after_optimizer_step(self) -> None:
+        """Project G onto its constraints (:func:`project_gates`): column max 1, in [0, 1]."""
         project_gates(self.gates.data)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """The backbone's trainable parameters, then G alone without weight decay (with its
+        own optimiser and ``gate_lr`` unless ``gate_optimizer="same"``)."""
         backbone = [p for p in self.model.parameters() if p.requires_grad]
         gate_group: dict[str, Any] = {"params": [self.gates], "weight_decay": 0.0}
         if self.gate_optimizer != "same":
@@ -199,9 +207,11 @@ class CSG(Method):
         return [{"params": backbone}, gate_group]
 
     def analysis_layer(self) -> str:
+        """The gated layer (``layer``)."""
         return self.layer
 
     def run_metrics(self, data: Any, device: torch.device) -> dict[str, float]:
+        """``gate_density`` and ``gate_overlap`` of G (:mod:`pellucid.metrics.gates`)."""
         from pellucid.metrics.gates import gate_density, gate_overlap
 
         return {"gate_density": gate_density(self.gates), "gate_overlap": gate_overlap(self.gates)}

@@ -52,6 +52,10 @@ class DecouplingObjective:
         return sum(c * a.sum(1).mean() for c, a in zip(costs, gates, strict=True)) / total
 
     def step(self, batch: Batch) -> StepResult:
+        """The loss of decoupling.md, "Objective", on one batch: CE + lambda_mi MI + lambda_align
+        alignment + lambda_sparse sparsity (its hinge above ``sparsity_target`` when set), plus
+        lambda_distill distillation in training. Logits (N, C) are the gated model's; the term
+        ``active`` is the fraction of gate logits > 0 (the gates open at inference)."""
         x, y = batch.image, batch.label
         if self.lambda_distill > 0 and self.training and self._teacher is None:
             self._take_teacher()  # before this step's forward updates the norms' statistics

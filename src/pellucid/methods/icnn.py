@@ -210,11 +210,13 @@ class ICNN(ICNNStep, Method):
 
     # -- Method API -------------------------------------------------------------------------
     def train(self, mode: bool = True) -> ICNN:
+        """Set the mode, also on the ICNN network, which is not a registered child."""
         super().train(mode)
         self._net.training = mode  # not a registered child; its modules are
         return self
 
     def inference_model(self) -> nn.Module:
+        """The ICNN network (:class:`ICNNNet`), not the bare backbone."""
         return self._net
 
     def analysis_layer(self) -> str:

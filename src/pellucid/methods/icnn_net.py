@@ -73,9 +73,11 @@ class TemplateMask(nn.Module):
                 missing.remove(prefix + key)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The mask (:func:`mask_at_peak`) times ``gain``: (N, K, h, w) -> (N, K, h, w)."""
         return mask_at_peak(x, self.beta) * self.gain.to(x.dtype)[:, None, None]  # (N, K, h, w)
 
     def extra_repr(self) -> str:
+        """``beta`` and the number of filters, for the module's repr."""
         return f"beta={self.beta}, channels={self.gain.numel()}"
 
 
@@ -96,6 +98,8 @@ class InterpretableLayer(nn.Module):
         return self.relu(self.bn(self.conv(h)))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(N, K, H, W) layer output -> (N, K, H, W) masked maps: :meth:`features`, then
+        the mask."""
         return self.mask(self.features(h))
 
 
@@ -121,6 +125,7 @@ class ICNNNet(nn.Module):
         return [f"backbone.{name}" for name in parameter_blocks(self.backbone)] + ["icnn"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, C) of the backbone with the interpretable layer after ``layer``."""
         if self.staged:
             h = self.backbone.forward_to(x, self.layer)  # (N, K, H, W)
             return self.backbone.forward_from(self.icnn(h), self.layer)

@@ -82,6 +82,10 @@ class ICNNStep:
         return torch.where(own, peak, torch.full_like(peak, h * w))
 
     def step(self, batch: Batch) -> StepResult:
+        """``CE + lambda * sum_f Loss_f`` (icnn.md, "Loss") on one batch, with the target
+        templates when ``approximation``; in training it also calibrates an uncalibrated mask
+        gain (``calibrate_gain``), updates the filter categories and the running Z_T.
+        ``plain``: CE alone."""
         x, y = batch.image, batch.label
         calibrate = (
             self.training

@@ -25,6 +25,7 @@ class Standard(Method):
         self.label_smoothing = float(label_smoothing)
 
     def step(self, batch: Batch) -> StepResult:
+        """Cross-entropy (with ``label_smoothing``) on the model's logits (N, C)."""
         logits = self.model(batch.image)  # (N, C)
         loss = F.cross_entropy(logits, batch.label, label_smoothing=self.label_smoothing)
         return StepResult(loss, logits, {"ce": loss})

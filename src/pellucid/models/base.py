@@ -48,9 +48,11 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, C, H, W)
+        """``(x - mean) / std`` per channel."""
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:
+        """The number of channels, for the module's repr."""
         return f"channels={self.mean.shape[1]}"
 
 
@@ -67,6 +69,7 @@ class GlobalPool(nn.Module):
     """Global average pooling followed by flattening: (N, K, H, W) -> (N, K)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over H and W: (N, K, H, W) -> (N, K)."""
         return x.mean(dim=(2, 3))
 
 
@@ -94,6 +97,7 @@ class StagedNet(nn.Sequential):
 
     @property
     def stage_names(self) -> list[str]:
+        """Names of the top-level stages in order (``norm``, ``stem``, ..., ``pool``, ``fc``)."""
         return [name for name, _ in self.named_children()]
 
     def _index(self, name: str) -> int:

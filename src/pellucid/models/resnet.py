@@ -29,6 +29,8 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``: (N, cin, H, W) ->
+        (N, cout, H', W'), H' = ceil(H / stride)."""
         out = torch.relu(self.bn1(self.conv1(x)))  # (N, cout, H', W')
         out = self.bn2(self.conv2(out))
         return torch.relu(out + self.shortcut(x))

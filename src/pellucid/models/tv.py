@@ -35,6 +35,7 @@ class TorchvisionNet(nn.Module):
         self.default_layer = "net." + last_conv_child(net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, classes) of the torchvision net on normalised images (N, C, H, W)."""
         return self.net(self.norm(x))
 
 

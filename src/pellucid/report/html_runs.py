@@ -45,10 +45,12 @@ class RunRecord:
 
     @property
     def method(self) -> str:
+        """The method's name in the run's config (``?`` when it names none)."""
         return str(self.config.get("method", {}).get("name", "?"))
 
     @property
     def class_names(self) -> list[str]:
+        """The dataset's class names in the config's ``info`` (empty when not recorded)."""
         return [str(c) for c in self.config.get("info", {}).get("class_names", [])]
 
 

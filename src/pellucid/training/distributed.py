@@ -63,10 +63,12 @@ class Distributed:
 
     @property
     def enabled(self) -> bool:
+        """More than one process: the loop wraps the method in DDP."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the process that writes and prints."""
         return self.rank == 0
 
 

@@ -44,6 +44,8 @@ class History:
 
     @property
     def train_seconds(self) -> float:
+        """Sum of the epochs' ``seconds``: training only, no validation or checkpointing
+        (after a resume, the earlier epochs too)."""
         return float(sum(e["seconds"] for e in self.epochs))
 
 

@@ -45,23 +45,28 @@ class OptimizerSet:
 
     @property
     def param_groups(self) -> list[dict]:
+        """The parameter groups of ``main``, then of each extra optimiser."""
         return self.main.param_groups + [g for o in self.extras for g in o.param_groups]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the gradients of every optimiser (set to None by default)."""
         for opt in (self.main, *self.extras):
             opt.zero_grad(set_to_none=set_to_none)
 
     def step(self) -> None:
+        """Step ``main``, then each extra optimiser."""
         for opt in (self.main, *self.extras):
             opt.step()
 
     def state_dict(self) -> dict:
+        """``{"main": ..., "extras": [...]}``: the state of every optimiser."""
         return {"main": self.main.state_dict(), "extras": [o.state_dict() for o in self.extras]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.main.load_state_dict(state["main"])
-        if len(state["extras"]) != len(self.extras):
+        """Restore a :meth:`state_dict`; a ValueError when its number of extras differs."""
+        if len(state["extras"]) != len(self.extras):  # checked first: nothing half-loaded
             raise ValueError("checkpoint has a different number of optimisers")
+        self.main.load_state_dict(state["main"])
         for opt, st in zip(self.extras, state["extras"], strict=True):
             opt.load_state_dict(st)
 

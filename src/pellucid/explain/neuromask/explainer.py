@@ -102,6 +102,9 @@ class NeuroMask(Explainer):
         return {"preset": self.preset, "batch_size": self.batch_size, **asdict(self.options)}
 
     def explain(self, inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
+        """Masks (N, 1, H, W) in [0, 1] as :meth:`Explainer.explain`, not rescaled
+        (``normalise = False``); also fills :attr:`last_info` and warns about the images whose
+        target probability on the intact image is below ``RULED_OUT``."""
         self._info: list[dict[str, torch.Tensor]] = []
         masks = super().explain(inputs, target)
         self.last_info = {k: torch.cat([d[k] for d in self._info]) for k in self._info[0]}
