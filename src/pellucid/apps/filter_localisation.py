@@ -48,7 +48,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from pellucid.errors import ConfigError, DataError
+from pellucid.apps.filter_assignment import (
+    check_q,
+    class_filter_table,
+    count_matched_assignment,
+    filter_assignment,
+    finite,
+    reference_statistics,
+)
+from pellucid.apps.filter_maps import FilterScores, filter_gradient_maps, layer_maps
+from pellucid.errors import ConfigError
 
 __all__ = [
     "ASSIGNMENTS",
@@ -95,210 +104,7 @@ class FilterLocalisationResult:
         return {k: v for k, v in asdict(self).items() if k not in ("iou", "pointing")}
 
 
-# ----------------------------------------------------------------------- reference statistics
-def _finite(images: torch.Tensor, what: str) -> torch.Tensor:
-    if not bool(torch.isfinite(images).all()):
-        raise DataError(f"the {what} contain NaN or infinite pixels")
-    return images
-
-
-def _check_maps(a: Any, layer: str) -> torch.Tensor:
-    if not isinstance(a, torch.Tensor) or a.ndim != 4:
-        shape = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
-        raise ConfigError(f"layer {layer!r} gives {shape}, not feature maps (N, K, H, W)")
-    return a
-
-
-@torch.no_grad()
-def reference_statistics(
-    model: nn.Module,
-    layer: str,
-    data: Any,
-    num_classes: int,
-    q: float = 0.3,
-    batch_size: int = 128,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class means and per-filter quantiles of ``layer`` on reference images.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The classifier (eval mode inside; its mode and parameters are restored).
-    layer : str
-        A layer with (N, K, H, W) output, e.g. the CSG gated layer.
-    data : Dataset
-        Reference images with labels (the training split for a run).
-    num_classes : int
-    q : float
-        Share of each filter's activations above its threshold, in (0, 1).
-
-    Returns
-    -------
-    class_means : Tensor (C, K)
-        Mean spatially pooled activation of each filter on each class's images (NaN for a
-        class absent from ``data``).
-    thresholds : Tensor (K,)
-        Each filter's (1 - q) quantile over all its activations (every image and position,
-        at the layer's resolution).
-    """
-    from pellucid.data import make_loader
-    from pellucid.hooks import capture
-    from pellucid.state import model_device, model_state
-
-    _check_q(q)
-    if len(data) == 0:
-        raise DataError("the reference images are empty")
-    device = model_device(model)
-    sums: torch.Tensor | None = None
-    counts = torch.zeros(num_classes)
-    values = []
-    with model_state(model), capture(model, [layer], detach=True) as acts:
-        for batch in make_loader(data, batch_size=batch_size):
-            model(_finite(batch.image, "reference images").to(device))
-            a = _check_maps(acts[layer], layer).float().cpu()  # (B, K, h, w)
-            labels = batch.label.long()
-            if int(labels.max()) >= num_classes or int(labels.min()) < 0:
-                raise DataError(f"a reference label lies outside 0..{num_classes - 1}")
-            pooled = a.mean(dim=(2, 3))
-            if sums is None:
-                sums = torch.zeros(num_classes, a.shape[1])
-            sums.index_add_(0, labels, pooled)
-            counts += torch.bincount(labels, minlength=num_classes).float()
-            values.append(a.transpose(0, 1).reshape(a.shape[1], -1))
-    assert sums is not None
-    means = sums / counts[:, None]  # NaN rows for absent classes (0 / 0)
-    flat = torch.cat(values, dim=1)  # (K, M)
-    k = min(flat.shape[1], max(1, round((1 - q) * flat.shape[1])))
-    thresholds = flat.kthvalue(k, dim=1).values
-    return means, thresholds
-
-
-def filter_assignment(
-    class_means: torch.Tensor | None = None,
-    gates: torch.Tensor | None = None,
-    gate_cut: float = 0.5,
-) -> torch.Tensor:
-    """(C, K) boolean: which filters belong to which class.
-
-    From ``gates`` (a CSG matrix G): filter k belongs to every class c with G[c, k] >=
-    ``gate_cut`` (after CSG's projection each filter has at least one gate at 1). Otherwise
-    from ``class_means``: each filter belongs to the one class whose images it is most active
-    on.
-    """
-    if gates is not None:
-        g = gates.detach().float().cpu()
-        if g.ndim != 2:
-            raise ConfigError(f"gates must be a (C, K) matrix, got shape {tuple(g.shape)}")
-        if not 0 < gate_cut <= 1:
-            raise ConfigError(f"gate_cut must lie in (0, 1], got {gate_cut}")
-        return g >= gate_cut
-    if class_means is None:
-        raise ConfigError("filter_assignment needs class_means or gates")
-    m = torch.nan_to_num(class_means.float(), nan=float("-inf"))
-    out = torch.zeros_like(m, dtype=torch.bool)
-    out[m.argmax(dim=0), torch.arange(m.shape[1])] = True
-    return out
-
-
-def class_filter_table(class_means: torch.Tensor, m: int = 30) -> torch.Tensor:
-    """(C, min(m, K)) indices of each class's ``m`` most active filters; -1 for a class
-    without reference images.
-
-    "Most active for the class" is measured against the filter's own level: the class mean
-    minus the filter's mean over the classes, so that a filter active on every image is not
-    every class's filter.
-    """
-    if m < 1:
-        raise ConfigError(f"m (filters per class) must be >= 1, got {m}")
-    means = class_means.float()
-    m = min(int(m), means.shape[1])
-    score = means - means.nanmean(dim=0, keepdim=True)
-    table = torch.nan_to_num(score, nan=float("-inf")).topk(m, dim=1).indices
-    table[means.isnan().all(dim=1)] = -1
-    return table
-
-
-def count_matched_assignment(
-    class_means: torch.Tensor, k: int, gates: torch.Tensor | None = None
-) -> torch.Tensor:
-    """(C, K) boolean: each class's ``k`` best filters, the same number for every class.
-
-    Ranked by the CSG gate G[c, k] when ``gates`` is given (many gates are exactly 1 after
-    CSG's projection), ties -- and, without gates, everything -- broken by the class mean
-    minus the filter's mean over classes (:func:`class_filter_table`'s measure). A filter may
-    serve several classes. A class without reference images gets no filter.
-    """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"per_class (filters per class) must be an integer >= 1, got {k!r}")
-    means = class_means.float()
-    if k > means.shape[1]:
-        raise ConfigError(f"per_class {k} exceeds the layer's {means.shape[1]} filters")
-    score = torch.nan_to_num(means - means.nanmean(dim=0, keepdim=True), nan=float("-inf"))
-    order = score.argsort(dim=1, descending=True, stable=True)  # (C, K) by activation
-    if gates is not None:
-        g = gates.detach().float().cpu()
-        if g.shape != means.shape:
-            raise ConfigError(f"gates {tuple(g.shape)} do not match {tuple(means.shape)}")
-        by_gate = g.gather(1, order).argsort(dim=1, descending=True, stable=True)
-        order = order.gather(1, by_gate)  # gate first, activation among equal gates
-    out = torch.zeros_like(means, dtype=torch.bool)
-    out.scatter_(1, order[:, :k], True)
-    out[means.isnan().all(dim=1)] = False
-    return out
-
-
-# ------------------------------------------------------------------------------- the maps
-def filter_gradient_maps(
-    model: nn.Module,
-    layer: str,
-    images: torch.Tensor,
-    filters: torch.Tensor,
-    sigma: float = 2.0,
-) -> torch.Tensor:
-    """(N, 1, H, W) class-gradient maps: ``|d/dx sum_k in filters[i] pooled A_k(x_i)|``,
-    largest over channels, blurred with a Gaussian of ``sigma`` px, each scaled to [0, 1].
-
-    ``filters`` is (N, m) filter indices per image. The model is left as it was.
-    """
-    from pellucid.explain.baselines import blur
-    from pellucid.hooks import capture
-    from pellucid.state import model_state
-
-    if filters.ndim != 2 or filters.shape[0] != images.shape[0]:
-        raise ConfigError(
-            f"filters must be (N, m) for {images.shape[0]} images, got {tuple(filters.shape)}"
-        )
-    x = images.detach().clone().requires_grad_(True)
-    with model_state(model), torch.enable_grad(), capture(model, [layer]) as acts:
-        model(x)
-        a = _check_maps(acts[layer], layer)  # (N, K, h, w)
-        if int(filters.max()) >= a.shape[1] or int(filters.min()) < 0:
-            raise ConfigError(f"a filter index lies outside the layer's {a.shape[1]} filters")
-        pooled = a.mean(dim=(2, 3))  # (N, K)
-        score = pooled.gather(1, filters.to(a.device)).sum()
-        (grad,) = torch.autograd.grad(score, x)
-    g = blur(grad.abs().amax(dim=1, keepdim=True), float(sigma))
-    peak = g.flatten(1).amax(dim=1).clamp_min(1e-12)
-    return (g / peak[:, None, None, None]).detach()
-
-
-def _upsampled(a: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return nn.functional.interpolate(a, size=size, mode="bilinear", align_corners=False)
-
-
-def _iou(region: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """IoU of boolean regions (..., H, W) with a boolean mask (H, W) broadcast."""
-    inter = (region & mask).flatten(-2).sum(-1).float()
-    union = (region | mask).flatten(-2).sum(-1).float()
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(union))
-
-
 # ------------------------------------------------------------------------------- protocols
-def _check_q(q: float) -> None:
-    if not 0 < q < 1:
-        raise ConfigError(f"q (the share of activations kept) must lie in (0, 1), got {q}")
-
-
 def _check(protocol: str, threshold: float, target: str) -> None:
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
@@ -367,33 +173,22 @@ def filter_localise(
     """
     from pellucid.apps.localisation import predicted_class, scored_count
     from pellucid.data import make_loader
-    from pellucid.metrics.localisation import class_mean, pointing_game, top_q_iou
     from pellucid.state import model_device
 
     threshold = DEFAULT_THRESHOLD.get(protocol, 0.3) if threshold is None else float(threshold)
     _check(protocol, threshold, target)
-    _check_q(q)
+    check_q(q)
     if assign not in ASSIGNMENTS:
         raise ConfigError(f"unknown assign {assign!r}; choose from {', '.join(ASSIGNMENTS)}")
     if assign == "gates" and gates is None:
         raise ConfigError("assign='gates' needs a CSG gate matrix (a CSG run)")
+    if per_class is not None and protocol != "filters":
+        raise ConfigError("per_class is an option of protocol 'filters'")
     count = scored_count(data, n, "filter localisation")
     classes = int(data.info.num_classes)
     means, thresholds = reference_statistics(model, layer, reference, classes, q)
-    if assign == "gates":
-        assert gates is not None
-        if tuple(gates.shape) != tuple(means.shape):
-            raise ConfigError(
-                f"gate matrix {tuple(gates.shape)} does not match {classes} classes x "
-                f"{means.shape[1]} filters of layer {layer!r}"
-            )
-        members = filter_assignment(gates=gates, gate_cut=gate_cut)
-    else:
-        members = filter_assignment(class_means=means)
-    if per_class is not None:
-        if protocol != "filters":
-            raise ConfigError("per_class is an option of protocol 'filters'")
-        members = count_matched_assignment(means, per_class, gates if assign == "gates" else None)
+    used_gates = gates if assign == "gates" else None
+    members = _members(means, layer, used_gates, gate_cut, per_class)
     table = class_filter_table(means, m)
     size = tuple(data.info.image_size)
     sigma = size[0] / 32 if sigma is None else float(sigma)
@@ -401,60 +196,32 @@ def filter_localise(
         raise ConfigError(f"sigma (the blur in px) must be >= 0, got {sigma}")
 
     device = model_device(model)
-    per_image: list[float | None] = []
-    pair_iou: list[torch.Tensor] = []
-    any_hit: list[bool] = []
-    hits, labels = [], []
+    scores = FilterScores()
     subset = torch.utils.data.Subset(data, range(count))
     for batch in make_loader(subset, batch_size=batch_size):
-        images = _finite(batch.image, "scored images").to(device)
+        images = finite(batch.image, "scored images").to(device)
         if target == "label":
             cls = batch.label.long()
         else:
             cls = predicted_class(model, images).cpu()
         masks = batch.mask.reshape(len(cls), *size).bool()
         if protocol == "gradient":
-            rows = table[cls]
-            if bool((rows < 0).any()):
-                raise DataError("a scored class has no reference images; use more reference images")
-            maps = filter_gradient_maps(model, layer, images, rows, sigma).cpu()
-            iou = top_q_iou(maps, masks, q=q)
-            per_image.extend(round(float(v), 5) for v in iou)
-            hits.append(pointing_game(maps, masks)["hits"].cpu())
-            labels.append(cls)
-            continue
-        acts = _layer_maps(model, layer, images).cpu()  # (B, K, h, w)
-        for i in range(len(cls)):
-            ks = members[int(cls[i])].nonzero().flatten()
-            if len(ks) == 0:
-                per_image.append(None)
-                any_hit.append(False)
-                continue
-            region = _upsampled(acts[i : i + 1, ks], size)[0] > thresholds[ks, None, None]
-            iou = _iou(region, masks[i])  # (len(ks),)
-            pair_iou.append(iou)
-            per_image.append(round(float(iou.mean()), 5))
-            any_hit.append(bool((iou > threshold).any()))
+            scores.add_gradient(model, layer, images, cls, masks, table, sigma, q)
+        else:
+            acts = layer_maps(model, layer, images).cpu()  # (B, K, h, w)
+            scores.add_filters(acts, cls, masks, members, thresholds, threshold)
 
     options: dict[str, Any] = {"reference_images": len(reference)}
     if protocol == "gradient":
-        iou_all = torch.tensor([v for v in per_image if v is not None])
-        hit = torch.cat(hits)
-        mean_iou = float(iou_all.mean())
-        share = float((iou_all >= threshold).float().mean())
-        share_images, pointing = None, round(class_mean(hit, torch.cat(labels)), 5)
         options.update(m=int(table.shape[1]), sigma=sigma)
         used = [int(table.shape[1])] * classes
     else:
-        pairs = torch.cat(pair_iou) if pair_iou else torch.zeros(0)
-        mean_iou = float(pairs.mean()) if len(pairs) else 0.0
-        share = float((pairs > threshold).float().mean()) if len(pairs) else 0.0
-        share_images, pointing, hit = float(sum(any_hit) / len(any_hit)), None, None
         if assign == "gates" and per_class is None:
             options["gate_cut"] = gate_cut
         if per_class is not None:
             options["per_class"] = per_class
         used = [int(v) for v in members.sum(dim=1)]
+    mean_iou, share, share_images, pointing = scores.summary(protocol, threshold)
     return FilterLocalisationResult(
         protocol=protocol,
         layer=layer,
@@ -469,19 +236,33 @@ def filter_localise(
         share_images=None if share_images is None else round(share_images, 5),
         pointing_game=pointing,
         options=options,
-        iou=per_image,
-        pointing=None if hit is None else [bool(v) for v in hit],
+        iou=scores.per_image,
+        pointing=None if protocol != "gradient" else [bool(v) for v in torch.cat(scores.hits)],
     )
 
 
-@torch.no_grad()
-def _layer_maps(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Tensor:
-    from pellucid.hooks import capture
-    from pellucid.state import model_state
-
-    with model_state(model), capture(model, [layer], detach=True) as acts:
-        model(images)
-        return _check_maps(acts[layer], layer).float()
+def _members(
+    means: torch.Tensor,
+    layer: str,
+    gates: torch.Tensor | None,
+    gate_cut: float,
+    per_class: int | None,
+) -> torch.Tensor:
+    """(C, K) boolean filter assignment of the ``filters`` protocol: by ``gates`` when given
+    (checked against the class means' shape), else by activation; every class's
+    ``per_class`` best filters when set."""
+    if gates is not None:
+        if tuple(gates.shape) != tuple(means.shape):
+            raise ConfigError(
+                f"gate matrix {tuple(gates.shape)} does not match {means.shape[0]} classes x "
+                f"{means.shape[1]} filters of layer {layer!r}"
+            )
+        members = filter_assignment(gates=gates, gate_cut=gate_cut)
+    else:
+        members = filter_assignment(class_means=means)
+    if per_class is not None:
+        members = count_matched_assignment(means, per_class, gates)
+    return members
 
 
 def filter_localise_run(
