@@ -202,3 +202,18 @@ def test_fast_mi_estimator_equals_sklearn() -> None:
     ref = mi_matrix(a, y, 4, estimator="sklearn")
     assert np.allclose(fast, ref, atol=1e-10)
     assert fast.max() > 0.1  # the informative filters are found
+
+
+def test_method_state_of_another_shape_of_method_names_missing_and_unknown_tensors():
+    from pellucid.errors import DataError
+
+    method = build_method("csg", build_model("convnet", 1, 10, widths=[4, 4, 8, 8]), 10)
+    own = method.method_state()
+    before = {k: v.clone() for k, v in own.items()}
+    with pytest.raises(DataError, match=r"lacks gates and has unknown stray"):
+        method.load_method_state({"stray": torch.zeros(1)})
+    with pytest.raises(DataError, match=r"has unknown stray$"):
+        method.load_method_state({**own, "stray": torch.zeros(1)})
+    assert all(torch.equal(before[k], v) for k, v in method.method_state().items())
+    method.load_method_state({k: v + 0.5 for k, v in before.items()})  # a right one loads
+    assert all(torch.equal(before[k] + 0.5, v) for k, v in method.method_state().items())

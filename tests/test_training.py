@@ -191,3 +191,14 @@ def test_config_values_of_the_wrong_kind_are_named(tmp_path, yaml_text, message)
     (tmp_path / "c.yaml").write_text(yaml_text)
     with pytest.raises(ConfigError, match=message):
         load_config(tmp_path / "c.yaml")
+
+
+def test_a_data_config_checks_itself_not_only_inside_a_run_config():
+    """``fit`` takes a bare DataConfig: an unknown augmentation was trained as ``shift``."""
+    from pellucid.config import DataConfig
+    from pellucid.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown augment 'bogus'"):
+        DataConfig(augment="bogus")
+    with pytest.raises(ConfigError, match="batch_size must be >= 1, got 0"):
+        DataConfig(batch_size=0)

@@ -67,6 +67,10 @@ class DataConfig:
         for key in ("max_shift", "num_workers"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"data.{key} must be >= 0, got {getattr(self, key)}")
+        if self.augment not in AUGMENTS:
+            raise ConfigError(f"unknown augment {self.augment!r}; choose from: {AUGMENTS}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -149,12 +153,6 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     init: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.data.augment not in AUGMENTS:
-            raise ConfigError(f"unknown augment {self.data.augment!r}; choose from: {AUGMENTS}")
-        if self.data.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.data.batch_size}")
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with ``changes`` to its fields (:func:`dataclasses.replace`; the checks

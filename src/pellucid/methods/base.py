@@ -87,13 +87,16 @@ class Method(nn.Module):
 
     def load_method_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load tensors saved by :meth:`method_state`, keeping the model's weights; a
-        :class:`DataError` when one of the method's own is missing."""
+        :class:`DataError` naming the method's own tensors that are missing and the unknown
+        ones."""
         own = self.method_state()
-        missing = set(own) - set(state)
-        if missing:
+        missing, extra = set(own) - set(state), set(state) - set(own)
+        if missing or extra:
             from pellucid.errors import DataError
 
-            raise DataError(f"method state lacks {', '.join(sorted(missing))}")
+            what = [f"lacks {', '.join(sorted(missing))}"] if missing else []
+            what += [f"has unknown {', '.join(sorted(extra))}"] if extra else []
+            raise DataError(f"method state {' and '.join(what)}")
         self.load_state_dict({**self.state_dict(), **state})
 
     def analysis_layer(self) -> str:
