@@ -241,3 +241,17 @@ def test_filter_window_figure(tmp_path):
     img = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(2, 4, 4) / 32
     win = crop(img[:1], 0.0, 0.0, 3)  # centred on the corner: grey outside the image
     assert win.shape == (3, 3, 3) and win[0, 0, 0] == 0.5 and win[1, 1, 0] == 0.0
+
+
+def test_a_part_metric_that_cannot_be_computed_does_not_hide_the_other(monkeypatch):
+    from pellucid.metrics import parts
+
+    def no_fields(*args, **kwargs):
+        raise DataError("receptive_field: no fields here")
+
+    monkeypatch.setattr(parts, "receptive_field", no_fields)
+    model = build_model("convnet", 3, 8, widths=[4, 4, 4, 4])
+    out = parts.part_metrics(model, "layer4", load_dataset("shapes32", "test", n=64))
+    assert out["location_instability"] is None
+    assert out["part_metrics_note"] == "location_instability: receptive_field: no fields here"
+    assert 0 <= out["part_interpretability"] <= 1  # was None with the other one

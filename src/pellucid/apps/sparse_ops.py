@@ -110,7 +110,7 @@ class _ConvOp:
         k_out = torch.full_like(k_in, self.conv.out_channels)
         cost = torch.zeros_like(k_in)
         if self.controller is not None and gates is not None:
-            k_out = gates[self.name].flatten(1).sum(1).to(k_in.dtype)
+            k_out = gates[self.name].flatten(1).sum(1).to(k_in)  # dtype and device
             hidden = self.controller.hidden
             gap = k_in * self.hw_in[0] * self.hw_in[1]
             cost = gap + k_in * hidden + hidden * self.conv.out_channels

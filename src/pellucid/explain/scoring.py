@@ -78,7 +78,9 @@ def summarise(scores: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str
     """Means of per-image scores; the pointing game is averaged per class, then over classes
     (as the TorchRay benchmark does)."""
     out = {}
+    labels = torch.as_tensor(labels).cpu()  # scores are on the CPU; labels may not be
     for key, vals in scores.items():
+        vals = vals.cpu()
         if key == "pointing_game":
             per_class = [float(vals[labels == c].mean()) for c in labels.unique()]
             out[key] = round(statistics.mean(per_class), 4)

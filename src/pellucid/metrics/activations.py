@@ -41,7 +41,7 @@ def pooled_activations(
                 if a.ndim != 4:
                     raise ValueError(f"layer {layer!r} output is {tuple(a.shape)}, not (N,K,H,W)")
                 feats.append(a.mean(dim=(2, 3)).cpu())  # (B, K)
-                labels.append(batch.label)
+                labels.append(batch.label.cpu())  # batches may come on the model's device
                 n += len(batch.label)
                 if max_images is not None and n >= max_images:
                     break

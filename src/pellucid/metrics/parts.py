@@ -199,14 +199,20 @@ def part_metrics(
     what ``pellucid evaluate`` reports. Too little data for a metric gives None and a note."""
     lm = collect_maps(model, layer, data, device, max_images=max_images)
     out: dict[str, Any] = {"part_metric_images": len(lm.labels)}
-    try:
-        if lm.landmarks is not None:
+    notes = []
+    if lm.landmarks is not None:
+        try:  # each metric on its own: one that cannot be computed does not hide the other
             rf = receptive_field(model, layer, lm.in_channels, lm.image_size)
             out["location_instability"] = round(instability_from_maps(lm, rf)[0], 5)
-        if lm.parts is not None:
+        except DataError as err:
+            out["location_instability"] = None
+            notes.append(f"location_instability: {err}")
+    if lm.parts is not None:
+        try:
             out["part_interpretability"] = round(interpretability_from_maps(lm)[0], 5)
-    except DataError as err:
-        out.setdefault("location_instability", None)
-        out.setdefault("part_interpretability", None)
-        out["part_metrics_note"] = str(err)
+        except DataError as err:
+            out["part_interpretability"] = None
+            notes.append(f"part_interpretability: {err}")
+    if notes:
+        out["part_metrics_note"] = "; ".join(notes)
     return out

@@ -60,12 +60,12 @@ def collect_maps(
                 if a.ndim != 4:
                     raise DataError(f"layer {layer!r} output is {tuple(a.shape)}, not 4-D")
                 maps.append(a.float().cpu())
-                labels.append(batch.label[:take])
+                labels.append(batch.label[:take].cpu())
                 shape = tuple(batch.image.shape[1:])
                 if batch.landmarks is not None:
-                    marks.append(batch.landmarks[:take].float())
+                    marks.append(batch.landmarks[:take].float().cpu())
                 if batch.parts is not None:
-                    parts.append(batch.parts[:take] > 0.5)
+                    parts.append(batch.parts[:take].cpu() > 0.5)
                 n += take
                 if max_images is not None and n >= max_images:
                     break

@@ -45,8 +45,9 @@ def _probe_copy(model: nn.Module) -> nn.Module:
     conv weights (1 / fan-in), identity BN and input normalisation, max-pooling replaced by
     average pooling (same window), modules marked ``rf_transparent`` (the ICNN mask)
     replaced by the identity. With a positive input every activation is positive, so ReLUs
-    pass everything and the input gradient of a unit is non-zero exactly on its field."""
-    probe = copy.deepcopy(model).double().eval()
+    pass everything and the input gradient of a unit is non-zero exactly on its field. On
+    the CPU whatever the model's device (float64 everywhere, and the probe can grow large)."""
+    probe = copy.deepcopy(model).cpu().double().eval()  # the probe input is a CPU tensor
     for parent in list(probe.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.MaxPool2d):

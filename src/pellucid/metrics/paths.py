@@ -124,7 +124,7 @@ def class_similarity(paths: torch.Tensor, labels: torch.Tensor, num_classes: int
     sums = onehot.T @ sim @ onehot  # (C, C)
     n = onehot.sum(0)
     pairs = n[:, None] * n[None, :]
-    eye = torch.eye(num_classes, dtype=torch.bool)
+    eye = torch.eye(num_classes, dtype=torch.bool, device=sums.device)
     sums = torch.where(eye, sums - (onehot.T @ torch.diag(sim)), sums)  # drop self-pairs
     pairs = torch.where(eye, pairs - n, pairs)
     return torch.where(pairs > 0, sums / pairs.clamp_min(1), torch.full_like(sums, math.nan))
