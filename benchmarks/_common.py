@@ -138,6 +138,15 @@ def published_model_check(model: Any, dataset: str, name: str = "explainers") ->
     return msg
 
 
+def remove_unfinished(out: Path) -> None:
+    """Delete an interrupted training at ``out`` (no ``metrics.json``), so that the recipe
+    trains again from the start there (``train_run`` refuses to overwrite one)."""
+    import shutil
+
+    if out.is_dir() and not (out / "metrics.json").is_file():
+        shutil.rmtree(out)
+
+
 def finished_run(out: Path, config: Any) -> bool:
     """Whether ``out`` holds a finished run (``metrics.json``) of ``config``; a finished run of
     another config stops the benchmark (a stale run would be measured as if it were this

@@ -80,7 +80,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import finished_run, write_result
+from _common import finished_run, remove_unfinished, write_result
 from decoupling import RECIPES, _config
 
 # Every variant states its options in full (the recipes' own options are not added), so
@@ -184,6 +184,7 @@ def _run(cfg: Any, out: Path) -> dict[str, Any]:
 
     if finished_run(out, cfg):  # another config there: stops (remove it or use --root)
         return read_json(out / "metrics.json")
+    remove_unfinished(out)
     return train_run(cfg, out, progress=False)
 
 

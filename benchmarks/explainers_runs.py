@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from _common import finished_run
+from _common import finished_run, remove_unfinished
 from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
 from pellucid.training import run_from_weights, train_run
 
@@ -77,5 +77,6 @@ def ensure_run(
         run_from_weights(recipe(dataset), weights, out)
     else:
         print(f"training {dataset} (seed {seed}, data seed {data_seed}) -> {out}", flush=True)
+        remove_unfinished(out)
         train_run(recipe(dataset, seed, data_seed), out, progress=False)
     return out

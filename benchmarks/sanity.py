@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shutil
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -56,7 +57,9 @@ def random_label_run(dataset: str, runs: Path, seed: int, epochs: int) -> Path:
         train=dataclasses.replace(base.train, epochs=epochs),
     )
     if not finished_run(out, cfg):
-        resume = (out / "config.yaml").is_file()  # an interrupted training continues
+        resume = (out / "checkpoint" / "state.pt").is_file()  # an interrupted training continues
+        if not resume and out.exists():  # interrupted before its first checkpoint: start again
+            shutil.rmtree(out)
         print(f"training {dataset} on random labels (seed {seed}, {epochs} epochs) -> {out}")
         train_run(cfg, out, resume=resume, progress=False)
     return out

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -86,6 +87,18 @@ def test_resume_continues_and_matches_uninterrupted_run(tiny_config, tmp_path):
             on_epoch_end=stop_after_two,
         )
     assert load_state(part / "checkpoint" / "state.pt")["epoch"] == 2
+    saved = {p: p.read_bytes() for p in part.rglob("*") if p.is_file()}
+    # the interrupted run is not overwritten: not by a fresh training, not by a resume with
+    # another config (which wrote its config.yaml first and so made the run unresumable)
+    with pytest.raises(PellucidError, match="holds an unfinished run; continue it with --resume"):
+        train_run(cfg3, part, progress=False)
+    lr = cfg3.replace(train=dataclasses.replace(cfg3.train, lr=1e12))
+    with pytest.raises(PellucidError, match="config differs"):
+        train_run(lr, part, resume=True, progress=False)
+    assert {p: p.read_bytes() for p in part.rglob("*") if p.is_file()} == saved
+    with pytest.raises(PellucidError, match="holds no checkpoint to continue"):
+        train_run(cfg3, tmp_path / "never", resume=True, progress=False)
+    assert not (tmp_path / "never").exists()
     train_run(cfg3, part, resume=True, progress=False)
     a, b = load_file(str(full / "model.safetensors")), load_file(str(part / "model.safetensors"))
     assert a.keys() == b.keys()

@@ -67,12 +67,8 @@ def train_run(
     every rank returns its metrics.
     """
     out = Path(out)
-    if resume and (out / "config.yaml").is_file():
-        saved = load_config(out / "config.yaml")
-        if saved.replace(info={}) != config.replace(info={}):
-            raise PellucidError(f"--resume: the config differs from the one saved in {out}")
-    elif not resume and (out / "metrics.json").exists():
-        raise PellucidError(f"{out} already holds a finished run; choose another --out")
+    if distributed.is_main_process():  # rank 0 alone: the others would see its config.yaml
+        check_out(config, out, resume)
     _check_names(config)
     seed = config.train.seed
     opts = config.data.options
@@ -104,6 +100,38 @@ def train_run(
         if ctx.is_main:
             metrics = _finish_run(out, method, config, history, ctx)
         return distributed.broadcast_object(metrics, ctx)
+
+
+def check_out(config: RunConfig, out: str | Path, resume: bool = False) -> None:
+    """Refuse an ``out`` that training would damage, before anything is written: a finished
+    run; an unfinished one (its checkpoint and config.yaml) unless ``resume``; and with
+    ``resume``, a directory without a checkpoint or whose config.yaml differs from ``config``.
+
+    Raises
+    ------
+    PellucidError
+        Naming the run directory and what to do instead.
+    """
+    from pellucid.training.checkpoint import CKPT
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PellucidError(f"--out {out} is a file, not a run directory")
+    if (out / "metrics.json").exists() and not resume:
+        raise PellucidError(f"{out} already holds a finished run; choose another --out")
+    checkpoint = (out / CKPT / "state.pt").is_file()
+    if resume:
+        if not checkpoint:
+            raise PellucidError(f"--resume: {out} holds no checkpoint to continue")
+        if (out / "config.yaml").is_file():
+            saved = load_config(out / "config.yaml")
+            if saved.replace(info={}) != config.replace(info={}):
+                raise PellucidError(f"--resume: the config differs from the one saved in {out}")
+    elif checkpoint or (out / "config.yaml").is_file():
+        raise PellucidError(
+            f"{out} holds an unfinished run; continue it with --resume and the same options, "
+            "or remove it / choose another --out"
+        )
 
 
 def _finish_run(
