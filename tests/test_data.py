@@ -170,3 +170,38 @@ def test_npz_inputs_that_do_not_fit_are_named(tmp_path):
     np.savez(path, images=images, labels=labels.astype(np.float32), masks=np.ones((30, 1, 8, 8)))
     ds = load_dataset("npz", "train", path=str(path))  # whole-number floats and (N, 1, H, W)
     assert ds.info.has_masks and ds.info.num_classes == 3
+
+
+def test_files_that_are_not_npz_archives_and_empty_splits_are_named(tmp_path):
+    """Each was an internal error (BadZipFile, a context-manager TypeError, a pickle message
+    for a text file, a reduction over an empty split)."""
+    labels = np.repeat(np.arange(3), 10)
+    np.save(tmp_path / "a.npy", np.zeros((30, 1, 8, 8), np.uint8))
+    (tmp_path / "t.npz").write_text("images,labels\n")
+    (tmp_path / "z.npz").write_bytes(b"PK\x03\x04 a broken archive")
+    cases = [
+        ("a.npy", "is a single .npy array"),
+        ("t.npz", "is not an .npz archive"),
+        ("z.npz", "cannot read .*z.npz"),
+    ]
+    for name, message in cases:
+        with pytest.raises(DataError, match=message):
+            load_dataset("npz", "train", path=str(tmp_path / name))
+    np.savez(tmp_path / "tiny.npz", images=np.zeros((3, 1, 8, 8), np.uint8), labels=[0, 1, 2])
+    with pytest.raises(DataError, match=r"the 'test' split is empty \(3 images in all"):
+        load_dataset("npz", "test", path=str(tmp_path / "tiny.npz"))
+    np.savez(tmp_path / "flat.npz", images=np.zeros((30, 1, 0, 0), np.uint8), labels=labels)
+    with pytest.raises(DataError, match="non-empty"):
+        load_dataset("npz", "train", path=str(tmp_path / "flat.npz"))
+    np.savez(tmp_path / "d.npz", images=np.zeros((30, 1, 8, 8), np.uint8), labels=labels)
+    with pytest.raises(DataError, match="num_classes must be >= 1, got 0"):
+        load_dataset("npz", "train", path=str(tmp_path / "d.npz"), num_classes=0)
+    _write_folder(tmp_path / "img")  # 2 classes of 6 images: one validation image each
+    with pytest.raises(DataError, match="size .* must be >= 1, got 0"):
+        load_dataset("folder", "train", root=str(tmp_path / "img"), size=0)
+    for f in (tmp_path / "img" / "cat").glob("[1-5].png"):
+        f.unlink()
+    for f in (tmp_path / "img" / "dog").glob("[1-5].png"):
+        f.unlink()
+    with pytest.raises(DataError, match=r"the 'val' split is empty \(2 images in all"):
+        load_dataset("folder", "val", root=str(tmp_path / "img"))

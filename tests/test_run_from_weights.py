@@ -109,3 +109,18 @@ def test_pellucid_import_writes_a_run_that_explain_reads(tmp_path, capsys):
     assert main(argv_bad) == 1
     assert "do not fit the config's model" in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_images_of_another_channel_count_than_the_run_are_named(trained, tmp_path):
+    """A grey npz (or folder) for an RGB run was a convolution error deep inside torch."""
+    import numpy as np
+
+    from pellucid.errors import DataError
+
+    source, _ = trained
+    classes = load_run(source)[1].info["num_classes"]
+    labels = np.repeat(np.arange(classes), 10)
+    path = tmp_path / "grey.npz"
+    np.savez(path, images=np.zeros((len(labels), 1, 32, 32), np.uint8), labels=labels)
+    with pytest.raises(DataError, match="has 1-channel images but run .* on 3-channel ones"):
+        load_images(source, 2, dataset="npz", dataset_options={"path": str(path)})

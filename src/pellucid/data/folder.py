@@ -4,6 +4,7 @@ CIFAR-10 from its binary distribution on disk. Nothing is downloaded."""
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from pellucid.data.base import DatasetInfo, PellucidDataset
-from pellucid.data.splits import check_split, stratified_split
+from pellucid.data.splits import check_nonempty, check_split, stratified_split
 from pellucid.errors import DataError
 from pellucid.registry import DATASETS
 
@@ -80,6 +81,8 @@ def load_folder(
         raise DataError("the 'folder' dataset needs root=PATH (e.g. --data-option root=imgs)")
     if channels not in (1, 3):
         raise DataError(f"folder: channels must be 1 or 3, got {channels}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise DataError(f"folder: size (the side images are resized to) must be >= 1, got {size}")
     base = Path(root)
     presplit = (base / split).is_dir()
     files, labels, classes = _scan(base / split if presplit else base)
@@ -87,6 +90,7 @@ def load_folder(
         idx = np.arange(len(files))
     else:
         idx = stratified_split(np.asarray(labels), FRACTIONS, seed)[split]
+        idx = check_nonempty(idx, split, f"image folder {base}", len(files))
     mode = "L" if channels == 1 else "RGB"
     hw = (size, size) if size else None
     if hw is None:
@@ -139,9 +143,21 @@ def load_npz(
     if path is None:
         raise DataError("the 'npz' dataset needs path=FILE.npz")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err}") from None
+    if magic == b"\x93NUMPY":
+        raise DataError(
+            f"{path} is a single .npy array; the 'npz' dataset reads an .npz archive with "
+            "arrays 'images' and 'labels' (numpy.savez)"
+        )
+    if not magic.startswith(b"PK"):
+        raise DataError(f"{path} is not an .npz archive (numpy.savez writes one)")
+    try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"cannot read {path}: {err}") from None
     for key in ("images", "labels"):
         if key not in arrays:
@@ -149,7 +165,7 @@ def load_npz(
     images = arrays["images"]
     if images.ndim == 3:
         images = images[:, None]
-    if images.ndim != 4 or len(images) == 0:
+    if images.ndim != 4 or len(images) == 0 or 0 in images.shape[2:]:
         raise DataError(
             f"{path}: images must be a non-empty (N, C, H, W) array, got {images.shape}"
         )
@@ -161,8 +177,11 @@ def load_npz(
     if not np.issubdtype(images.dtype, np.integer) and not np.isfinite(images).all():
         raise DataError(f"{path}: images contain NaN or infinite values")
     labels = _npz_labels(arrays["labels"], len(images), path)
+    if num_classes is not None and int(num_classes) < 1:
+        raise DataError(f"npz: num_classes must be >= 1, got {num_classes}")
     n_cls = int(num_classes) if num_classes is not None else int(labels.max()) + 1
     idx = stratified_split(labels, FRACTIONS, seed)[split]
+    idx = check_nonempty(idx, split, f"npz file {path}", len(images))
     img = torch.from_numpy(images[idx])
     if img.dtype != torch.uint8:
         img = img.float()

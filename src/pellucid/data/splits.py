@@ -47,3 +47,15 @@ def stratified_split(
         out["val"].append(idx[n_test : n_test + n_val])
         out["train"].append(idx[n_test + n_val :])
     return {s: np.sort(np.concatenate(v)) for s, v in out.items()}
+
+
+def check_nonempty(idx: np.ndarray, split: str, dataset: str, total: int) -> np.ndarray:
+    """``idx``, or a :class:`DataError` when the ``split`` drawn from ``total`` images of
+    ``dataset`` holds none (a class needs about 5 images for a validation image, 3 for a
+    test image under the 70/10/20 split)."""
+    if len(idx) == 0:
+        raise DataError(
+            f"{dataset}: the {split!r} split is empty ({total} images in all, split 70/10/20 "
+            "within each class); give more images per class"
+        )
+    return idx

@@ -70,6 +70,13 @@ def load_images(
             f"dataset {name!r} has {info.num_classes} classes but run {str(run)!r} was trained "
             f"on {classes}"
         )
+    channels = cfg.info.get("in_channels") if cfg.info else None
+    if channels is not None and info.in_channels != channels:
+        hint = f" (--data-option channels={channels})" if name == "folder" else ""
+        raise DataError(
+            f"dataset {name!r} has {info.in_channels}-channel images but run {str(run)!r} was "
+            f"trained on {channels}-channel ones{hint}"
+        )
     if len(ds) == 0:
         raise DataError(f"the {split} split of {name!r} is empty")
     idx = image_indices(len(ds), n, images)
