@@ -99,6 +99,8 @@ def test_resume_continues_and_matches_uninterrupted_run(tiny_config, tmp_path):
     with pytest.raises(PellucidError, match="holds no checkpoint to continue"):
         train_run(cfg3, tmp_path / "never", resume=True, progress=False)
     assert not (tmp_path / "never").exists()
+    with pytest.raises(PellucidError, match="is unfinished .* pellucid train --resume"):
+        pellucid.load_run(part)  # was "model.safetensors not found"
     train_run(cfg3, part, resume=True, progress=False)
     a, b = load_file(str(full / "model.safetensors")), load_file(str(part / "model.safetensors"))
     assert a.keys() == b.keys()
@@ -215,3 +217,28 @@ def test_a_data_config_checks_itself_not_only_inside_a_run_config():
         DataConfig(augment="bogus")
     with pytest.raises(ConfigError, match="batch_size must be >= 1, got 0"):
         DataConfig(batch_size=0)
+
+
+def test_weights_holding_nan_are_named_where_they_are_read(tiny_config, tmp_path):
+    """NaN in a run's weights was reported as NaN activations by the MI matrix, NaN in
+    initial weights as a NaN training loss blaming the learning rate."""
+    from safetensors.torch import save_file
+
+    from pellucid.config import load_config
+    from pellucid.errors import ConfigError
+    from pellucid.models.tv import load_state_file
+
+    run = tmp_path / "run"
+    train_run(tiny_config, run, progress=False)
+    state = load_file(str(run / "model.safetensors"))
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = state[key].clone().fill_(float("nan"))
+    save_file(state, str(run / "model.safetensors"))
+    with pytest.raises(PellucidError, match=f"weights hold NaN or infinite values in {key}"):
+        pellucid.load_run(run)
+    save_file(state, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(PellucidError, match=f"nan.safetensors holds NaN .* in {key}"):
+        load_state_file(tmp_path / "nan.safetensors")
+    (tmp_path / "c.yaml").write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError, match="is not a text"):
+        load_config(tmp_path / "c.yaml")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -78,14 +79,28 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt or unsafe file
         raise DataError(f"cannot load weights from {path}: {err}") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise DataError(f"{path} does not hold a state dict")
+    return _finite(state, path)
+
+
+def _finite(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``state``, or a DataError naming its first tensors holding NaN or inf (training from
+    them stopped with a NaN loss that blamed the learning rate)."""
+    bad = [
+        k
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()
+    ]
+    if bad:
+        raise DataError(f"weights file {path} holds NaN or infinite values in {', '.join(bad[:3])}")
     return state
 
 

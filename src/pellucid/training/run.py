@@ -291,16 +291,34 @@ def load_method(run: str | Path, device: str | torch.device = "cpu") -> tuple[Me
     config = load_config(run / "config.yaml")
     if not config.info:
         raise PellucidError(f"{run}/config.yaml lacks the dataset info; was the run finished?")
+    if not (run / "model.safetensors").is_file():
+        from pellucid.training.checkpoint import CKPT
+
+        if (run / CKPT / "state.pt").is_file():
+            raise PellucidError(
+                f"run {run} is unfinished (a checkpoint, no model.safetensors); finish it with "
+                f"pellucid train --resume --out {run} and the options it was started with"
+            )
+        raise PellucidError(f"run {run} has no model.safetensors; was the training finished?")
     method = build_from_config(config)
     if (run / "method.safetensors").is_file():
-        method.load_method_state(load_tensors(run / "method.safetensors"))
-    state = load_tensors(run / "model.safetensors")
+        method.load_method_state(_finite(load_tensors(run / "method.safetensors"), run))
+    state = _finite(load_tensors(run / "model.safetensors"), run)
     try:
         method.inference_model().load_state_dict(state)
     except RuntimeError as err:
         raise PellucidError(f"{run}/model.safetensors does not fit the config: {err}") from None
     method.to(device).eval()
     return method, config
+
+
+def _finite(tensors: dict[str, torch.Tensor], run: Path) -> dict[str, torch.Tensor]:
+    """``tensors``, or a :class:`PellucidError` naming the first ones holding NaN or inf."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise PellucidError(f"run {run}: its weights hold NaN or infinite values in "
+                            f"{', '.join(bad[:3])}")  # fmt: skip
+    return tensors
 
 
 def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig]:
