@@ -425,7 +425,11 @@ def test_an_adaptive_attack_evades_the_detector_it_knows(bars_and_net):
         assert 0 <= two <= 1 and two != auc[weight]
     assert auc[1.0] < auc[0.0] - 0.05  # knowing the detector lowers its score
     with pytest.raises(ConfigError, match="unknown option.s. stepz; choose from: eps"):
-        detect_adversarial(net, data, attacks=["fgsm"], adaptive_options={"stepz": 3}, **common)
+        detect_adversarial(
+            net, data, attacks=["fgsm"], adaptive=["lid"], adaptive_options={"stepz": 3}, **common
+        )
+    with pytest.raises(ConfigError, match=r"adaptive options \(eps\) given, but no detector"):
+        detect_adversarial(net, data, attacks=["fgsm"], adaptive_options={"eps": 5}, **common)
     with pytest.raises(ConfigError, match="two-sided scores need train_data"):
         detect_adversarial(net, data, None, ["fgsm"], ["logits"], n=None, two_sided=True)
     with pytest.raises(ConfigError, match="unknown detector 'forest'"):

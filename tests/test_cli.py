@@ -296,6 +296,9 @@ def test_compare_explainers_one_table(capsys, tiny_run, tmp_path):
     )
     assert code == 1 and "--against 'gradcam' is not among" in err
     assert not (tmp_path / "cmp2").exists()
+    args = ["--explainers", "centre", "--option", "neuromask.iterations=5", "--n", "2"]
+    code, _, err = run(capsys, "compare-explainers", str(tiny_run), *args, "--quiet")
+    assert code == 1 and "--option: explainer 'neuromask' is not run here" in err  # was ignored
     assert rows["centre"]["sanity_rank_correlation"] == pytest.approx(1.0)  # ignores the model
     assert (out / "gallery.png").stat().st_size > 1000
     code, _, err = run(capsys, "compare-explainers", str(tiny_run), "--dataset", "mnist")

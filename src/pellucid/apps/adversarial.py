@@ -251,6 +251,11 @@ def _adaptive_options(
     """The detectors to attack adaptively, the attack's options (defaults filled in, without
     ``aim``) and its aim, checked."""
     adaptive = [adaptive] if isinstance(adaptive, str) else list(adaptive)
+    if options and not adaptive:
+        raise ConfigError(
+            f"adaptive options ({', '.join(options)}) given, but no detector to attack "
+            f"adaptively; choose some from: {', '.join(ADAPTIVE_DETECTORS)}"
+        )
     for det in adaptive:
         if det not in ADAPTIVE_DETECTORS:
             raise ConfigError(

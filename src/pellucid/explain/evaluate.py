@@ -10,13 +10,14 @@ and seconds per image are measured around ``explain`` only.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from pellucid.errors import DataError
+from pellucid.errors import ConfigError, DataError
 from pellucid.explain.scoring import score_maps, summarise
 from pellucid.registry import EXPLAINERS
 from pellucid.state import model_device
@@ -84,6 +85,20 @@ def load_images(
     return model, batch, ds
 
 
+def check_explainer_options(
+    explainers: Sequence[str], options: dict[str, dict[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    """``options`` (explainer -> its options), or a ConfigError when it names an explainer
+    that is not run (``--option nosuch.x=5`` was ignored without a word)."""
+    options = dict(options or {})
+    for name in options:
+        if name not in explainers:
+            raise ConfigError(
+                f"--option: explainer {name!r} is not run here; explainers: {', '.join(explainers)}"
+            )
+    return options
+
+
 def compare(
     model: nn.Module,
     batch: Any,
@@ -109,7 +124,7 @@ def compare(
 
     for name in explainers:
         EXPLAINERS.get(name)
-    options = options or {}
+    options = check_explainer_options(explainers, options)
     device = model_device(model)
     images, labels = batch.image.to(device), batch.label.to(device)
     masks = batch.mask.to(device) if batch.mask is not None else None

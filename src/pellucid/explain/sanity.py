@@ -170,7 +170,7 @@ def sanity_run(
 
     from pellucid.config import load_config
     from pellucid.explain import build_explainer
-    from pellucid.explain.evaluate import image_indices, load_images
+    from pellucid.explain.evaluate import check_explainer_options, image_indices, load_images
     from pellucid.explain.run import DEFAULT_EXCLUDED, _targets
     from pellucid.metrics.randomise import execution_order, get_block, parameter_blocks
     from pellucid.registry import EXPLAINERS
@@ -188,7 +188,7 @@ def sanity_run(
     names = list(explainers or [e for e in EXPLAINERS.names() if e not in DEFAULT_EXCLUDED])
     for name in names:
         EXPLAINERS.get(name)
-    options = options or {}
+    options = check_explainer_options(names, options)
     model, batch, ds = load_images(run, n, None, split, None, resolve_device(device), images)
     config = load_config(Path(run) / "config.yaml")
     other = load_random_label_model(random_label_run, model, config) if random_label_run else None
