@@ -175,6 +175,22 @@ def tiny_run(tmp_path):
     return train_tiny_run(tmp_path / "run")
 
 
+def test_an_out_path_of_the_wrong_kind_is_one_line(capsys, tiny_run, tmp_path):
+    """An --out that is a directory where a file is written (and the reverse) was reported
+    as an internal error."""
+    (tmp_path / "a_file").write_text("mine")
+    cases = [
+        (["report", str(tiny_run), "--no-figures", "--out", str(tmp_path)], str(tmp_path)),
+        (["explain", str(tiny_run), "--explainer", "centre", "--n", "1", "--out",
+          str(tmp_path / "a_file")], "a_file"),
+    ]  # fmt: skip
+    for argv, where in cases:
+        code, _, err = run(capsys, *argv, "--quiet")
+        assert code == 1 and "pellucid: error: " in err and where in err, err
+        assert "internal error" not in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+
 def test_explain_writes_overlays_maps_and_metrics(capsys, tiny_run, tmp_path):
     from pellucid.io import load_tensors
 

@@ -20,7 +20,13 @@ from pellucid.errors import DataError
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through ``write`` on a temp file beside it, renamed into place."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; give a file name to write")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise DataError(f"cannot write {path}: {parent} is a file, not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

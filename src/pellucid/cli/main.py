@@ -62,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pellucid: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # the file system: an --out that is a file, not a folder, ...
+        if args.debug:
+            traceback.print_exc()
+        where = f": {err.filename}" if err.filename else ""
+        print(
+            f"pellucid: error: cannot use the path{where} ({err.strerror or err})", file=sys.stderr
+        )
+        return 1
     except Exception as err:  # unexpected: one line unless --debug
         if args.debug:
             raise
