@@ -229,6 +229,13 @@ def test_explain_writes_overlays_maps_and_metrics(capsys, tiny_run, tmp_path):
 
     code, _, err = run(capsys, "explain", str(tiny_run), "--option", "iters=5", "--out", str(out))
     assert code == 1 and "no option 'iters'" in err and "Traceback" not in err
+    assert len(list((out / "overlays").glob("*.png"))) == 3  # a failed explain keeps them
+    (out / "overlays" / "notes.png").write_bytes(b"the user's own file")
+    argv = ["explain", str(tiny_run), "--n", "1", "--explainer", "centre", "--quiet"]
+    assert run(capsys, *argv, "--out", str(out))[0] == 0
+    # a second explain into the same folder replaces the overlays it wrote, not the user's
+    assert sorted(p.name for p in (out / "overlays").glob("*.png"))[-1] == "notes.png"
+    assert len(list((out / "overlays").glob("*.png"))) == 2
 
 
 def test_explain_points_out_classes_the_model_all_but_rules_out(capsys, tiny_run, tmp_path):

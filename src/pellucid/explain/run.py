@@ -111,6 +111,10 @@ def explain_run(
     scores = score_maps(model, batch.image.to(dev), maps.to(dev), targets.to(dev), _dev(masks, dev))
     names = ds.info.class_names
     out = Path(out)
+    overlays = out / "overlays"
+    if overlays.is_dir():  # an earlier explain's overlays: replaced, not mixed with these
+        for old in overlays.glob("[0-9][0-9][0-9]_*.png"):
+            old.unlink()
     for i in tqdm(range(len(maps)), desc="overlays", disable=not progress, leave=False):
         label, tgt = int(batch.label[i]), int(targets[i])
         title = f"{explainer}: class {names[tgt]}, p={p_target[i]:.2f} (label {names[label]})"
