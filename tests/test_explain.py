@@ -171,6 +171,9 @@ def test_neuromask_options_and_presets(tiny_model: nn.Module) -> None:
         ("integrated-gradients", {"steps": 2.5}, "steps must be an integer, got 2.5"),
         ("random", {"seed": -1}, "seed must be an integer >= 0, got -1"),
         ("saliency", {"batch_size": "x"}, "batch_size must be an integer, got 'x'"),
+        ("neuromask", {"tol": -1.0}, "tol=-1.0 is out of range"),
+        ("neuromask", {"blur_sigma": -1.0}, "blur_sigma=-1.0 is out of range"),
+        ("neuromask", {"fill": -7}, r"pixel value in \[0, 1\], got -7"),
     ):
         with pytest.raises(ConfigError, match=message):
             build_explainer(name, tiny_model, **opts)
@@ -189,6 +192,7 @@ def test_neuromask_options_and_presets(tiny_model: nn.Module) -> None:
         (torch.rand(2, 1, 16, 16), torch.tensor([0, -1]), "out of range"),
         (torch.rand(2, 1, 16, 16), torch.tensor([0, 1, 2]), "shape"),
         (torch.rand(2, 1, 16, 16), torch.tensor([0.0, 1.0]), "integer"),
+        (torch.rand(2, 1, 1, 1), None, r"cannot run on inputs of shape \(2, 1, 1, 1\)"),
     ],
 )
 def test_bad_input_is_a_clear_error(tiny_model, x, target, message) -> None:

@@ -247,3 +247,11 @@ def test_road_deletion_prefers_the_perfect_ordering_and_ignores_batching():
     assert bool((a_good < a_bad).all())
     again = deletion_auc(model, x, good, target, steps=8, fill="road", batch_size=5)
     assert torch.allclose(a_good, again, atol=1e-5)
+
+
+def test_images_of_another_channel_count_than_the_model_are_named():
+    """Was the convolution's own RuntimeError from deep inside torch."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    x, maps = torch.rand(2, 3, 8, 8), torch.rand(2, 1, 8, 8)
+    with pytest.raises(DataError, match=r"expects 1 input channel\(s\), inputs have 3"):
+        deletion_auc(model, x, maps, torch.tensor([0, 1]), steps=4)

@@ -57,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PellucidError as err:
         if args.debug:
             traceback.print_exc()
-        print(f"pellucid: error: {err}", file=sys.stderr)
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        print(f"pellucid: error: {' '.join(lines)}", file=sys.stderr)  # one line
         return 1
     except KeyboardInterrupt:
         print("pellucid: interrupted", file=sys.stderr)

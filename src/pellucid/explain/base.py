@@ -72,7 +72,13 @@ def resolve_target(model: nn.Module, inputs: torch.Tensor, target: Any) -> torch
     """A LongTensor (N,) of classes on the inputs' device: ``None`` = predicted class, an int
     = that class for every image, a sequence/tensor = one class per image."""
     n = inputs.shape[0]
-    logits = model(inputs)
+    try:
+        logits = model(inputs)
+    except RuntimeError as err:  # e.g. images too small for the model's pooling
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(
+            f"the model cannot run on inputs of shape {tuple(inputs.shape)}: {first}"
+        ) from None
     if logits.dim() != 2:
         raise DataError(f"the model must return logits (N, classes), got {tuple(logits.shape)}")
     classes = logits.shape[1]

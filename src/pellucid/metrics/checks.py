@@ -59,11 +59,22 @@ def as_masks(masks: Any, like: torch.Tensor, name: str = "masks") -> torch.Tenso
     return k
 
 
-def as_images(inputs: Any) -> torch.Tensor:
-    """Validate images (N, C, H, W) in pixel space [0, 1]; return them detached, floating."""
+def as_images(inputs: Any, model: torch.nn.Module | None = None) -> torch.Tensor:
+    """Validate images (N, C, H, W) in pixel space [0, 1], with the channels of ``model``'s
+    first convolution when given; return them detached, floating."""
     x = torch.as_tensor(inputs).detach()
     if x.ndim != 4:
         raise DataError(f"inputs must be images (N, C, H, W); got shape {tuple(x.shape)}")
+    conv = (
+        next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        if model
+        else None
+    )
+    if conv is not None and x.shape[1] != conv.in_channels:
+        raise DataError(
+            f"the model expects {conv.in_channels} input channel(s), inputs have {x.shape[1]} "
+            f"(shape {tuple(x.shape)})"
+        )
     if x.shape[0] == 0:
         raise DataError("inputs is an empty batch (N = 0)")
     if x.shape[2] == 0 or x.shape[3] == 0:

@@ -134,7 +134,7 @@ def deletion_insertion(
     Models", BMVC 2018 (Sec. 4.1, causal metrics).
     """
     steps, batch_size = check_curve_options(mode, steps, batch_size, blur_kernel, blur_sigma)
-    x = as_images(inputs)
+    x = as_images(inputs, model)
     out_device = x.device
     n, c, h, w = x.shape
     m = as_maps(maps)

@@ -27,17 +27,21 @@ __all__ = ["areas", "is_fill", "validate"]
 
 
 def is_fill(v: Any) -> bool:
-    """A fill: one of :data:`FILLS` or a number (not a bool)."""
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) or v in FILLS
+    """A fill: one of :data:`FILLS` or a pixel value in [0, 1] (a number, not a bool)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return 0 <= v <= 1
+    return v in FILLS
 
 
 def _choices(o: NeuroMaskOptions) -> None:
     """The options that name one of a fixed set of choices."""
     if not is_fill(o.fill):
-        raise ConfigError(f"fill must be one of {', '.join(FILLS)} or a number, got {o.fill!r}")
+        raise ConfigError(
+            f"fill must be one of {', '.join(FILLS)} or a pixel value in [0, 1], got {o.fill!r}"
+        )
     if o.delete_fill is not None and not is_fill(o.delete_fill):
         raise ConfigError(
-            f"delete_fill must be None, one of {', '.join(FILLS)} or a number, "
+            f"delete_fill must be None, one of {', '.join(FILLS)} or a pixel value in [0, 1], "
             f"got {o.delete_fill!r}"
         )
     for key, allowed in (
@@ -54,7 +58,8 @@ def _choices(o: NeuroMaskOptions) -> None:
     fills = o.refine_fills
     if not isinstance(fills, (list, tuple)) or not all(is_fill(f) for f in fills):
         raise ConfigError(
-            f"refine_fills must be a sequence of fills ({', '.join(FILLS)} or numbers), "
+            f"refine_fills must be a sequence of fills ({', '.join(FILLS)} or pixel values "
+            "in [0, 1]), "
             f"got {fills!r}"
         )
     if o.init != "uniform" and not isinstance(o.init, (int, float)):
@@ -110,6 +115,8 @@ def validate(o: NeuroMaskOptions) -> None:
         "lr": o.lr > 0,
         "iterations": o.iterations >= 1,
         "patience": o.patience >= 0,
+        "tol": o.tol >= 0,
+        "blur_sigma": o.blur_sigma is None or o.blur_sigma > 0,
         "logit_bound": o.logit_bound > 0,
         "mask_scale": o.mask_scale >= 1,
         "pyramid": isinstance(o.pyramid, int)
@@ -129,6 +136,6 @@ def validate(o: NeuroMaskOptions) -> None:
     for key, ok in checks.items():
         if not ok:
             raise ConfigError(f"NeuroMask option {key}={getattr(o, key)!r} is out of range")
-    for key in ("l_pred", "l_sparse", "l_smooth", "l_delete", "lr", "temperature", "refine"):
+    for key in ("l_pred", "l_sparse", "l_smooth", "l_delete", "lr", "temperature", "refine", "tol"):
         if not math.isfinite(float(getattr(o, key))):
             raise DataError(f"NeuroMask option {key} must be finite")
