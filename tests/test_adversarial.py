@@ -307,6 +307,9 @@ def test_detection_rejects_bad_setups(bars_and_net):
     few = PellucidDataset(data.info, data.images[:20], torch.ones(20, dtype=torch.long))
     with pytest.raises(DataError, match="only 0 of 20 images are classified correctly"):
         detect_adversarial(untrained, few, attacks=["fgsm"], features=["logits"])
+    # an attack's options are checked before the images (they were hidden behind this)
+    with pytest.raises(ConfigError, match="eps must be a number > 0"):
+        detect_adversarial(untrained, few, attacks={"fgsm": {"eps": -1}}, features=["logits"])
 
 
 # -- CLI ------------------------------------------------------------------------------------

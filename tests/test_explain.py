@@ -179,6 +179,8 @@ def test_neuromask_options_and_presets(tiny_model: nn.Module) -> None:
             build_explainer(name, tiny_model, **opts)
     with pytest.raises(ConfigError, match="no layer"):
         build_explainer("gradcam", tiny_model, layer="layer9")
+    with pytest.raises(DataError, match="occlusion window 99 exceeds the images' 16x16"):
+        build_explainer("occlusion", tiny_model, window=99).explain(x)  # was cut to 16
 
 
 @pytest.mark.parametrize(

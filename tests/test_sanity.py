@@ -130,6 +130,7 @@ def test_cascade_order_follows_execution_not_registration():
         ({"layers": []}, "layers is empty"),
         ({"layers": ["fc", "fc"]}, "more than once"),
         ({"layers": ["nope"]}, "unknown layer 'nope'"),
+        ({"layers": ["pool"]}, "block 'pool' has no parameters to randomise"),  # was Spearman 1
     ],
 )
 def test_cascading_randomisation_bad_input(kwargs, message):

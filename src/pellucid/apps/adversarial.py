@@ -173,6 +173,8 @@ def detect_adversarial(
         chance).
     """
     attacks = _attack_options(attacks)
+    for name, options in attacks.items():  # each attack's options checked before any work
+        ATTACKS.build(name, model, fixed=("model",), **options)
     layers = list(layers)
     if not layers and {"activations", "gate-groups"} & set(features):
         from pellucid.models import default_layer

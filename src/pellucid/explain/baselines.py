@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pellucid.errors import ConfigError
+from pellucid.errors import ConfigError, DataError
 from pellucid.explain.base import Explainer, check_count
 from pellucid.registry import EXPLAINERS
 
@@ -157,8 +157,10 @@ class OcclusionExplainer(Explainer):
     def _explain(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         from captum.attr import Occlusion
 
-        c, h, _ = inputs.shape[1:]
-        window = min(self.window or max(3, round(h / 8)), h)
+        c, h, w = inputs.shape[1:]
+        if self.window is not None and self.window > min(h, w):
+            raise DataError(f"occlusion window {self.window} exceeds the images' {h}x{w} pixels")
+        window = min(self.window or max(3, round(h / 8)), h, w)
         stride = self.stride or max(1, window // 2)
         attr = Occlusion(self.model).attribute(
             inputs,

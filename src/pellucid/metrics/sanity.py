@@ -326,7 +326,12 @@ def cascading_randomisation(
         if repeated:
             raise DataError(f"layers names a block more than once: {repeated}")
         for name in order:
-            get_block(model, name)
+            block = get_block(model, name)
+            if not any(True for _ in block.parameters()):  # nothing to re-initialise
+                raise DataError(
+                    f"block {name!r} has no parameters to randomise; blocks that have: "
+                    f"{', '.join(parameter_blocks(model))}"
+                )
         with restoring(model):
             trained = make_maps(model)
     rows: dict[str, list[torch.Tensor]] = {key: [] for key in SIMILARITY_MEANS}
