@@ -162,6 +162,10 @@ def test_npz_inputs_that_do_not_fit_are_named(tmp_path):
             {"images": images, "labels": labels, "class_names": np.array(["a", "b"])},
             "2 class_names for 3 classes",
         ),
+        (
+            {"images": images, "labels": labels, "masks": np.full((30, 8, 8), np.nan)},
+            "masks contain NaN",  # were read as empty masks: pointing game 0
+        ),
     ]
     for arrays, message in cases:
         np.savez(path, **arrays)

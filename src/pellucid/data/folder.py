@@ -202,6 +202,10 @@ def load_npz(
                 f"{path}: masks must be (N, H, W) or (N, 1, H, W) matching the images "
                 f"{want}, got {m.shape}"
             )
+        if not np.issubdtype(m.dtype, np.number) and m.dtype != bool:
+            raise DataError(f"{path}: masks must be numbers or booleans, got dtype {m.dtype}")
+        if np.issubdtype(m.dtype, np.floating) and not np.isfinite(m).all():
+            raise DataError(f"{path}: masks contain NaN or infinite values")
         extra["mask"] = torch.from_numpy((m[:, None] if m.ndim == 3 else m)[idx] > 0).to(
             torch.uint8
         )
