@@ -2,15 +2,17 @@
 weights: run once as a plain process and once under torchrun by ``test_distributed.py``,
 which compares the two (same global batches, averaged gradients -> the same weights).
 
-``python ddp_worker.py OUT [MODE]``; MODE ``full`` (default) trains 2 epochs; ``icnn`` trains
-2 epochs with ICNN on the second conv (no BatchNorm; its statistics over the global batch);
-``crash``
-checkpoints to OUT/run and stops with exit code 3 at the start of the second epoch (an
-interrupted run); ``resume`` continues OUT/run with ``resume=True``."""
+``python ddp_worker.py OUT [MODE[,MODE...]]``; MODE ``full`` (default) trains 2 epochs;
+``icnn`` trains 2 epochs with ICNN on the second conv (no BatchNorm; its statistics over the
+global batch); ``crash`` checkpoints to OUT/run and stops with exit code 3 at the start of the
+second epoch (an interrupted run); ``resume`` continues OUT/run with ``resume=True``. Several
+modes (``full,icnn``) train one after the other in one launch (each freshly seeded, in one
+process group), each into OUT/MODE: a launch costs seconds of imports and rendezvous."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import torch
@@ -20,12 +22,21 @@ from pellucid.config import DataConfig, TrainConfig
 from pellucid.data import load_dataset
 from pellucid.io import save_tensors
 from pellucid.methods import build_method
-from pellucid.training import fit, seed_everything
+from pellucid.training import distributed, fit, seed_everything
 from pellucid.training.distributed import is_main_process
 
 
-def main(out: str, mode: str = "full") -> None:
+def main(out: str, modes: str = "full") -> None:
     torch.set_num_threads(1)
+    names = modes.split(",")
+    with distributed.session(torch.device("cpu")):  # one group for every mode's fit
+        for mode in names:
+            sub = out if len(names) == 1 else os.path.join(out, mode)
+            os.makedirs(sub, exist_ok=True)
+            train(sub, mode)
+
+
+def train(out: str, mode: str) -> None:
     seed_everything(0)
     data = load_dataset("mnist", "train", seed=0, n=400)  # 280 training images
     model = nn.Sequential(

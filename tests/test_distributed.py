@@ -49,12 +49,24 @@ def _one_process(worker: str, out: Path, *args: str) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+WORKER = str(HERE / "ddp_worker.py")
+
+
 @pytest.fixture(scope="module")
 def one_process_run(tmp_path_factory) -> Path:
-    """The worker's default training as one plain process, shared by the tests that compare
-    a torchrun training with it (one launch fewer)."""
+    """The worker's plain and ICNN trainings as one plain process (``full/``, ``icnn/``),
+    shared by the tests that compare a torchrun training with them (launches cost seconds)."""
     out = tmp_path_factory.mktemp("one")
-    _one_process(str(HERE / "ddp_worker.py"), out)
+    _one_process(WORKER, out, "full,icnn")
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory) -> Path:
+    """The same two trainings under torchrun with two processes, in one launch."""
+    out = tmp_path_factory.mktemp("two")
+    res = _torchrun(WORKER, str(out), "full,icnn")
+    assert res.returncode == 0, _why(res)
     return out
 
 
@@ -133,11 +145,8 @@ def test_csg_declares_unused_parameters_only_when_alternating():
     assert not build_method("standard", model, 10).unused_parameters
 
 
-def test_two_processes_train_the_same_weights_as_one(tmp_path, one_process_run):
-    _, two, worker = _worker_dirs(tmp_path)
-    one = one_process_run
-    res = _torchrun(worker, str(two))
-    assert res.returncode == 0, _why(res)
+def test_two_processes_train_the_same_weights_as_one(one_process_run, two_process_run):
+    one, two = one_process_run / "full", two_process_run / "full"
     a = load_tensors(one / "weights.safetensors")
     b = load_tensors(two / "weights.safetensors")
     assert a.keys() == b.keys()
@@ -150,13 +159,10 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path, one_process_run):
         assert ea["train_loss"] == pytest.approx(eb["train_loss"], rel=1e-5)
 
 
-def test_icnn_statistics_are_the_global_batchs_under_torchrun(tmp_path):
+def test_icnn_statistics_are_the_global_batchs_under_torchrun(one_process_run, two_process_run):
     """ICNN's log Z_T, filter categories and mask gain are batch statistics: with them summed
     over the processes (and the gradient through Z_T too), two processes train what one does."""
-    one, two, worker = _worker_dirs(tmp_path)
-    _one_process(worker, one, "icnn")
-    res = _torchrun(worker, str(two), "icnn")
-    assert res.returncode == 0, _why(res)
+    one, two = one_process_run / "icnn", two_process_run / "icnn"
     a = load_tensors(one / "weights.safetensors")
     b = load_tensors(two / "weights.safetensors")
     assert {"filter_loss.log_z", "category", "class_mean", "icnn.mask.gain"} <= set(a)
@@ -218,7 +224,7 @@ def test_train_nproc_launches_torchrun_and_rank_0_alone_writes_and_prints(tmp_pa
 
 def test_a_run_interrupted_under_torchrun_resumes_in_one_process(tmp_path, one_process_run):
     _, two, worker = _worker_dirs(tmp_path)
-    one = one_process_run
+    one = one_process_run / "full"
     res = _torchrun(worker, str(two), "crash")
     assert res.returncode != 0  # stopped at the start of the second epoch
     from pellucid.io import load_state
