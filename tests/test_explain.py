@@ -227,3 +227,15 @@ def test_model_state_restored_when_explain_raises(tiny_model: nn.Module) -> None
         assert model.training and all(m.training for m in model.modules())
         assert [p.requires_grad for p in model.parameters()] == flags
         assert count_hooks(model) == 0
+
+
+def test_inputs_outside_the_pixel_range_are_explained_with_a_warning(tiny_model) -> None:
+    """Normalised images given to a model that normalises itself are explained wrongly."""
+    x = torch.rand(2, 1, 16, 16)
+    with pytest.warns(UserWarning, match=r"not in the pixel range \[0, 1\]"):
+        build_explainer("saliency", tiny_model).explain((x - 0.5) / 0.25)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pixel-space images: no warning
+        build_explainer("saliency", tiny_model).explain(x)

@@ -18,6 +18,7 @@ attribution method is used (``attribute(inputs, target=...)``).
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 import torch
@@ -25,6 +26,8 @@ from torch import nn
 
 from pellucid.errors import ConfigError, DataError
 from pellucid.state import model_device, model_state
+
+PIXEL_SLACK = 1e-3  # how far outside [0, 1] an input may lie before check_inputs warns
 
 
 def input_channels(model: nn.Module) -> int | None:
@@ -55,6 +58,15 @@ def check_inputs(model: nn.Module, inputs: Any) -> torch.Tensor:
     if not torch.isfinite(inputs).all():
         bad = int((~torch.isfinite(inputs)).flatten(1).any(1).nonzero()[0])
         raise DataError(f"inputs contain NaN or inf (first in image {bad})")
+    low, high = float(inputs.min()), float(inputs.max())
+    if low < -PIXEL_SLACK or high > 1 + PIXEL_SLACK:
+        warnings.warn(
+            f"inputs lie in [{low:.3g}, {high:.3g}], not in the pixel range [0, 1] that "
+            "pellucid's models take (they normalise internally; the fills and baselines of "
+            "the explainers are pixel values): pass unnormalised images, or ignore this for "
+            "a model of your own that expects normalised ones",
+            stacklevel=3,
+        )
     return inputs
 
 
