@@ -124,3 +124,16 @@ def test_images_of_another_channel_count_than_the_run_are_named(trained, tmp_pat
     np.savez(path, images=np.zeros((len(labels), 1, 32, 32), np.uint8), labels=labels)
     with pytest.raises(DataError, match="has 1-channel images but run .* on 3-channel ones"):
         load_images(source, 2, dataset="npz", dataset_options={"path": str(path)})
+
+
+def test_images_of_another_size_than_the_run_are_explained_with_a_warning(trained, tmp_path):
+    import numpy as np
+
+    source, _ = trained
+    classes = load_run(source)[1].info["num_classes"]
+    labels = np.repeat(np.arange(classes), 10)
+    path = tmp_path / "small.npz"
+    np.savez(path, images=np.zeros((len(labels), 3, 16, 16), np.uint8), labels=labels)
+    with pytest.warns(UserWarning, match=r"has \(16, 16\) images but run .* on \(32, 32\)"):
+        _, batch, _ = load_images(source, 2, dataset="npz", dataset_options={"path": str(path)})
+    assert batch.image.shape == (2, 3, 16, 16)

@@ -10,6 +10,7 @@ and seconds per image are measured around ``explain`` only.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,14 @@ def load_images(
         raise DataError(
             f"dataset {name!r} has {info.in_channels}-channel images but run {str(run)!r} was "
             f"trained on {channels}-channel ones{hint}"
+        )
+    trained_size = cfg.info.get("image_size") if cfg.info else None
+    if trained_size is not None and tuple(info.image_size) != tuple(trained_size):
+        warnings.warn(
+            f"dataset {name!r} has {tuple(info.image_size)} images but run {str(run)!r} was "
+            f"trained on {tuple(trained_size)} ones: its explanations are of images of "
+            "another scale" + (" (--data-option size=...)" if name == "folder" else ""),
+            stacklevel=2,
         )
     if len(ds) == 0:
         raise DataError(f"the {split} split of {name!r} is empty")
