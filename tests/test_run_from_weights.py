@@ -111,29 +111,29 @@ def test_pellucid_import_writes_a_run_that_explain_reads(tmp_path, capsys):
     assert not bad.exists()
 
 
-def test_images_of_another_channel_count_than_the_run_are_named(trained, tmp_path):
-    """A grey npz (or folder) for an RGB run was a convolution error deep inside torch."""
+def _npz_like_run(run, path, channels: int, side: int) -> dict:
+    """An npz dataset with the run's classes (10 blank images each) of the given shape, as
+    ``load_images`` dataset options."""
     import numpy as np
 
+    labels = np.repeat(np.arange(load_run(run)[1].info["num_classes"]), 10)
+    np.savez(path, images=np.zeros((len(labels), channels, side, side), np.uint8), labels=labels)
+    return {"path": str(path)}
+
+
+def test_images_of_another_channel_count_than_the_run_are_named(trained, tmp_path):
+    """A grey npz (or folder) for an RGB run was a convolution error deep inside torch."""
     from pellucid.errors import DataError
 
     source, _ = trained
-    classes = load_run(source)[1].info["num_classes"]
-    labels = np.repeat(np.arange(classes), 10)
-    path = tmp_path / "grey.npz"
-    np.savez(path, images=np.zeros((len(labels), 1, 32, 32), np.uint8), labels=labels)
+    grey = _npz_like_run(source, tmp_path / "grey.npz", 1, 32)
     with pytest.raises(DataError, match="has 1-channel images but run .* on 3-channel ones"):
-        load_images(source, 2, dataset="npz", dataset_options={"path": str(path)})
+        load_images(source, 2, dataset="npz", dataset_options=grey)
 
 
 def test_images_of_another_size_than_the_run_are_explained_with_a_warning(trained, tmp_path):
-    import numpy as np
-
     source, _ = trained
-    classes = load_run(source)[1].info["num_classes"]
-    labels = np.repeat(np.arange(classes), 10)
-    path = tmp_path / "small.npz"
-    np.savez(path, images=np.zeros((len(labels), 3, 16, 16), np.uint8), labels=labels)
+    small = _npz_like_run(source, tmp_path / "small.npz", 3, 16)
     with pytest.warns(UserWarning, match=r"has \(16, 16\) images but run .* on \(32, 32\)"):
-        _, batch, _ = load_images(source, 2, dataset="npz", dataset_options={"path": str(path)})
+        _, batch, _ = load_images(source, 2, dataset="npz", dataset_options=small)
     assert batch.image.shape == (2, 3, 16, 16)

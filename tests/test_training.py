@@ -234,7 +234,9 @@ def test_weights_holding_nan_are_named_where_they_are_read(tiny_config, tmp_path
     key = next(k for k, v in state.items() if v.is_floating_point())
     state[key] = state[key].clone().fill_(float("nan"))
     save_file(state, str(run / "model.safetensors"))
-    with pytest.raises(PellucidError, match=f"weights hold NaN or infinite values in {key}"):
+    with pytest.raises(
+        PellucidError, match=f"model.safetensors holds NaN or infinite values in {key}"
+    ):
         pellucid.load_run(run)
     save_file(state, str(tmp_path / "nan.safetensors"))
     with pytest.raises(PellucidError, match=f"nan.safetensors holds NaN .* in {key}"):

@@ -103,6 +103,19 @@ def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, to
         raise DataError(f"{path} is not a valid safetensors file: {err}") from None
 
 
+def check_finite(tensors: dict[str, Any], what: str) -> dict[str, Any]:
+    """``tensors``, or a :class:`DataError` naming ``what`` and its first floating tensors that
+    hold NaN or inf (weights read from a file, before a model uses them)."""
+    bad = [
+        k
+        for k, v in tensors.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()
+    ]
+    if bad:
+        raise DataError(f"{what} holds NaN or infinite values in {', '.join(bad[:3])}")
+    return tensors
+
+
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Save optimiser/scheduler state (tensors, numbers, lists, dicts only), atomically."""
     _atomic(Path(path), lambda p: torch.save(state, p))

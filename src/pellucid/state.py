@@ -49,3 +49,11 @@ def model_device(model: nn.Module, fallback: torch.device | str = "cpu") -> torc
     for t in model.buffers():
         return t.device
     return torch.device(fallback)
+
+
+def input_channels(model: nn.Module) -> int | None:
+    """Channels the model expects: those of its first ``Conv2d`` (None if it has none)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return int(m.in_channels)
+    return None

@@ -25,17 +25,9 @@ import torch
 from torch import nn
 
 from pellucid.errors import ConfigError, DataError
-from pellucid.state import model_device, model_state
+from pellucid.state import input_channels, model_device, model_state
 
 PIXEL_SLACK = 1e-3  # how far outside [0, 1] an input may lie before check_inputs warns
-
-
-def input_channels(model: nn.Module) -> int | None:
-    """Channels the model expects: those of its first ``Conv2d`` (None if it has none)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return int(m.in_channels)
-    return None
 
 
 def check_inputs(model: nn.Module, inputs: Any) -> torch.Tensor:

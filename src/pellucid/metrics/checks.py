@@ -65,14 +65,12 @@ def as_images(inputs: Any, model: torch.nn.Module | None = None) -> torch.Tensor
     x = torch.as_tensor(inputs).detach()
     if x.ndim != 4:
         raise DataError(f"inputs must be images (N, C, H, W); got shape {tuple(x.shape)}")
-    conv = (
-        next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
-        if model
-        else None
-    )
-    if conv is not None and x.shape[1] != conv.in_channels:
+    from pellucid.state import input_channels
+
+    channels = input_channels(model) if model is not None else None
+    if channels is not None and x.shape[1] != channels:
         raise DataError(
-            f"the model expects {conv.in_channels} input channel(s), inputs have {x.shape[1]} "
+            f"the model expects {channels} input channel(s), inputs have {x.shape[1]} "
             f"(shape {tuple(x.shape)})"
         )
     if x.shape[0] == 0:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -88,20 +87,9 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise DataError(f"{path} does not hold a state dict")
-    return _finite(state, path)
+    from pellucid.io import check_finite
 
-
-def _finite(state: dict[str, Any], path: Path) -> dict[str, Any]:
-    """``state``, or a DataError naming its first tensors holding NaN or inf (training from
-    them stopped with a NaN loss that blamed the learning rate)."""
-    bad = [
-        k
-        for k, v in state.items()
-        if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()
-    ]
-    if bad:
-        raise DataError(f"weights file {path} holds NaN or infinite values in {', '.join(bad[:3])}")
-    return state
+    return check_finite(state, f"weights file {path}")
 
 
 def torchvision_model(

@@ -28,7 +28,7 @@ import pellucid
 from pellucid.config import RunConfig, load_config, save_config
 from pellucid.data import load_dataset, with_random_labels
 from pellucid.errors import PellucidError
-from pellucid.io import load_tensors, read_json, save_tensors, write_json
+from pellucid.io import check_finite, load_tensors, read_json, save_tensors, write_json
 from pellucid.methods import Method, build_method
 from pellucid.models import build_model
 from pellucid.training import distributed
@@ -200,9 +200,7 @@ def run_from_weights(
         )
         config = config.replace(info=_info_dict(train_set))
     for name, source in ((weights, state), (method_weights, extra or {})):
-        bad = [k for k, v in source.items() if v.is_floating_point() and not v.isfinite().all()]
-        if bad:
-            raise PellucidError(f"{name} holds NaN or infinite values in {', '.join(bad[:3])}")
+        check_finite(source, str(name))
     method = build_from_config(config)
     if method.method_state() and extra is None:
         raise PellucidError(
@@ -302,23 +300,15 @@ def load_method(run: str | Path, device: str | torch.device = "cpu") -> tuple[Me
         raise PellucidError(f"run {run} has no model.safetensors; was the training finished?")
     method = build_from_config(config)
     if (run / "method.safetensors").is_file():
-        method.load_method_state(_finite(load_tensors(run / "method.safetensors"), run))
-    state = _finite(load_tensors(run / "model.safetensors"), run)
+        extra = load_tensors(run / "method.safetensors")
+        method.load_method_state(check_finite(extra, f"run {run}: method.safetensors"))
+    state = check_finite(load_tensors(run / "model.safetensors"), f"run {run}: model.safetensors")
     try:
         method.inference_model().load_state_dict(state)
     except RuntimeError as err:
         raise PellucidError(f"{run}/model.safetensors does not fit the config: {err}") from None
     method.to(device).eval()
     return method, config
-
-
-def _finite(tensors: dict[str, torch.Tensor], run: Path) -> dict[str, torch.Tensor]:
-    """``tensors``, or a :class:`PellucidError` naming the first ones holding NaN or inf."""
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()]
-    if bad:
-        raise PellucidError(f"run {run}: its weights hold NaN or infinite values in "
-                            f"{', '.join(bad[:3])}")  # fmt: skip
-    return tensors
 
 
 def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig]:
