@@ -204,6 +204,28 @@ def test_fast_mi_estimator_equals_sklearn() -> None:
     assert fast.max() > 0.1  # the informative filters are found
 
 
+@pytest.mark.parametrize(
+    ("labels", "num_classes", "message"),
+    [
+        (3, None, r"N labels, got \(6, 2\), \(\)"),
+        ([0, 1, 2, 0, 1.5, 2], None, "non-integer values"),
+        ([0, 1, 2, 0, -1, 2], None, r"\[0, inf\), got values from -1 to 2"),
+        ([0, 1, 2, 0, 1, 2], 2, r"\[0, 2\), got values from 0 to 2"),
+        ([0, 1, 2, 0, 1, 2], 0, "num_classes must be a positive integer"),
+        (["a"] * 6, None, "integer class indices, got dtype"),
+    ],
+)
+def test_mi_matrix_names_bad_labels(labels, num_classes, message) -> None:
+    import numpy as np
+
+    from pellucid.errors import DataError
+    from pellucid.metrics.mis import mi_matrix
+
+    with pytest.raises(DataError, match=message):
+        mi_matrix(np.random.default_rng(0).random((6, 2)), np.asarray(labels), num_classes)
+    assert mi_matrix(np.random.default_rng(0).random((6, 2)), [0, 1, 2, 0, 1, 2]).shape == (3, 2)
+
+
 def test_method_state_of_another_shape_of_method_names_missing_and_unknown_tensors():
     from pellucid.errors import DataError
 

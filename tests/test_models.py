@@ -25,6 +25,23 @@ def test_staged_net_split_equals_full_forward():
     assert feats["layer3"].shape == (3, 64, 8, 8) and torch.allclose(logits, model(x))
 
 
+def test_staged_net_needs_a_conv_stage_before_pool():
+    from collections import OrderedDict
+
+    from torch import nn
+
+    from pellucid.models.base import GlobalPool, StagedNet
+
+    def stages(last: nn.Module) -> OrderedDict:
+        return OrderedDict(last=last, pool=GlobalPool(), fc=nn.Linear(3, 2))
+
+    with pytest.raises(ValueError, match=r"convolutional stage .* \['last', 'pool', 'fc'\]"):
+        StagedNet(stages(nn.ReLU()), 3, 2)
+    net = StagedNet(stages(nn.Sequential(nn.Conv2d(3, 3, 3), nn.ReLU())), 3, 2)
+    assert net.default_layer == "last"
+    assert isinstance(get_layer(net, default_layer(net))[0], nn.Conv2d)
+
+
 def test_normalisation_is_the_first_layer():
     model = build_model("convnet", 1, 10, mean=[0.5], std=[0.25]).eval()
     x = torch.rand(2, 1, 28, 28)

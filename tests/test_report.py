@@ -276,3 +276,24 @@ def test_summary_knows_every_declared_metric_direction() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "flops_ratio" in out.stdout and "latency_ratio" in out.stdout
+
+
+def test_read_run_names_a_config_or_metrics_file_of_the_wrong_kind(tmp_path: Path) -> None:
+    from pellucid.errors import DataError
+    from pellucid.report.html_runs import read_run
+
+    (tmp_path / "metrics.json").write_text('{"accuracy": 0.5}')
+    (tmp_path / "config.yaml").write_text("method:\ninfo:\n")  # sections left empty by hand
+    record = read_run(tmp_path)
+    assert (record.method, record.class_names) == ("?", [])
+    for text, message in (
+        ("- a\n- b\n", "holds a list, not a mapping"),
+        ("a: [", "not valid YAML"),
+    ):
+        (tmp_path / "config.yaml").write_text(text)
+        with pytest.raises(DataError, match=message):
+            read_run(tmp_path)
+    (tmp_path / "config.yaml").write_text("method: {name: csg}\n")
+    (tmp_path / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="metrics.json holds a list, not an object"):
+        read_run(tmp_path)

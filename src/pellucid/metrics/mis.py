@@ -41,16 +41,17 @@ def mi_matrix(
         (``benchmarks/mi_speed.py``), which makes MIS cheap enough for every run.
     """
     a = np.asarray(acts, dtype=np.float64)
-    y = np.asarray(labels).astype(int)
-    if a.ndim != 2 or len(a) != len(y) or len(a) == 0:
+    raw = np.asarray(labels)
+    if a.ndim != 2 or raw.ndim != 1 or len(a) != len(raw) or len(a) == 0:
         raise DataError(
-            f"mi_matrix: need (N, K) activations and N labels, got {a.shape}, {y.shape}"
+            f"mi_matrix: need (N, K) activations and N labels, got {a.shape}, {raw.shape}"
         )
+    y = _class_indices(raw, num_classes)
     if not np.isfinite(a).all():
         raise DataError("mi_matrix: activations contain NaN or infinite values")
     if estimator not in ("fast", "sklearn"):
         raise DataError(f"mi_matrix: estimator must be 'fast' or 'sklearn', got {estimator!r}")
-    c_count = num_classes or int(y.max()) + 1
+    c_count = int(y.max()) + 1 if num_classes is None else num_classes
     out = np.zeros((c_count, a.shape[1]))
     prepared = _prepare(a, seed) if estimator == "fast" else None
     for c in range(c_count):
@@ -66,6 +67,28 @@ def mi_matrix(
         else:
             out[c] = _mi_cd_columns(prepared, target, n_neighbors)
     return out
+
+
+def _class_indices(raw: np.ndarray, num_classes: int | None) -> np.ndarray:
+    """Labels as int64 class indices in [0, num_classes); a named error otherwise (a float
+    label such as 1.5, a negative one or one past ``num_classes`` used to be truncated or
+    silently left out of every class row)."""
+    if raw.dtype == bool or not np.issubdtype(raw.dtype, np.number):
+        raise DataError(f"mi_matrix: labels must be integer class indices, got dtype {raw.dtype}")
+    if np.issubdtype(raw.dtype, np.floating) and (
+        not np.isfinite(raw).all() or (raw != np.round(raw)).any()
+    ):
+        raise DataError("mi_matrix: labels must be integer class indices, got non-integer values")
+    y = raw.astype(np.int64)
+    if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 1):
+        raise DataError(f"mi_matrix: num_classes must be a positive integer, got {num_classes!r}")
+    upper = "" if num_classes is None else f", {num_classes})"
+    if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
+        raise DataError(
+            f"mi_matrix: labels must lie in [0{upper or ', inf)'}, got values from "
+            f"{y.min()} to {y.max()}"
+        )
+    return y
 
 
 def _prepare(a: np.ndarray, seed: int) -> np.ndarray:

@@ -90,6 +90,11 @@ class StagedNet(nn.Sequential):
         names = list(stages)
         if names[-2:] != ["pool", "fc"] or not isinstance(stages["fc"], nn.Linear):
             raise ValueError("a StagedNet must end with stages 'pool' and 'fc' (nn.Linear)")
+        if len(names) < 3 or not any(isinstance(m, nn.Conv2d) for m in stages[names[-3]].modules()):
+            raise ValueError(
+                "a StagedNet needs a convolutional stage (one holding an nn.Conv2d) right "
+                f"before 'pool'; got stages {names}"
+            )
         super().__init__(stages)
         self.in_channels = in_channels
         self.num_classes = num_classes

@@ -46,12 +46,12 @@ class RunRecord:
     @property
     def method(self) -> str:
         """The method's name in the run's config (``?`` when it names none)."""
-        return str(self.config.get("method", {}).get("name", "?"))
+        return str((self.config.get("method") or {}).get("name", "?"))
 
     @property
     def class_names(self) -> list[str]:
         """The dataset's class names in the config's ``info`` (empty when not recorded)."""
-        return [str(c) for c in self.config.get("info", {}).get("class_names", [])]
+        return [str(c) for c in (self.config.get("info") or {}).get("class_names") or []]
 
 
 def read_run(path: str | Path) -> RunRecord:
@@ -62,7 +62,19 @@ def read_run(path: str | Path) -> RunRecord:
     if not (path / "metrics.json").is_file():
         raise DataError(f"run {str(path)!r} has no metrics.json (unfinished? `pellucid evaluate`)")
     text = (path / "config.yaml").read_text()
-    config = yaml.safe_load(text) or {}
+    try:
+        config = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise DataError(f"run {str(path)!r}: config.yaml is not valid YAML ({e})") from None
+    if not isinstance(config, dict):
+        raise DataError(
+            f"run {str(path)!r}: config.yaml holds a {type(config).__name__}, not a mapping"
+        )
+    metrics = read_json(path / "metrics.json")
+    if not isinstance(metrics, dict):
+        raise DataError(
+            f"run {str(path)!r}: metrics.json holds a {type(metrics).__name__}, not an object"
+        )
     history = read_json(path / "history.json") if (path / "history.json").is_file() else []
     exp_file = path / EXPLANATIONS_DIR / "compare.json"
     explanations = read_json(exp_file) if exp_file.is_file() else None
@@ -70,7 +82,7 @@ def read_run(path: str | Path) -> RunRecord:
              for f in (ADVERSARIAL_FILE, *LOCALISATION_FILES.values(), SANITY_FILE)}  # fmt: skip
     localisation = [{"protocol": p, **saved[f]} for p, f in LOCALISATION_FILES.items()
                     if saved[f]]  # fmt: skip
-    return RunRecord(path.name, path, config, text, read_json(path / "metrics.json"), history,
+    return RunRecord(path.name, path, config, text, metrics, history,
                      explanations, saved[ADVERSARIAL_FILE], localisation,
                      saved[SANITY_FILE])  # fmt: skip
 
