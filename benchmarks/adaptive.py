@@ -17,9 +17,11 @@ attacked on the same ``--n`` test images with
   (``aim="median"``: the attacker a two-sided detector faces; unsupervised detectors only),
 
 each against each unsupervised detector (prototype, Mahalanobis, LID) and the supervised
-logistic regression (fitted on the oblivious PGD of the images at even positions; the odd
-ones are attacked, and the fitted detector is scored next to one retrained by
-cross-validation on the adaptive attack itself) on each feature kind
+logistic regression and random forest (fitted on the oblivious PGD of the images at even
+positions; the odd ones are attacked, and the fitted detector is scored next to one
+retrained by cross-validation on the adaptive attack itself; the forest, which has no
+gradient, is attacked through the logistic regression fitted on the same images and judges
+the kept iterates itself) on each feature kind
 (CSG's gate groups, the decoupled network's calculation path -- attacked through its soft
 gates --, the gated layer's activations, the logits). The score is the
 attacked detector's ROC-AUC on the successful attacks (clean vs attacked), one-sided (high
@@ -27,7 +29,7 @@ score = attacked) and two-sided (:func:`pellucid.apps.detectors.two_sided_scores
 the clean training median either way), next to the attack's success rate.
 
     python benchmarks/adaptive.py [--dataset mnist] [--seeds 0 1 2] [--n 300] [--workers 2]
-        [--networks standard csg decoupled] [--result NAME]
+        [--networks standard csg decoupled] [--detectors ...] [--result NAME]
 
 Results: ``benchmarks/results/adaptive[_DATASET].json`` (or ``NAME.json``).
 """
@@ -45,7 +47,9 @@ from typing import Any
 from _common import RESULTS, cached_run, machine, write_result
 
 UNSUPERVISED = ("prototype", "mahalanobis", "lid")
-DETECTORS = (*UNSUPERVISED, "logistic")  # logistic: fitted on half the images' PGD
+SUPERVISED = ("logistic", "forest")  # fitted on half the images' PGD
+DETECTORS = (*UNSUPERVISED, *SUPERVISED)
+EARLIER_DETECTORS = (*UNSUPERVISED, "logistic")  # results written before the forest's attack
 NETWORKS = ("standard", "csg", "decoupled")
 FEATURES = {
     "standard": ["activations", "logits"],
@@ -82,13 +86,15 @@ def trained_networks(
 
 
 def run_seed(
-    dataset: str, seed: int, n: int, weight: float, networks: tuple[str, ...] = NETWORKS
-) -> dict[str, Any]:
-    """Train the named networks of one seed (and those they need); every attack on each."""
+    dataset: str, seed: int, n: int, weight: float, networks: tuple[str, ...] = NETWORKS,
+    detectors: tuple[str, ...] = DETECTORS,
+) -> dict[str, Any]:  # fmt: skip
+    """Train the named networks of one seed (and those they need); every attack on each of
+    the named ``detectors``."""
     import torch
 
     from adversarial import ATTACKS
-    from pellucid.apps.adversarial import LOGISTIC_ATTACKED, TWO_SIDED, detect_adversarial_run
+    from pellucid.apps.adversarial import ATTACKED, TWO_SIDED, detect_adversarial_run
 
     torch.set_num_threads(1)
     pgd = ATTACKS[dataset]["pgd"]
@@ -101,6 +107,9 @@ def run_seed(
         rows = {}
         for label, w, aim in (("margin", 0.0, "low"), ("adaptive", weight, "low"),
                               ("median", weight, "median")):  # fmt: skip
+            attacked = [d for d in detectors if label != "median" or d in UNSUPERVISED]
+            if not attacked:
+                continue
             start = time.perf_counter()
             res = detect_adversarial_run(
                 str(run),
@@ -110,7 +119,7 @@ def run_seed(
                 device="cpu",
                 n=n,
                 seed=seed,
-                adaptive=DETECTORS if label != "median" else UNSUPERVISED,
+                adaptive=attacked,
                 adaptive_options={**options, "weight": w, "aim": aim},
                 two_sided=True,
             )
@@ -123,8 +132,8 @@ def run_seed(
                     kind = r.options["feature"]
                     auc = r.auc[kind]
                     row = {"success_rate": r.success_rate, "linf": r.linf}
-                    if det == "logistic":  # the fitted detector, and one retrained on these
-                        row |= {det: auc[LOGISTIC_ATTACKED], "logistic-retrained": auc[det]}
+                    if det in SUPERVISED:  # the fitted detector, and one retrained on these
+                        row |= {det: auc[f"{det}{ATTACKED}"], f"{det}-retrained": auc[det]}
                     else:
                         row |= {det: auc[det], f"{det}{TWO_SIDED}": auc[f"{det}{TWO_SIDED}"]}
                     rows[f"{label}-{det}/{kind}"] = row
@@ -142,7 +151,9 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"mean": round(statistics.mean(values), 4), "std": round(spread, 4)}
 
 
-def summarise(per_seed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarise(
+    per_seed: list[dict[str, Any]], detectors: tuple[str, ...] = DETECTORS
+) -> list[dict[str, Any]]:
     """One row per network, feature kind and detector: its AUC under each attack
     (``ATTACK``: one-sided, ``ATTACK_two_sided``: two-sided)."""
     rows = []
@@ -150,7 +161,7 @@ def summarise(per_seed: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not all(net in s["networks"] for s in per_seed):
             continue
         for kind in kinds:
-            for det in DETECTORS:
+            for det in detectors:
                 row: dict[str, Any] = {"network": net, "feature": kind, "detector": det}
                 for attack in ("pgd", "margin", "adaptive", "median"):
                     key = f"pgd/{kind}" if attack == "pgd" else f"{attack}-{det}/{kind}"
@@ -175,6 +186,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")
     ap.add_argument("--weight", type=float, default=1.0, help="the detector term's weight")
     ap.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS))
+    ap.add_argument(
+        "--detectors",
+        nargs="+",
+        choices=DETECTORS,
+        default=list(DETECTORS),
+        help="the detectors attacked (default: all; the oblivious PGD scores every one)",
+    )
     ap.add_argument("--result", help="result name (default: adaptive[_DATASET])")
     ap.add_argument(
         "--update",
@@ -187,13 +205,19 @@ def main() -> None:
     old = None
     if args.update:
         old = json.loads((RESULTS / f"{name}.json").read_text())
-        same = (old["dataset"], old["seeds"], old["n"], old["adaptive"]["weight"])
-        if same != (args.dataset, args.seeds, args.n, args.weight):
+        detectors = old.get("detectors", list(EARLIER_DETECTORS))
+        same = (old["dataset"], old["seeds"], old["n"], old["adaptive"]["weight"], detectors)
+        if same != (args.dataset, args.seeds, args.n, args.weight, args.detectors):
             raise SystemExit(f"--update: {name}.json measured {same}, not this run's settings")
     start = time.perf_counter()
     networks = tuple(args.networks)
     # one job per seed and network, so that the workers stay busy to the end
-    jobs = [(args.dataset, s, args.n, args.weight, (net,)) for s in args.seeds for net in networks]
+    detectors = tuple(args.detectors)
+    jobs = [
+        (args.dataset, s, args.n, args.weight, (net,), detectors)
+        for s in args.seeds
+        for net in networks
+    ]
     if args.workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(args.workers) as pool:
             parts = list(pool.map(run_seed, *zip(*jobs, strict=True)))
@@ -226,6 +250,7 @@ def main() -> None:
             "networks": list(networks),
             "seeds": args.seeds,
             "n": args.n,
+            "detectors": list(detectors),
             "pgd": pgd,
             "adaptive": {
                 "eps": pgd["eps"],
@@ -236,7 +261,7 @@ def main() -> None:
                 "aims": ["low", "median"],
             },  # fmt: skip
             "per_seed": per_seed,
-            "summary": summarise(per_seed),
+            "summary": summarise(per_seed, detectors),
             "wall_seconds": wall if old is None else round(old["wall_seconds"] + wall, 1),
         },
     )

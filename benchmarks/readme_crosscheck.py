@@ -56,12 +56,40 @@ def _mean_std(row: dict, key: str) -> str:
     return f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "-"
 
 
+SUPERVISED = ("logistic", "forest")  # benchmarks/adaptive.py's fitted detectors
+
+
 def table_adaptive(r: dict) -> str:
     """``benchmarks/adaptive.py``: each unsupervised detector's ROC-AUC under the oblivious
     PGD, the margin attack without the detector (control) and the adaptive attack; where
     measured, also the attack aimed at the clean median, and every AUC one-sided / two-sided.
+    Then the fitted supervised detectors (logistic regression, random forest) where measured.
     """
+    unsupervised = [row for row in r["summary"] if row["detector"] not in SUPERVISED]
+    rows = _table_unsupervised(r, unsupervised) if unsupervised else []
+    supervised = [
+        row for row in r["summary"] if row["detector"] in SUPERVISED and "adaptive" in row
+    ]  # fmt: skip
+    if supervised:
+        rows += _table_supervised(r, supervised, caption=not unsupervised)
+    return "\n".join(rows)
 
+
+NAMES = {"standard": "standard", "csg": "CSG", "decoupled": "decoupled"}
+
+
+def _commands(r: dict) -> str:
+    m = r["machine"]
+    if r.get("history"):
+        return "; ".join(
+            f"{', '.join(h['networks'])}: `{h['command']}` ({h['date']}, "
+            f"{h['wall_seconds'] / 60:.0f} min)"
+            for h in r["history"]
+        )
+    return f"`{r['command']}` ({m['date']}, {r['wall_seconds'] / 60:.0f} min)"
+
+
+def _table_unsupervised(r: dict, summary: list[dict]) -> list[str]:
     one = _mean_std
 
     def cell(row: dict, key: str) -> str:
@@ -69,9 +97,8 @@ def table_adaptive(r: dict) -> str:
             return one(row, key)
         return f"{one(row, key)} / {one(row, f'{key}_two_sided')}"
 
-    two_sided = any("pgd_two_sided" in row for row in r["summary"])
-    median = any("median" in row for row in r["summary"])
-    names = {"standard": "standard", "csg": "CSG", "decoupled": "decoupled"}
+    two_sided = any("pgd_two_sided" in row for row in summary)
+    median = any("median" in row for row in summary)
     lowest = "adaptive PGD, lowest score ↑" if median else "adaptive PGD ↑"
     head = ["oblivious PGD ↑", "margin PGD, detector not in the loss ↑", lowest]
     keys = ["pgd", "margin", "adaptive"]
@@ -83,16 +110,16 @@ def table_adaptive(r: dict) -> str:
         "| network | feature | detector | " + " | ".join(head) + " |",
         "| --- | --- | --- |" + " ---: |" * len(head),
     ]
-    for row in (row for row in r["summary"] if row["detector"] != "logistic"):
+    for row in summary:
         success = one(row, "adaptive_success")
         if median:
             success += f" / {one(row, 'median_success')}"
         rows.append(
-            f"| {names[row['network']]} | {row['feature']} | {row['detector']} | "
+            f"| {NAMES[row['network']]} | {row['feature']} | {row['detector']} | "
             + " | ".join(cell(row, k) for k in keys)
             + f" | {success} |"
         )
-    a, m = r["adaptive"], r["machine"]
+    a = r["adaptive"]
     rows += [
         "",
         f"{r['dataset']}, {r['n']} test images per network (the correctly classified ones "
@@ -116,43 +143,58 @@ def table_adaptive(r: dict) -> str:
             if median
             else ""
         )
-        + ". "
-        + (
-            "; ".join(
-                f"{', '.join(h['networks'])}: `{h['command']}` ({h['date']}, "
-                f"{h['wall_seconds'] / 60:.0f} min)"
-                for h in r["history"]
-            )
-            if r.get("history")
-            else f"`{r['command']}` ({m['date']}, {r['wall_seconds'] / 60:.0f} min)"
-        )
-        + ".",
+        + f". {_commands(r)}.",
     ]
-    supervised = [row for row in r["summary"] if row["detector"] == "logistic" and "pgd" in row]
-    if supervised:
+    return rows
+
+
+def _table_supervised(r: dict, summary: list[dict], caption: bool) -> list[str]:
+    one = _mean_std
+    forest = any(row["detector"] == "forest" for row in summary)
+    detector = "| detector " if forest else ""
+    rows = [
+        "",
+        f"| network | feature {detector}| oblivious PGD, detector cross-validated ↑ | margin "
+        "PGD, fitted detector ↑ | adaptive PGD, fitted detector ↑ | adaptive PGD, detector "
+        "retrained on it ↑ | adaptive success rate |",
+        "| --- | --- |" + (" --- |" if forest else "") + " ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in summary:
+        name = f"| {row['detector']} " if forest else ""
+        rows.append(
+            f"| {NAMES[row['network']]} | {row['feature']} {name}| {one(row, 'pgd')} | "
+            f"{one(row, 'margin')} | {one(row, 'adaptive')} | "
+            f"{one(row, 'adaptive_retrained')} | {one(row, 'adaptive_success')} |"
+        )
+    text = (
+        "The logistic regression on standardised features (the papers' supervised "
+        "detector): cross-validated on clean vs oblivious PGD as in the adversarial table; "
+        "fitted on the oblivious PGD of the test images at even positions, then attacked "
+        "on the images at odd positions by the margin PGD (control) and by the adaptive "
+        "PGD with its log-odds in the loss; retrained: cross-validated on clean vs those "
+        "adaptive attacks (a defender who trains on the attacker it faces)."
+    )
+    if forest:
+        text += (
+            " The random forest (200 trees) is fitted on the same images; it has no "
+            "gradient, so the attack descends the log-odds of the logistic regression fitted "
+            "on the same images (a surrogate) and keeps, per image, the misclassified iterate "
+            "the fewest trees flag (the margin control keeps it by the forest too)."
+        )
+    rows += ["", text]
+    if caption:
+        a = r["adaptive"]
         rows += [
             "",
-            "| network | feature | oblivious PGD, detector cross-validated ↑ | margin PGD, "
-            "fitted detector ↑ | adaptive PGD, fitted detector ↑ | adaptive PGD, detector "
-            "retrained on it ↑ | adaptive success rate |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+            f"{r['dataset']}, {r['n']} test images per network (the correctly classified ones "
+            f"attacked, odd positions by the adaptive attacks), mean ± std over seeds "
+            f"{r['seeds']}; ROC-AUC, clean vs successfully attacked (0.5 = chance). Oblivious "
+            f"PGD: eps={a['eps']:.4g}, alpha={r['pgd']['alpha']:.4g}, {r['pgd']['steps']} "
+            f"steps; margin / adaptive PGD: the same eps and alpha, {a['steps']} steps, C&W "
+            f"margin (kappa {a['kappa']:g}), the surrogate's standardised log-odds at weight "
+            f"{a['weight']:g} after half the steps. {_commands(r)}.",
         ]
-        for row in supervised:
-            rows.append(
-                f"| {names[row['network']]} | {row['feature']} | {one(row, 'pgd')} | "
-                f"{one(row, 'margin')} | {one(row, 'adaptive')} | "
-                f"{one(row, 'adaptive_retrained')} | {one(row, 'adaptive_success')} |"
-            )
-        rows += [
-            "",
-            "The logistic regression on standardised features (the papers' supervised "
-            "detector): cross-validated on clean vs oblivious PGD as in the adversarial table; "
-            "fitted on the oblivious PGD of the test images at even positions, then attacked "
-            "on the images at odd positions by the margin PGD (control) and by the adaptive "
-            "PGD with its log-odds in the loss; retrained: cross-validated on clean vs those "
-            "adaptive attacks (a defender who trains on the attacker it faces).",
-        ]
-    return "\n".join(rows)
+    return rows
 
 
 def table_adaptive_strength(r: dict) -> str:

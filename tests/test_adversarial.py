@@ -435,8 +435,8 @@ def test_an_adaptive_attack_evades_the_detector_it_knows(bars_and_net):
         detect_adversarial(net, data, attacks=["fgsm"], adaptive_options={"eps": 5}, **common)
     with pytest.raises(ConfigError, match="two-sided scores need train_data"):
         detect_adversarial(net, data, None, ["fgsm"], ["logits"], n=None, two_sided=True)
-    with pytest.raises(ConfigError, match="unknown detector 'forest'"):
-        detect_adversarial(net, data, attacks=["fgsm"], adaptive=["forest"], **common)
+    with pytest.raises(ConfigError, match="unknown detector 'svm'; choose from: .*forest"):
+        detect_adversarial(net, data, attacks=["fgsm"], adaptive=["svm"], **common)
     with pytest.raises(ConfigError, match="need train_data"):
         detect_adversarial(net, data, None, ["fgsm"], ["logits"], n=None, adaptive=["lid"])
 
@@ -471,6 +471,16 @@ def test_an_adaptive_attack_with_an_aim_lands_its_score_there():
     assert abs(float(got[1.0].median()) - 1.0) < 0.1
     with pytest.raises(ConfigError, match="aim must be a finite"):
         adaptive_pgd(net, x, y, "logits", score, (mu, sd), aim=float("nan"))
+    # a judge (not differentiated) chooses the kept iterate: one that wants the norm *high*
+    adv, hit = adaptive_pgd(
+        net, x, y, "logits", score, (mu, sd), eps=0.5, alpha=0.02, steps=60,
+        judge=lambda f, pred: -score(f, pred).detach(),
+    )  # fmt: skip
+    with torch.no_grad():
+        judged = (score(net(adv), y) - mu) / sd
+    assert hit.all() and float(judged.median()) > float(got[None].median()) + 1.0
+    with pytest.raises(ConfigError, match="a judge picks the iterate with its lowest score"):
+        adaptive_pgd(net, x, y, "logits", score, (mu, sd), aim=0.0, judge=score)
 
 
 def test_two_sided_scores_rank_both_tails_of_the_clean_scores():
@@ -565,22 +575,30 @@ def test_an_adaptive_attack_on_the_path_follows_the_soft_gates():
         adaptive_pgd(plain, test, labels, "path", score, (0.0, 1.0))
 
 
-def test_an_adaptive_attack_evades_the_fitted_logistic_detector(bars_and_net):
+def test_an_adaptive_attack_evades_the_fitted_logistic_and_forest_detectors(bars_and_net):
     data, net = bars_and_net
     common = dict(features=["activations"], layers=["conv"], n=None, folds=3)
     options = {"eps": 0.3, "alpha": 0.02, "steps": 60}
-    fixed = {}
+    fixed = {"logistic": {}, "forest": {}}
     for weight in (0.0, 1.0):
         res = detect_adversarial(
-            net, data, attacks=["fgsm"], adaptive=["logistic"],
+            net, data, attacks=["fgsm"], adaptive=["logistic", "forest"],
             adaptive_options={**options, "weight": weight}, **common,
         )  # fmt: skip
-        report = res.attacks[1]
-        assert report.attack == "adaptive-logistic" and report.options["trained_on"] == "fgsm"
-        assert report.attacked == res.attacks[0].attacked // 2  # the half it was not fitted on
-        fixed[weight] = report.auc["activations"]["logistic-attacked"]
-        assert report.auc["activations"]["logistic"] is not None  # retrained on these attacks
-    assert fixed[0.0] > 0.8 and fixed[1.0] < fixed[0.0] - 0.2
+        for report, det in zip(res.attacks[1:], ("logistic", "forest"), strict=True):
+            assert report.attack == f"adaptive-{det}" and report.options["trained_on"] == "fgsm"
+            assert report.attacked == res.attacks[0].attacked // 2  # the half not fitted on
+            fixed[det][weight] = report.auc["activations"][f"{det}-attacked"]
+            assert report.auc["activations"][det] is not None  # retrained on these attacks
+        # the forest has no gradient: attacked through the logistic regression, judged by itself
+        assert res.attacks[2].options["surrogate"] == "logistic"
+    for det, auc in fixed.items():
+        assert auc[0.0] > 0.8 and auc[1.0] < auc[0.0] - 0.2, det
+    with pytest.raises(ConfigError, match="adaptive forest: aim 'median' is not supported"):
+        detect_adversarial(
+            net, data, attacks=["fgsm"], adaptive=["forest"], adaptive_options={"aim": "median"},
+            **common,
+        )  # fmt: skip
     with pytest.raises(DataError, match="only 0 successful 'fgsm' attacks"):
         detect_adversarial(
             net, data, attacks={"fgsm": {"eps": 1e-6}}, adaptive=["logistic"], **common

@@ -385,6 +385,15 @@ def test_adaptive_table_splits_the_supervised_rows_and_names_every_run():
     assert "| CSG | logits | 0.500 ± 0.000 | - | 0.500 ± 0.000 | 0.500 ± 0.000 | - |" in table
     assert "standard, csg: `adaptive.py` (d1, 1 min)" in table
     assert "decoupled: `adaptive.py --update` (d2, 2 min)" in table
+    header = table.split("| CSG |")[0].splitlines()[-2]
+    assert header.startswith("| network | feature | oblivious PGD, detector cross-validated")
+    # a forest-only run: no unsupervised table; the supervised one names the detector
+    forest = supervised | {"detector": "forest", "margin": cell}
+    pgd_only = {"network": "csg", "feature": "logits", "detector": "forest", "pgd": cell}
+    table = tables.table_adaptive(result | {"summary": [forest, pgd_only]})
+    assert "| network | feature | detector | oblivious PGD, detector cross-validated" in table
+    assert table.count("| CSG | logits | forest |") == 1  # the row without an attack: none
+    assert "lowest score" not in table and "surrogate" in table and "d2, 2 min" in table
 
 
 def test_sanity_summary_averages_seeds_and_keeps_undefined_controls():

@@ -73,8 +73,10 @@ def _save_detection(run: Path) -> None:
     auc["logits"] |= {"prototype-two-sided": 0.61, "lid-two-sided": None, "zz-new": 0.5}
     auc["logits"] |= {"mahalanobis-two-sided": 0.62}  # after prototype's: sorted when saved
     adaptive = {"logits": {"logistic": 0.7, "logistic-attacked": 0.31}}
+    forest = {"logits": {"forest": 0.8, "forest-attacked": 0.42}}
     reports = [AttackReport(EVIL, {"eps": 0.2}, 40, 0.5, 20, 0.2, 3.1, auc),
-               AttackReport("adaptive-logistic", {}, 20, 0.9, 18, 0.2, 3.0, adaptive)]  # fmt: skip
+               AttackReport("adaptive-logistic", {}, 20, 0.9, 18, 0.2, 3.0, adaptive),
+               AttackReport("adaptive-forest", {}, 20, 0.9, 18, 0.2, 3.0, forest)]  # fmt: skip
     result = DetectionResult(50, 0.8, {"gate-groups": 3, "logits": 3}, ["layer4"], 5, 90, reports)
     write_json(run / "adversarial.json", result.to_dict())
 
@@ -83,7 +85,7 @@ def test_report_shows_saved_adversarial_detection(report: Path) -> None:
     html = report.read_text()
     section = html[html.index('<section id="adversarial">') : html.index('<section id="sanity">')]
     assert "csg: 50 test images, clean accuracy 0.8000" in section
-    assert section.count("<tr>") == 4  # header + one row per attack and feature kind
+    assert section.count("<tr>") == 5  # header + one row per attack and feature kind
     assert '<td class="best">0.9700</td>' in section  # forest column's best
     assert '<td class="best">0.9500</td>' in section  # logistic column's best
     assert "<td>–</td>" in section  # no prototype score for gate-groups
@@ -91,11 +93,13 @@ def test_report_shows_saved_adversarial_detection(report: Path) -> None:
     head = section[section.index("<thead>") : section.index("</thead>")]
     # the columns the saved results score, in detector order, then the extras as saved;
     # none for a detector no row scores (LID, LID two-sided, Mahalanobis)
-    columns = ["logistic", "forest", "prototype", "prototype-two-sided",
-               "mahalanobis-two-sided", "logistic-attacked", "zz-new"]  # fmt: skip
+    columns = ["logistic", "forest", "prototype", "prototype-two-sided", "mahalanobis-two-sided",
+               "logistic-attacked", "forest-attacked", "zz-new"]  # fmt: skip
     assert [c.split("<th>")[-1] for c in head.split(" ↑</th>")[:-1]] == columns
     adaptive = section[section.index("<td>adaptive-logistic</td>") :].split("</tr>")[0]
-    assert adaptive.count("<td>–</td>") == 5 and "0.3100" in adaptive
+    assert adaptive.count("<td>–</td>") == 6 and "0.3100" in adaptive
+    adaptive = section[section.index("<td>adaptive-forest</td>") :].split("</tr>")[0]
+    assert adaptive.count("<td>–</td>") == 6 and "0.4200" in adaptive
 
 
 def test_report_shows_the_sanity_check(report: Path) -> None:

@@ -8,6 +8,9 @@ loss. This module is that attacker for the unsupervised detectors (``prototype``
 ``mahalanobis``, ``lid``; :mod:`pellucid.apps.detectors`), which are differentiable in the
 features, and for any other differentiable score, such as the fitted logistic regression
 :func:`pellucid.apps.adversarial.detect_adversarial` attacks with ``adaptive="logistic"``,
+and, through such a differentiable surrogate, for a detector without a gradient (the
+random forest: the attack descends the surrogate and keeps the iterates the forest itself
+finds least suspicious, ``judge``; Tramer, Carlini, Brendel & Madry, NeurIPS 2020, Sec. 5),
 on every feature kind: ``activations``, ``gate-groups`` and ``logits`` are
 differentiable in the image; a decoupled network's calculation path (``path``) is binary,
 ``1[y > 0]`` of each controller's gate logits ``y``, so the attack differentiates the
@@ -135,6 +138,7 @@ def adaptive_pgd(
     temperature: float = 1.0,
     seed: int = 0,
     batch_size: int = 256,
+    judge: Score | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PGD against the classifier and a detector at once (module docstring).
 
@@ -162,6 +166,11 @@ def adaptive_pgd(
         standardised value (e.g. the clean training images' median), from either side.
     temperature : float
         ``path`` only: the surrogate's soft gates are ``sigmoid(logits / temperature)``.
+    judge : callable, optional
+        A score of the same signature that is not differentiated (a random forest's vote,
+        :func:`pellucid.apps.detectors.forest_score`): the attack descends ``score`` (the
+        detector's differentiable surrogate) and each image keeps the misclassified
+        iterate with the lowest ``judge`` score. Only with ``aim`` None.
 
     Returns
     -------
@@ -185,6 +194,8 @@ def adaptive_pgd(
         raise ConfigError(f"weight and kappa must be >= 0, got {weight!r}, {kappa!r}")
     if aim is not None and not math.isfinite(aim):
         raise ConfigError(f"aim must be a finite standardised score or None, got {aim!r}")
+    if judge is not None and aim is not None:
+        raise ConfigError("a judge picks the iterate with its lowest score: aim must be None")
     mu, sigma = float(standardise[0]), max(float(standardise[1]), 1e-12)
     names = list(layers) if kind in ("activations", "gate-groups") else []
     device = model_device(model)
@@ -214,6 +225,9 @@ def adaptive_pgd(
                     loss_s = s
                 if aim is not None:
                     s, loss_s = (s - aim).abs(), (loss_s - aim).abs()  # distance to the aim
+                if judge is not None:  # the kept iterate: judged by the detector itself
+                    with torch.no_grad():
+                        s = judge(judged.detach(), pred).float()
                 wrong = pred != y
                 with torch.no_grad():  # keep the least suspicious misclassified iterate
                     better = wrong & (s < best_score)

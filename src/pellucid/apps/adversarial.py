@@ -61,6 +61,8 @@ from pellucid.apps.adversarial_features import (
     feature_vectors,
 )
 from pellucid.apps.adversarial_report import (
+    ATTACKED,
+    FOREST_ATTACKED,
     LOGISTIC_ATTACKED,
     MIN_PAIRS,
     TWO_SIDED,
@@ -75,6 +77,7 @@ from pellucid.apps.detectors import (  # noqa: F401  (the detectors' scores: pub
     UNSUPERVISED,
     class_prototypes,
     fit_mahalanobis,
+    forest_score,
     lid_scores,
     logistic_score,
     mahalanobis_scores,
@@ -88,10 +91,13 @@ from pellucid.registry import ATTACKS
 
 __all__ = [
     "ADAPTIVE_DETECTORS",
+    "ATTACKED",
     "DEFAULT_ATTACKS",
     "FEATURES",
+    "FOREST_ATTACKED",
     "LOGISTIC_ATTACKED",
     "MIN_PAIRS",
+    "SUPERVISED_ADAPTIVE",
     "TWO_SIDED",
     "AttackReport",
     "DetectionResult",
@@ -105,7 +111,8 @@ __all__ = [
     "supervised_auc",
 ]
 
-ADAPTIVE_DETECTORS = (*UNSUPERVISED, "logistic")  # detectors an adaptive attack can target
+SUPERVISED_ADAPTIVE = ("logistic", "forest")  # fitted on half the images' first attack
+ADAPTIVE_DETECTORS = (*UNSUPERVISED, *SUPERVISED_ADAPTIVE)  # what an adaptive attack can target
 ADAPTIVE_OPTIONS = ("eps", "alpha", "steps", "weight", "kappa", "aim", "temperature")
 AIMS = ("low", "median")  # what an adaptive attack does with the detector's score
 DEFAULT_ATTACKS: dict[str, dict[str, Any]] = {"fgsm": {}, "pgd": {}, "cw": {}}
@@ -160,6 +167,10 @@ def detect_adversarial(
         trains on an oblivious attack); the images at odd positions are attacked, and the
         report adds ``logistic-attacked``, that fixed detector's AUC, next to the usual
         cross-validated ``logistic`` (a defender who retrains on the adaptive attack).
+        ``forest`` is the random forest fitted on the same images; it has no gradient, so
+        the attack descends the logistic regression fitted on the same data (a surrogate)
+        and keeps, per image, the misclassified iterate with the fewest trees voting
+        "attacked" (reported as ``forest-attacked``; aim ``low`` only).
     two_sided : bool
         Also score each unsupervised detector two-sided
         (:func:`pellucid.apps.detectors.two_sided_scores` against the clean training images'
@@ -212,8 +223,9 @@ def detect_adversarial(
     reports, first = _oblivious_reports(run, attacks)
     for det in adaptive:
         for kind in (k for k in features if k in ADAPTIVE_FEATURES):
-            if det == "logistic":
-                reports.append(_adaptive_logistic(run, kind, first, aim, adaptive_options))
+            if det in SUPERVISED_ADAPTIVE:
+                report = _adaptive_supervised(run, det, kind, first, aim, adaptive_options)
+                reports.append(report)
             else:
                 reports.append(_adaptive_unsupervised(run, det, kind, aim, adaptive_options))
     some = next(iter(fitted.values()), None)
@@ -273,6 +285,11 @@ def _adaptive_options(
     aim = options.pop("aim", "low")
     if aim not in AIMS:
         raise ConfigError(f"adaptive: unknown aim {aim!r}; choose from: {', '.join(AIMS)}")
+    if aim != "low" and "forest" in adaptive:
+        raise ConfigError(
+            f"adaptive forest: aim {aim!r} is not supported (the attack keeps the iterate "
+            "the fewest trees flag); use aim=low, or attack the forest in a separate call"
+        )
     return adaptive, options, aim
 
 
@@ -396,63 +413,69 @@ def _adaptive_unsupervised(
     return _adaptive_attack(run, det, kind, score, base, everyone, aim, options, {})[0]
 
 
-def _adaptive_logistic(
-    run: _Detection, kind: str, first: dict[str, Any], aim: str, options: dict[str, Any]
-) -> AttackReport:
-    """Adaptive PGD against the logistic regression fitted on the images at even positions
-    (clean vs the first attack), on the images at odd positions; the report adds the fixed
-    detector's AUC (``logistic-attacked``) to the retrained one's."""
-    score, base, attacked = _fit_logistic(
-        run.clean[kind], first[kind], first["hit"], first["attack"]
-    )
-    extra = {"trained_on": first["attack"]}
-    report, hit, apred, afeat = _adaptive_attack(
-        run, "logistic", kind, score, base, attacked, aim, options, extra
-    )
-    a, b = run.clean[kind][attacked][hit], afeat[kind][hit]
-    y, apred = run.labels[attacked][hit], apred[hit]
+def _adaptive_supervised(
+    run: _Detection, det: str, kind: str, first: dict[str, Any], aim: str,
+    options: dict[str, Any],
+) -> AttackReport:  # fmt: skip
+    """Adaptive PGD against supervised detector ``det`` fitted on the images at even
+    positions (clean vs the first attack), on the images at odd positions; the report adds
+    the fixed detector's AUC (``DET-attacked``) to the retrained one's. ``logistic`` is
+    differentiated itself; ``forest`` through the logistic regression as a surrogate, the
+    forest choosing the kept iterate."""
+    clean, adversarial = run.clean[kind], first[kind]
+    fit, attacked = _supervised_halves(first["hit"], first["attack"], det)
+    score = logistic_score(clean[fit], adversarial[fit])
+    judge = forest_score(clean[fit], adversarial[fit], run.seed) if det == "forest" else None
     with torch.no_grad():
-        fixed = roc_auc(score(a, y), score(b, apred))
-    report.auc[kind][LOGISTIC_ATTACKED] = round(fixed, 5) if report.pairs >= MIN_PAIRS else None
+        half = ~attacked  # the clean images of the fitting half standardise the score
+        base = score(clean[half], torch.zeros(int(half.sum()), dtype=torch.long)).float()
+    extra = {"trained_on": first["attack"]} | ({"surrogate": "logistic"} if judge else {})
+    report, hit, apred, afeat = _adaptive_attack(
+        run, det, kind, score, base, attacked, aim, options, extra, judge
+    )
+    a, b = clean[attacked][hit], afeat[kind][hit]
+    y, apred = run.labels[attacked][hit], apred[hit]
+    fixed_score = judge or score
+    with torch.no_grad():
+        fixed = roc_auc(fixed_score(a, y), fixed_score(b, apred))
+    report.auc[kind][f"{det}{ATTACKED}"] = round(fixed, 5) if report.pairs >= MIN_PAIRS else None
     return report
 
 
 def _adaptive_attack(
     run: _Detection, det: str, kind: str, score: Any, base: torch.Tensor,
     attacked: torch.Tensor, aim: str, options: dict[str, Any], extra: dict[str, Any],
+    judge: Any = None,
 ) -> tuple[AttackReport, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
     """Adaptive PGD on the ``attacked`` images against ``score`` on ``kind``, standardised
-    by the clean scores ``base``: :meth:`_Detection.report`'s result (``kind`` scored)."""
+    by the clean scores ``base`` (the kept iterates chosen by ``judge`` when given):
+    :meth:`_Detection.report`'s result (``kind`` scored)."""
     mu, sigma = float(base.mean()), float(base.std())
     target = None if aim == "low" else (float(base.median()) - mu) / max(sigma, 1e-12)
     x, y = run.images[attacked], run.labels[attacked]
     layers, gates = run.kw["layers"], run.kw["gates"]
     adv, _ = adaptive_pgd(
         run.model, x, y, kind, score, (mu, sigma), layers=layers, gates=gates, aim=target,
-        seed=run.seed, batch_size=run.kw["batch_size"], **options,
+        seed=run.seed, batch_size=run.kw["batch_size"], judge=judge, **options,
     )  # fmt: skip
     name, reported = f"adaptive-{det}", {**options, "aim": aim, **extra, "feature": kind}
     return run.report(name, reported, attacked, adv, [kind])
 
 
-def _fit_logistic(
-    clean: torch.Tensor, adversarial: torch.Tensor, hit: torch.Tensor, attack: str
-) -> tuple[Any, torch.Tensor, torch.Tensor]:
-    """The supervised detector an adaptive attacker faces
-    (:func:`~pellucid.apps.detectors.logistic_score`), fitted on the images at even
-    positions (clean vs the first attack's successful versions). Returns its score, its
-    scores of the clean fitting half, and which images are left to attack (odd positions)."""
-    half = torch.arange(len(clean)) % 2 == 0
+def _supervised_halves(
+    hit: torch.Tensor, attack: str, det: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which images a supervised detector an adaptive attacker faces is fitted on (even
+    positions whose first attack ``attack`` succeeded: clean vs attacked) and which are left
+    to attack (odd positions)."""
+    half = torch.arange(len(hit)) % 2 == 0
     fit = half & hit
     if int(fit.sum()) < MIN_PAIRS:
         raise DataError(
-            f"adaptive logistic: only {int(fit.sum())} successful {attack!r} attacks to fit "
+            f"adaptive {det}: only {int(fit.sum())} successful {attack!r} attacks to fit "
             f"the detector on, at least {MIN_PAIRS} are needed"
         )
-    score = logistic_score(clean[fit], adversarial[fit])
-    with torch.no_grad():
-        base = score(clean[half], torch.zeros(int(half.sum()), dtype=torch.long)).float()
-    return score, base, ~half
+    return fit, ~half
 
 
 def detect_adversarial_run(

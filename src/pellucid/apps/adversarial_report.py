@@ -23,6 +23,8 @@ from pellucid.apps.detectors import (
 )
 
 __all__ = [
+    "ATTACKED",
+    "FOREST_ATTACKED",
     "LOGISTIC_ATTACKED",
     "MIN_PAIRS",
     "TWO_SIDED",
@@ -33,7 +35,9 @@ __all__ = [
 ]
 
 TWO_SIDED = "-two-sided"  # suffix of a two-sided unsupervised detector's AUC
-LOGISTIC_ATTACKED = "logistic-attacked"  # the fitted logistic detector an attack knew
+ATTACKED = "-attacked"  # suffix of a fitted supervised detector that an attack knew
+LOGISTIC_ATTACKED = f"logistic{ATTACKED}"  # the fitted logistic detector an attack knew
+FOREST_ATTACKED = f"forest{ATTACKED}"  # the fitted forest (attacked through a surrogate)
 MIN_PAIRS = 10  # fewer successful attacks than this: no AUC (None)
 
 

@@ -234,7 +234,9 @@ def add_detect_adversarial(sub: Subparsers, attacks: Registry[Any]) -> None:
         help="also attack adaptively: PGD that lowers this detector's score too, on each "
         "feature kind (a path through its soft gates; repeatable; reported as "
         "adaptive-DETECTOR); logistic: the regression fitted on half the images against the "
-        "first --attack, the other half attacked, its AUC reported as logistic-attacked",
+        "first --attack, the other half attacked, its AUC reported as logistic-attacked; "
+        "forest: the forest fitted so, attacked through that regression as a surrogate and "
+        "judged by the forest (forest-attacked; aim low only)",
     )
     p.add_argument(
         "--adaptive-option",
@@ -268,7 +270,12 @@ def attack_options(names: list[str], pairs: list[str] | None) -> dict[str, dict[
 
 
 def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
-    from pellucid.apps.adversarial import LOGISTIC_ATTACKED, TWO_SIDED, detect_adversarial_run
+    from pellucid.apps.adversarial import (
+        ATTACKED,
+        SUPERVISED_ADAPTIVE,
+        TWO_SIDED,
+        detect_adversarial_run,
+    )
     from pellucid.apps.detectors import DETECTORS, UNSUPERVISED
     from pellucid.registry import ATTACKS
 
@@ -297,8 +304,9 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
         detectors = (*DETECTORS, *UNSUPERVISED)
         if args.two_sided:
             detectors += tuple(f"{d}{TWO_SIDED}" for d in UNSUPERVISED)
-        if "logistic" in (args.adaptive or ()):
-            detectors += (LOGISTIC_ATTACKED,)
+        detectors += tuple(
+            f"{d}{ATTACKED}" for d in SUPERVISED_ADAPTIVE if d in (args.adaptive or ())
+        )
         print(f"| run | attack | success | pairs | feature | {' | '.join(detectors)} |")
         print("| --- | --- | ---: | ---: | --- |" + " ---: |" * len(detectors))
         for run, rows in tables.items():

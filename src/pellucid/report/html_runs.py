@@ -193,14 +193,14 @@ def adversarial_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
 
     The columns are the detectors the run's results score: the supervised and unsupervised
     ones in :mod:`pellucid.apps.detectors` order, then what ``--two-sided`` and ``--adaptive``
-    add (``DETECTOR-two-sided``, ``logistic-attacked``), then any other saved name; a
-    detector no row scores gets no column."""
-    from pellucid.apps.adversarial import LOGISTIC_ATTACKED, TWO_SIDED
+    add (``DETECTOR-two-sided``, ``logistic-attacked``, ``forest-attacked``), then any other
+    saved name; a detector no row scores gets no column."""
+    from pellucid.apps.adversarial import FOREST_ATTACKED, LOGISTIC_ATTACKED, TWO_SIDED
     from pellucid.apps.detectors import DETECTORS, UNSUPERVISED
 
     # the saved file's keys are sorted: the columns follow the detectors' order instead
     known = (*DETECTORS, *UNSUPERVISED, *(f"{d}{TWO_SIDED}" for d in UNSUPERVISED),
-             LOGISTIC_ATTACKED)  # fmt: skip
+             LOGISTIC_ATTACKED, FOREST_ATTACKED)  # fmt: skip
     out = []
     for r in runs:
         a = r.adversarial
