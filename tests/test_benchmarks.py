@@ -388,12 +388,14 @@ def test_adaptive_table_splits_the_supervised_rows_and_names_every_run():
     header = table.split("| CSG |")[0].splitlines()[-2]
     assert header.startswith("| network | feature | oblivious PGD, detector cross-validated")
     # a forest-only run: no unsupervised table; the supervised one names the detector
-    forest = supervised | {"detector": "forest", "margin": cell}
+    forest = supervised | {"detector": "forest", "margin": cell, "median": cell}
     pgd_only = {"network": "csg", "feature": "logits", "detector": "forest", "pgd": cell}
     table = tables.table_adaptive(result | {"summary": [forest, pgd_only]})
     assert "| network | feature | detector | oblivious PGD, detector cross-validated" in table
     assert table.count("| CSG | logits | forest |") == 1  # the row without an attack: none
     assert "lowest score" not in table and "surrogate" in table and "d2, 2 min" in table
+    assert "| surrogate aimed at the clean median, fitted detector ↑ |" in table
+    assert "| CSG | logits | forest |" + " 0.500 ± 0.000 |" * 5 + " - |" in table
 
 
 def test_sanity_summary_averages_seeds_and_keeps_undefined_controls():

@@ -169,8 +169,8 @@ def adaptive_pgd(
     judge : callable, optional
         A score of the same signature that is not differentiated (a random forest's vote,
         :func:`pellucid.apps.detectors.forest_score`): the attack descends ``score`` (the
-        detector's differentiable surrogate) and each image keeps the misclassified
-        iterate with the lowest ``judge`` score. Only with ``aim`` None.
+        detector's differentiable surrogate; towards ``aim`` when set) and each image keeps
+        the misclassified iterate with the lowest ``judge`` score.
 
     Returns
     -------
@@ -194,8 +194,6 @@ def adaptive_pgd(
         raise ConfigError(f"weight and kappa must be >= 0, got {weight!r}, {kappa!r}")
     if aim is not None and not math.isfinite(aim):
         raise ConfigError(f"aim must be a finite standardised score or None, got {aim!r}")
-    if judge is not None and aim is not None:
-        raise ConfigError("a judge picks the iterate with its lowest score: aim must be None")
     mu, sigma = float(standardise[0]), max(float(standardise[1]), 1e-12)
     names = list(layers) if kind in ("activations", "gate-groups") else []
     device = model_device(model)

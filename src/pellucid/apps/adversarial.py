@@ -170,7 +170,8 @@ def detect_adversarial(
         ``forest`` is the random forest fitted on the same images; it has no gradient, so
         the attack descends the logistic regression fitted on the same data (a surrogate)
         and keeps, per image, the misclassified iterate with the fewest trees voting
-        "attacked" (reported as ``forest-attacked``; aim ``low`` only).
+        "attacked" (reported as ``forest-attacked``; with aim ``median`` the surrogate's
+        log-odds are aimed at their clean median, and the forest still keeps the iterate).
     two_sided : bool
         Also score each unsupervised detector two-sided
         (:func:`pellucid.apps.detectors.two_sided_scores` against the clean training images'
@@ -285,11 +286,6 @@ def _adaptive_options(
     aim = options.pop("aim", "low")
     if aim not in AIMS:
         raise ConfigError(f"adaptive: unknown aim {aim!r}; choose from: {', '.join(AIMS)}")
-    if aim != "low" and "forest" in adaptive:
-        raise ConfigError(
-            f"adaptive forest: aim {aim!r} is not supported (the attack keeps the iterate "
-            "the fewest trees flag); use aim=low, or attack the forest in a separate call"
-        )
     return adaptive, options, aim
 
 

@@ -236,7 +236,7 @@ def add_detect_adversarial(sub: Subparsers, attacks: Registry[Any]) -> None:
         "adaptive-DETECTOR); logistic: the regression fitted on half the images against the "
         "first --attack, the other half attacked, its AUC reported as logistic-attacked; "
         "forest: the forest fitted so, attacked through that regression as a surrogate and "
-        "judged by the forest (forest-attacked; aim low only)",
+        "judged by the forest (forest-attacked)",
     )
     p.add_argument(
         "--adaptive-option",
