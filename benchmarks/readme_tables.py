@@ -472,6 +472,7 @@ TABLES["localisation_filters"] = table_localisation_filters
 TABLES["crosscheck"] = table_crosscheck
 TABLES["adaptive"] = table_adaptive
 TABLES["adaptive_shapes"] = table_adaptive
+TABLES["adaptive_forest"] = table_adaptive
 TABLES["adaptive_strength"] = table_adaptive_strength
 TABLES["adaptive_strength_path"] = table_adaptive_strength
 
