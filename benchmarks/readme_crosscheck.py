@@ -210,14 +210,18 @@ def table_adaptive_strength(r: dict) -> str:
     """``benchmarks/adaptive_strength.py``: one detector's ROC-AUC against the adaptive
     attack at each step budget and detector weight, next to the weight-0 control."""
     one = _mean_std
+    fitted = r["detector"] in SUPERVISED
+    second = ("auc_retrained", "AUC, detector retrained on it") if fitted else (
+        "auc_two_sided", "AUC, two-sided")  # fmt: skip
+    first = "AUC, fitted detector" if fitted else "AUC, one-sided"
     rows = [
-        "| steps | detector weight | AUC, one-sided ↑ | AUC, two-sided ↑ | success rate |",
+        f"| steps | detector weight | {first} ↑ | {second[1]} ↑ | success rate |",
         "| ---: | --- | ---: | ---: | ---: |",
     ]
     for cell in r["summary"]:
         weight = "0 (control)" if cell["weight"] == 0 else f"{cell['weight']:g}"
         rows.append(
-            f"| {cell['steps']} | {weight} | {one(cell, 'auc')} | {one(cell, 'auc_two_sided')} | "
+            f"| {cell['steps']} | {weight} | {one(cell, 'auc')} | {one(cell, second[0])} | "
             f"{one(cell, 'success_rate')} |"
         )
     a, m = r["attack"], r["machine"]
@@ -229,7 +233,20 @@ def table_adaptive_strength(r: dict) -> str:
         f"eps={a['eps']:.4g}, alpha={a['alpha']:.4g}, C&W margin (kappa {a['kappa']:g}), the "
         "detector's standardised score at the given weight after half the steps, the "
         "misclassified iterate with the lowest score kept; weight 0 is the control (the margin "
-        f"and the selection alone). `{r['command']}` ({m['date']}, "
+        "and the selection alone)"
+        + (
+            f". The {r['detector']} is fitted on the oblivious PGD of the images at even "
+            "positions and those at odd positions are attacked"
+            + (
+                " (through the logistic regression fitted on the same images, the forest "
+                "keeping the iterate with its lowest vote)"
+                if r["detector"] == "forest"
+                else ""
+            )
+            if fitted
+            else ""
+        )
+        + f". `{r['command']}` ({m['date']}, "
         f"{r['wall_seconds'] / 60:.0f} min).",
     ]
     return "\n".join(rows)
