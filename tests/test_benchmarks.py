@@ -359,6 +359,14 @@ def test_adaptive_strength_summary_averages_each_budget_over_seeds():
     table = crosscheck.table_adaptive_strength(result).splitlines()
     assert table[2] == "| 40 | 0 (control) | 0.800 ± 0.141 | 0.900 ± 0.141 | 1.000 ± 0.000 |"
     assert table[4].startswith("| 200 | 1 | 0.400 ± 0.141 | 0.500 ± 0.141 |")
+    # a fitted detector: its AUC next to the retrained one's, no two-sided score
+    fitted = [{"rows": [{**r, "auc_two_sided": None, "auc_retrained": 0.9} for r in s["rows"]]}
+              for s in seeds]  # fmt: skip
+    result |= {"summary": strength.summarise(fitted), "detector": "forest"}
+    table = crosscheck.table_adaptive_strength(result).splitlines()
+    assert table[0].startswith("| steps | detector weight | AUC, fitted detector ↑ | AUC, detector")
+    assert table[2] == "| 40 | 0 (control) | 0.800 ± 0.141 | 0.900 ± 0.000 | 1.000 ± 0.000 |"
+    assert "through the logistic regression fitted on the same images" in table[-1]
 
 
 def test_adaptive_table_splits_the_supervised_rows_and_names_every_run():
