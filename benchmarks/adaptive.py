@@ -88,7 +88,7 @@ def trained_networks(
 
 def run_seed(
     dataset: str, seed: int, n: int, weight: float, networks: tuple[str, ...] = NETWORKS,
-    detectors: tuple[str, ...] = DETECTORS,
+    detectors: tuple[str, ...] = DETECTORS, surrogate: str = "logistic",
 ) -> dict[str, Any]:  # fmt: skip
     """Train the named networks of one seed (and those they need); every attack on each of
     the named ``detectors``."""
@@ -124,7 +124,8 @@ def run_seed(
                 n=n,
                 seed=seed,
                 adaptive=attacked,
-                adaptive_options={**options, "weight": w, "aim": aim},
+                adaptive_options={**options, "weight": w, "aim": aim}
+                | ({"surrogate": surrogate} if "forest" in attacked else {}),
                 two_sided=True,
             )
             for r in res.attacks:
@@ -197,6 +198,13 @@ def main() -> None:
         default=list(DETECTORS),
         help="the detectors attacked (default: all; the oblivious PGD scores every one)",
     )
+    ap.add_argument(
+        "--surrogate",
+        choices=["logistic", "votes"],
+        default="logistic",
+        help="what the attack on the forest descends: the logistic regression fitted on the "
+        "same images, or a network fitted to the forest's votes (forest_surrogate)",
+    )
     ap.add_argument("--result", help="result name (default: adaptive[_DATASET])")
     ap.add_argument(
         "--update",
@@ -218,7 +226,7 @@ def main() -> None:
     # one job per seed and network, so that the workers stay busy to the end
     detectors = tuple(args.detectors)
     jobs = [
-        (args.dataset, s, args.n, args.weight, (net,), detectors)
+        (args.dataset, s, args.n, args.weight, (net,), detectors, args.surrogate)
         for s in args.seeds
         for net in networks
     ]
@@ -255,6 +263,7 @@ def main() -> None:
             "seeds": args.seeds,
             "n": args.n,
             "detectors": list(detectors),
+            **({"surrogate": args.surrogate} if "forest" in detectors else {}),
             "pgd": pgd,
             "adaptive": {
                 "eps": pgd["eps"],

@@ -78,6 +78,7 @@ from pellucid.apps.detectors import (  # noqa: F401  (the detectors' scores: pub
     class_prototypes,
     fit_mahalanobis,
     forest_score,
+    forest_surrogate,
     lid_scores,
     logistic_score,
     mahalanobis_scores,
@@ -113,7 +114,8 @@ __all__ = [
 
 SUPERVISED_ADAPTIVE = ("logistic", "forest")  # fitted on half the images' first attack
 ADAPTIVE_DETECTORS = (*UNSUPERVISED, *SUPERVISED_ADAPTIVE)  # what an adaptive attack can target
-ADAPTIVE_OPTIONS = ("eps", "alpha", "steps", "weight", "kappa", "aim", "temperature")
+ADAPTIVE_OPTIONS = ("eps", "alpha", "steps", "weight", "kappa", "aim", "temperature", "surrogate")
+SURROGATES = ("logistic", "votes")  # what an adaptive attack on the forest descends
 AIMS = ("low", "median")  # what an adaptive attack does with the detector's score
 DEFAULT_ATTACKS: dict[str, dict[str, Any]] = {"fgsm": {}, "pgd": {}, "cw": {}}
 
@@ -172,6 +174,8 @@ def detect_adversarial(
         and keeps, per image, the misclassified iterate with the fewest trees voting
         "attacked" (reported as ``forest-attacked``; with aim ``median`` the surrogate's
         log-odds are aimed at their clean median, and the forest still keeps the iterate).
+        Option ``surrogate="votes"`` replaces the regression by a small network fitted to
+        the forest's own votes (:func:`pellucid.apps.detectors.forest_surrogate`).
     two_sided : bool
         Also score each unsupervised detector two-sided
         (:func:`pellucid.apps.detectors.two_sided_scores` against the clean training images'
@@ -195,7 +199,7 @@ def detect_adversarial(
     features = check_kinds(features, gates, layers)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ConfigError(f"folds must be an integer >= 2, got {folds!r}")
-    adaptive, adaptive_options, aim = _adaptive_options(adaptive, adaptive_options)
+    adaptive, adaptive_options, aim, surrogate = _adaptive_options(adaptive, adaptive_options)
     if set(adaptive) & set(UNSUPERVISED) and train_data is None:
         raise ConfigError("adaptive attacks need train_data (the detectors are fitted on it)")
     if two_sided and train_data is None:
@@ -225,7 +229,9 @@ def detect_adversarial(
     for det in adaptive:
         for kind in (k for k in features if k in ADAPTIVE_FEATURES):
             if det in SUPERVISED_ADAPTIVE:
-                report = _adaptive_supervised(run, det, kind, first, aim, adaptive_options)
+                report = _adaptive_supervised(
+                    run, det, kind, first, (aim, surrogate), adaptive_options
+                )
                 reports.append(report)
             else:
                 reports.append(_adaptive_unsupervised(run, det, kind, aim, adaptive_options))
@@ -262,9 +268,9 @@ def _attack_options(
 
 def _adaptive_options(
     adaptive: Sequence[str] | str, options: Mapping[str, Any] | None
-) -> tuple[list[str], dict[str, Any], str]:
+) -> tuple[list[str], dict[str, Any], str, str]:
     """The detectors to attack adaptively, the attack's options (defaults filled in, without
-    ``aim``) and its aim, checked."""
+    ``aim`` and ``surrogate``), its aim and the forest's surrogate, checked."""
     adaptive = [adaptive] if isinstance(adaptive, str) else list(adaptive)
     if options and not adaptive:
         raise ConfigError(
@@ -286,7 +292,14 @@ def _adaptive_options(
     aim = options.pop("aim", "low")
     if aim not in AIMS:
         raise ConfigError(f"adaptive: unknown aim {aim!r}; choose from: {', '.join(AIMS)}")
-    return adaptive, options, aim
+    surrogate = options.pop("surrogate", None)
+    if surrogate is not None and "forest" not in adaptive:
+        raise ConfigError("adaptive: the option surrogate is for the forest, which is not attacked")
+    if (surrogate := surrogate or "logistic") not in SURROGATES:
+        raise ConfigError(
+            f"adaptive: unknown surrogate {surrogate!r}; choose from: {', '.join(SURROGATES)}"
+        )
+    return adaptive, options, aim, surrogate
 
 
 def _images(data: Any, n: int | None, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -410,22 +423,27 @@ def _adaptive_unsupervised(
 
 
 def _adaptive_supervised(
-    run: _Detection, det: str, kind: str, first: dict[str, Any], aim: str,
+    run: _Detection, det: str, kind: str, first: dict[str, Any], aim: tuple[str, str],
     options: dict[str, Any],
 ) -> AttackReport:  # fmt: skip
     """Adaptive PGD against supervised detector ``det`` fitted on the images at even
     positions (clean vs the first attack), on the images at odd positions; the report adds
     the fixed detector's AUC (``DET-attacked``) to the retrained one's. ``logistic`` is
-    differentiated itself; ``forest`` through the logistic regression as a surrogate, the
-    forest choosing the kept iterate."""
+    differentiated itself; ``forest`` through a surrogate (``aim[1]``: the logistic
+    regression, or a network fitted to the forest's votes), the forest choosing the kept
+    iterate. ``aim``: (aim, surrogate)."""
+    aim, surrogate = aim
     clean, adversarial = run.clean[kind], first[kind]
     fit, attacked = _supervised_halves(first["hit"], first["attack"], det)
-    score = logistic_score(clean[fit], adversarial[fit])
     judge = forest_score(clean[fit], adversarial[fit], run.seed) if det == "forest" else None
+    if judge is not None and surrogate == "votes":
+        score = forest_surrogate(judge, clean[fit], adversarial[fit], run.seed)
+    else:
+        score = logistic_score(clean[fit], adversarial[fit])
     with torch.no_grad():
         half = ~attacked  # the clean images of the fitting half standardise the score
         base = score(clean[half], torch.zeros(int(half.sum()), dtype=torch.long)).float()
-    extra = {"trained_on": first["attack"]} | ({"surrogate": "logistic"} if judge else {})
+    extra = {"trained_on": first["attack"]} | ({"surrogate": surrogate} if judge else {})
     report, hit, apred, afeat = _adaptive_attack(
         run, det, kind, score, base, attacked, aim, options, extra, judge
     )

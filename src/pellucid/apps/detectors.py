@@ -47,6 +47,7 @@ __all__ = [
     "class_prototypes",
     "fit_mahalanobis",
     "forest_score",
+    "forest_surrogate",
     "lid_scores",
     "logistic_score",
     "mahalanobis_scores",
@@ -154,6 +155,60 @@ def forest_score(
     def score(f: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         votes = est.predict_proba(f.detach().double().cpu().numpy())[:, 1]
         return torch.from_numpy(votes).to(f.device)
+
+    return score
+
+
+def forest_surrogate(
+    forest: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    clean: torch.Tensor,
+    adversarial: torch.Tensor,
+    seed: int = 0,
+    hidden: int = 128,
+    points: int = 16,
+    steps: int = 500,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A differentiable stand-in for a fitted forest (:func:`forest_score`): a one-hidden-layer
+    network fitted to the forest's *votes*, whose log-odds an adaptive attacker descends
+    (Tramer et al., NeurIPS 2020, Sec. 5: approximate a non-differentiable defence by a
+    differentiable one trained to match it).
+
+    The forest's votes are read where an attack goes: on each clean feature vector, its
+    attacked version (the rows of ``clean`` and ``adversarial`` are pairs), ``points`` points
+    on the segment from one to the other and beyond it to 1.5 times the perturbation, and
+    as many with Gaussian noise of a tenth of each feature's spread. The network (standardised
+    inputs, ``hidden`` ReLU units) is fitted by full-batch Adam on the soft votes
+    (``steps`` steps, seeded; the global RNG is left alone). Returns (features, predicted)
+    -> (N,) log-odds of "attacked" (the prediction is not used).
+    """
+    c, a = clean.double().cpu(), adversarial.double().cpu()
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.linspace(0.0, 1.5, points, dtype=torch.float64)
+    line = (c[:, None] + t[None, :, None] * (a - c)[:, None]).flatten(0, 1)
+    spread = torch.cat([c, a]).std(0).clamp_min(1e-12)
+    noisy = line + 0.1 * spread * torch.randn(line.shape, generator=gen, dtype=torch.float64)
+    x = torch.cat([c, a, line, noisy])
+    with torch.no_grad():
+        votes = forest(x, torch.zeros(len(x), dtype=torch.long)).double().cpu()
+    mean, scale = x.mean(0), x.std(0).clamp_min(1e-12)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(
+            torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)
+        ).double()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    z = (x - mean) / scale
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(z)[:, 0], votes)
+            loss.backward()
+            opt.step()
+    net.requires_grad_(False)
+
+    def score(f: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        device = f.device
+        return net.to(device)((f.double() - mean.to(device)) / scale.to(device))[:, 0]
 
     return score
 

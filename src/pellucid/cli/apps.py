@@ -244,7 +244,9 @@ def add_detect_adversarial(sub: Subparsers, attacks: Registry[Any]) -> None:
         metavar="K=V",
         help="adaptive attack option: eps (0.2), alpha (0.02), steps (40), weight (1), kappa "
         "(0), aim (low: as low a score as possible; median: the clean training median), "
-        "temperature (1; the path's soft gates sigmoid(logit / temperature))",
+        "temperature (1; the path's soft gates sigmoid(logit / temperature)), surrogate "
+        "(--adaptive forest only: logistic, the default, or votes: a network fitted to the "
+        "forest's votes)",
     )
     p.add_argument(
         "--two-sided",
