@@ -600,7 +600,48 @@ def test_an_adaptive_attack_evades_the_fitted_logistic_and_forest_detectors(bars
         assert res.attacks[2].options["surrogate"] == "logistic"
     for det, auc in fixed.items():
         assert auc[0.0] > 0.8 and auc[1.0] < auc[0.0] - 0.2, det
+    res = detect_adversarial(
+        net, data, attacks=["fgsm"], adaptive=["forest"],
+        adaptive_options={**options, "surrogate": "votes"}, **common,
+    )  # fmt: skip
+    assert res.attacks[1].options["surrogate"] == "votes"  # a network fitted to its votes
+    assert res.attacks[1].auc["activations"]["forest-attacked"] < fixed["forest"][0.0] - 0.2
+    for adaptive, message in (
+        (["logistic"], "surrogate is for the forest"),
+        (["forest"], "unknown surrogate 'svm'; choose from: logistic"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            surrogate = {"surrogate": "svm" if adaptive == ["forest"] else "votes"}
+            detect_adversarial(
+                net, data, attacks=["fgsm"], adaptive=adaptive, adaptive_options=surrogate,
+                **common,
+            )  # fmt: skip
     with pytest.raises(DataError, match="only 0 successful 'fgsm' attacks"):
         detect_adversarial(
             net, data, attacks={"fgsm": {"eps": 1e-6}}, adaptive=["logistic"], **common
         )
+
+
+def test_forest_surrogate_follows_the_forest_votes_and_has_a_gradient():
+    from scipy.stats import spearmanr
+
+    from pellucid.apps.detectors import forest_score, forest_surrogate
+
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.randn(60, 5, generator=gen)
+    adversarial = clean + torch.tensor([1.5, -1.0, 0.0, 0.0, 0.0])  # attacks move two features
+    forest = forest_score(clean, adversarial, seed=0)
+    torch.manual_seed(7)
+    expected_next = torch.rand(1)
+    torch.manual_seed(7)
+    score = forest_surrogate(forest, clean, adversarial, seed=0, steps=200)
+    assert torch.equal(torch.rand(1), expected_next)  # the global RNG was not consumed
+    probe = torch.cat([clean, adversarial, 0.5 * (clean + adversarial)]).requires_grad_(True)
+    s = score(probe, torch.zeros(len(probe), dtype=torch.long))
+    votes = forest(probe, torch.zeros(len(probe), dtype=torch.long))
+    assert spearmanr(s.detach().numpy(), votes.numpy()).statistic > 0.8
+    (grad,) = torch.autograd.grad(s.sum(), probe)
+    assert grad[:, :2].abs().mean() > 2 * grad[:, 2:].abs().mean()  # where the forest looks
+    assert grad[:, 0].mean() > 0 > grad[:, 1].mean()  # towards the attacks: more suspicious
+    again = forest_surrogate(forest, clean, adversarial, seed=0, steps=200)
+    assert torch.equal(again(probe, None), s)  # seeded
