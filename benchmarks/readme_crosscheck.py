@@ -179,17 +179,17 @@ def _table_supervised(r: dict, summary: list[dict], caption: bool) -> list[str]:
     )
     votes = r.get("surrogate") == "votes"
     surrogate = (
-        "a network (one hidden layer of 128) fitted to the forest's votes on the fitting "
-        "images' clean and attacked features and on points along and around each "
-        "perturbation (`forest_surrogate`)"
+        "a network (one hidden layer of 128 units, `forest_surrogate`) fitted to the "
+        "forest's votes on the fitting images' clean and attacked features and on points "
+        "along and around each perturbation"
         if votes
         else "the logistic regression fitted on the same images"
     )
     if forest:
         text += (
             " The random forest (200 trees) is fitted on the same images; it has no "
-            f"gradient, so the attack descends the log-odds of {surrogate} (a surrogate) and "
-            "keeps, per image, the misclassified iterate "
+            f"gradient, so the attack descends the log-odds of a differentiable surrogate, "
+            f"{surrogate}, and keeps, per image, the misclassified iterate "
             "the fewest trees flag (the margin control keeps it by the forest too)"
             + (
                 "; aimed at the clean median: the surrogate's log-odds are drawn to their "

@@ -473,6 +473,7 @@ TABLES["crosscheck"] = table_crosscheck
 TABLES["adaptive"] = table_adaptive
 TABLES["adaptive_shapes"] = table_adaptive
 TABLES["adaptive_forest"] = table_adaptive
+TABLES["adaptive_forest_votes"] = table_adaptive
 TABLES["adaptive_strength_forest"] = table_adaptive_strength
 TABLES["adaptive_strength"] = table_adaptive_strength
 TABLES["adaptive_strength_path"] = table_adaptive_strength
