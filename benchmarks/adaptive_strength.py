@@ -45,6 +45,7 @@ def run_seed(
     detector: str,
     steps: list[int],
     weights: list[float],
+    surrogate: str = "logistic",
 ) -> dict[str, Any]:
     """One seed's network; the control and each weight at each step budget."""
     import torch
@@ -75,7 +76,8 @@ def run_seed(
                     "alpha": pgd["alpha"],
                     "steps": k,
                     "weight": w,
-                },  # fmt: skip
+                }
+                | ({"surrogate": surrogate} if detector == "forest" else {}),  # fmt: skip
                 two_sided=True,
             )
             (report,) = (r for r in res.attacks if r.attack == f"adaptive-{detector}")
@@ -119,6 +121,12 @@ def main() -> None:
         help="logistic / forest: fitted on half the images' oblivious PGD, the other half "
         "attacked (the forest through the regression as a surrogate), as in adaptive.py",
     )
+    ap.add_argument(
+        "--surrogate",
+        choices=["logistic", "votes"],
+        default="logistic",
+        help="--detector forest: what the attack descends (as in adaptive.py)",
+    )
     ap.add_argument("--steps", type=int, nargs="+", default=[40, 200])
     ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 10.0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -131,7 +139,7 @@ def main() -> None:
     if min(args.steps) < 1 or min(args.weights) <= 0:
         ap.error("--steps must be >= 1 and --weights > 0 (weight 0, the control, always runs)")
     start = time.perf_counter()
-    job = (args.network, args.feature, args.detector, args.steps, args.weights)
+    job = (args.network, args.feature, args.detector, args.steps, args.weights, args.surrogate)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(run_seed, args.dataset, s, args.n, *job) for s in args.seeds]
         per_seed = [f.result() for f in futures]
@@ -144,6 +152,7 @@ def main() -> None:
         "network": args.network,
         "feature": args.feature,
         "detector": args.detector,
+        **({"surrogate": args.surrogate} if args.detector == "forest" else {}),
         "seeds": args.seeds,
         "n": args.n,
         "attack": {"eps": pgd["eps"], "alpha": pgd["alpha"], "kappa": 0.0, "aim": "low"},

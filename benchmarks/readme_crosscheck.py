@@ -246,8 +246,13 @@ def table_adaptive_strength(r: dict) -> str:
             f". The {r['detector']} is fitted on the oblivious PGD of the images at even "
             "positions and those at odd positions are attacked"
             + (
-                " (through the logistic regression fitted on the same images, the forest "
-                "keeping the iterate with its lowest vote)"
+                " (through "
+                + (
+                    "a network fitted to its votes"
+                    if r.get("surrogate") == "votes"
+                    else "the logistic regression fitted on the same images"
+                )
+                + ", the forest keeping the iterate with its lowest vote)"
                 if r["detector"] == "forest"
                 else ""
             )
