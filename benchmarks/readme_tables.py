@@ -475,6 +475,7 @@ TABLES["adaptive_shapes"] = table_adaptive
 TABLES["adaptive_forest"] = table_adaptive
 TABLES["adaptive_forest_votes"] = table_adaptive
 TABLES["adaptive_strength_forest"] = table_adaptive_strength
+TABLES["adaptive_strength_forest_votes"] = table_adaptive_strength
 TABLES["adaptive_strength"] = table_adaptive_strength
 TABLES["adaptive_strength_path"] = table_adaptive_strength
 
