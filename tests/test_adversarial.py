@@ -645,3 +645,7 @@ def test_forest_surrogate_follows_the_forest_votes_and_has_a_gradient():
     assert grad[:, 0].mean() > 0 > grad[:, 1].mean()  # towards the attacks: more suspicious
     again = forest_surrogate(forest, clean, adversarial, seed=0, steps=200)
     assert torch.equal(again(probe, None), s)  # seeded
+    with pytest.raises(DataError, match=r"paired \(N, D\) features, got \(60, 5\) and \(59, 5\)"):
+        forest_surrogate(forest, clean, adversarial[1:])
+    with pytest.raises(ConfigError, match="points must be an integer >= 1, got 0"):
+        forest_surrogate(forest, clean, adversarial, points=0)

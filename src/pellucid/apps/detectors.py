@@ -181,6 +181,14 @@ def forest_surrogate(
     (``steps`` steps, seeded; the global RNG is left alone). Returns (features, predicted)
     -> (N,) log-odds of "attacked" (the prediction is not used).
     """
+    if clean.ndim != 2 or clean.shape != adversarial.shape or len(clean) == 0:
+        raise DataError(
+            "forest_surrogate: clean and adversarial must be paired (N, D) features, got "
+            f"{tuple(clean.shape)} and {tuple(adversarial.shape)}"
+        )
+    for name, value in (("hidden", hidden), ("points", points), ("steps", steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"forest_surrogate: {name} must be an integer >= 1, got {value!r}")
     c, a = clean.double().cpu(), adversarial.double().cpu()
     gen = torch.Generator().manual_seed(seed)
     t = torch.linspace(0.0, 1.5, points, dtype=torch.float64)
