@@ -230,7 +230,7 @@ def detect_adversarial(
         for kind in (k for k in features if k in ADAPTIVE_FEATURES):
             if det in SUPERVISED_ADAPTIVE:
                 report = _adaptive_supervised(
-                    run, det, kind, first, (aim, surrogate), adaptive_options
+                    run, det, kind, first, aim, adaptive_options, surrogate
                 )
                 reports.append(report)
             else:
@@ -423,16 +423,15 @@ def _adaptive_unsupervised(
 
 
 def _adaptive_supervised(
-    run: _Detection, det: str, kind: str, first: dict[str, Any], aim: tuple[str, str],
-    options: dict[str, Any],
+    run: _Detection, det: str, kind: str, first: dict[str, Any], aim: str,
+    options: dict[str, Any], surrogate: str = "logistic",
 ) -> AttackReport:  # fmt: skip
     """Adaptive PGD against supervised detector ``det`` fitted on the images at even
     positions (clean vs the first attack), on the images at odd positions; the report adds
     the fixed detector's AUC (``DET-attacked``) to the retrained one's. ``logistic`` is
-    differentiated itself; ``forest`` through a surrogate (``aim[1]``: the logistic
-    regression, or a network fitted to the forest's votes), the forest choosing the kept
-    iterate. ``aim``: (aim, surrogate)."""
-    aim, surrogate = aim
+    differentiated itself; ``forest`` through a ``surrogate`` (``logistic``: the logistic
+    regression, ``votes``: a network fitted to the forest's votes), the forest choosing the
+    kept iterate."""
     clean, adversarial = run.clean[kind], first[kind]
     fit, attacked = _supervised_halves(first["hit"], first["attack"], det)
     judge = forest_score(clean[fit], adversarial[fit], run.seed) if det == "forest" else None

@@ -112,6 +112,14 @@ def _estimator(detector: str, seed: int):
     raise ConfigError(f"unknown detector {detector!r}; choose from: {', '.join(DETECTORS)}")
 
 
+def _fit_once(detector: str, clean: torch.Tensor, adversarial: torch.Tensor, seed: int):
+    """:func:`_estimator` fitted once on all of ``clean`` (label 0) vs ``adversarial`` (1)."""
+    a, b = clean.double().cpu().numpy(), adversarial.double().cpu().numpy()
+    return _estimator(detector, seed).fit(
+        np.concatenate([a, b]), np.r_[np.zeros(len(a)), np.ones(len(b))]
+    )
+
+
 def logistic_score(
     clean: torch.Tensor, adversarial: torch.Tensor
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -119,10 +127,7 @@ def logistic_score(
     ``adversarial`` (N, D) features, as a differentiable score: (features, predicted) ->
     (N,) log-odds of "attacked" (the prediction is not used). What an adaptive attacker of
     the supervised detector differentiates (:mod:`pellucid.apps.adaptive`)."""
-    a, b = clean.double().numpy(), adversarial.double().numpy()
-    est = _estimator("logistic", 0).fit(
-        np.concatenate([a, b]), np.r_[np.zeros(len(a)), np.ones(len(b))]
-    )
+    est = _fit_once("logistic", clean, adversarial, 0)
     scaler, lr = est[0], est[-1]
     mean, scale = torch.from_numpy(scaler.mean_), torch.from_numpy(scaler.scale_)
     coef, bias = torch.from_numpy(lr.coef_[0]), float(lr.intercept_[0])
@@ -142,15 +147,13 @@ def forest_score(
     trees voting "attacked", on the features' device (the prediction is not used).
 
     A forest has no gradient, so an adaptive attacker cannot put it in the loss: it
-    differentiates a surrogate fitted on the same data (:func:`logistic_score`) and uses
+    differentiates a surrogate (:func:`logistic_score` fitted on the same data, or
+    :func:`forest_surrogate` fitted to this score's votes) and uses
     this score to choose, per image, the iterate the forest finds least suspicious
     (:func:`pellucid.apps.adaptive.adaptive_pgd`'s ``judge``; Tramer, Carlini, Brendel &
     Madry, "On Adaptive Attacks to Adversarial Example Defenses", NeurIPS 2020, Sec. 5).
     """
-    a, b = clean.double().numpy(), adversarial.double().numpy()
-    est = _estimator("forest", seed).fit(
-        np.concatenate([a, b]), np.r_[np.zeros(len(a)), np.ones(len(b))]
-    )
+    est = _fit_once("forest", clean, adversarial, seed)
 
     def score(f: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         votes = est.predict_proba(f.detach().double().cpu().numpy())[:, 1]
