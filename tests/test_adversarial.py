@@ -327,6 +327,9 @@ def test_detect_adversarial_cli_writes_results(capsys, tmp_path):
     saved = json.loads(out.read_text())[str(run)]
     assert saved["attacks"][0]["options"] == {"eps": 0.3}
     assert set(saved["features"]) == {"activations", "logits"}
+    # 12 correct test images, 9 of them attacked successfully: too few pairs for an AUC
+    assert "| 0.750 | 9 | activations | - | - |" in printed.out
+    assert "- : no AUC: fewer than 10 pairs" in printed.out
     adaptive = ["--adaptive", "lid", "--adaptive-option", "steps=4", "--two-sided"]
     assert main([*argv, *adaptive, "--adaptive-option", "aim=median", "--json", "--quiet"]) == 0
     rows = json.loads(capsys.readouterr().out)[str(run)]

@@ -278,6 +278,7 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
         TWO_SIDED,
         detect_adversarial_run,
     )
+    from pellucid.apps.adversarial_report import MIN_PAIRS
     from pellucid.apps.detectors import DETECTORS, UNSUPERVISED
     from pellucid.registry import ATTACKS
 
@@ -311,13 +312,21 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
         )
         print(f"| run | attack | success | pairs | feature | {' | '.join(detectors)} |")
         print("| --- | --- | ---: | ---: | --- |" + " ---: |" * len(detectors))
+        blank = False
         for run, rows in tables.items():
             for row in rows:
                 aucs = " | ".join(_auc(row.get(k)) for k in detectors)
+                blank = blank or any(row.get(k) is None for k in detectors)
                 print(
                     f"| {run} | {row['attack']} | {row['success_rate']:.3f} | {row['pairs']} | "
                     f"{row['feature']} | {aucs} |"
                 )
+        if blank:
+            print(
+                f"- : no AUC: fewer than {MIN_PAIRS} pairs (attacks that succeeded on correctly "
+                "classified images), or no clean training images for that score; "
+                "raise --n or the attack's strength"
+            )
     return tables
 
 
