@@ -10,9 +10,12 @@ STAMP  := $(VENV)/.installed
 # importing it, and the modules it does import all come with pellucid. Quantus and
 # pytorch-grad-cam (the cross-check against them) also --no-deps: between them they require
 # opencv-python and opencv-python-headless, two builds of one cv2 module; the headless one
-# is installed, with the two small modules they add (ttach, cachetools)
+# is installed, with the two small modules they add (ttach, cachetools). TorchRay (the
+# benchmark's extremal perturbations and RISE, benchmarks/torchray_peers.py) also --no-deps:
+# it lists pycocotools and others that only its dataset code imports; it is CC-BY-NC 4.0, so
+# only the benchmarks and their tests use it, never the library
 CROSSCHECK := quantus==0.6.0 grad-cam==1.5.7 ttach==0.0.3 cachetools==8.0.2 \
-	opencv-python-headless==5.1.0.95
+	opencv-python-headless==5.1.0.95 torchray==1.0.0.2
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -10,6 +10,7 @@
     python benchmarks/explainers.py --result NAME         # results/NAME.json (another model)
     python benchmarks/explainers.py --pointing            # pointing hits, correct vs misclassified
     python benchmarks/explainers.py --rest --n 540        # the targets on test images never used
+    python benchmarks/explainers.py --peers --n 60        # TorchRay's extremal perturbations, RISE
 
 Per dataset: the published convnet (shipped in ``benchmarks/models``; ``--retrain`` trains the
 recipe instead, ``explainers_runs.py``) is written to --runs once and reused, then on --n evenly
@@ -175,6 +176,12 @@ def main() -> None:
         "(results/explainers_rest.json)",
     )
     ap.add_argument(
+        "--peers",
+        action="store_true",
+        help="NeuroMask against TorchRay's extremal perturbations and RISE, with Grad-CAM, "
+        "occlusion and the controls (results/explainers_peers.json)",
+    )
+    ap.add_argument(
         "--result",
         default="explainers",
         help="name of the results file (results/NAME.json); another name keeps the published "
@@ -191,6 +198,10 @@ def main() -> None:
         from explainers_pointing import pointing_study
 
         return pointing_study(args.datasets, args.runs, args.n, args.explainers)
+    if args.peers:
+        from explainers_peers import peers_study
+
+        return peers_study(args.datasets, args.runs, args.n, args.sanity_n)
     if args.rest:
         from explainers_rest import rest_study
 

@@ -257,3 +257,54 @@ def table_explainers_pointing(r: dict) -> str:
             + "."
         )
     return "\n".join([*rows, "", *notes])
+
+
+def table_explainers_peers(r: dict) -> str:
+    """``results/explainers_peers.json``: NeuroMask against TorchRay's extremal perturbations
+    and RISE (with Grad-CAM, occlusion and the controls) on the same images, then NeuroMask
+    minus each mask-based peer with its paired bootstrap interval."""
+    keys = (
+        "pointing_game",
+        "energy_pointing_game",
+        "deletion_auc",
+        "deletion_auc_mean_fill",
+        "insertion_auc",
+        "sanity_rank_correlation",
+    )
+    rows = [
+        "| dataset | explainer | pointing ↑ | energy ↑ | deletion AUC, black ↓ "
+        "| deletion AUC, mean fill ↓ | insertion AUC ↑ | sanity ρ ↓ | s/image ↓ |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for ds, res in r["results"].items():
+        for name, row in res["rows"].items():
+            cells = [_f(row.get(k)) for k in keys] + [_f(row["seconds_per_image"], ".2f")]
+            rows.append(f"| {ds} | {name} | " + " | ".join(cells) + " |")
+    labels = {
+        "pointing_game": "pointing ↑",
+        "deletion_auc": "deletion AUC, black ↓",
+        "deletion_auc_mean_fill": "deletion AUC, mean fill ↓",
+        "insertion_auc": "insertion AUC ↑",
+    }
+    peers = {"extremal-perturbation": "extremal perturbation", "rise": "RISE"}
+    results = r["results"]
+    head = "| NeuroMask − peer, 95 % paired bootstrap interval | " + " | ".join(
+        f"{ds}: vs {p}" for ds in results for p in peers.values()
+    )
+    out = [head + " |", "| --- |" + " ---: |" * (len(results) * len(peers))]
+    for key, label in labels.items():
+        cells = []
+        for res in results.values():
+            for peer in peers:
+                d = res["intervals"][key][peer]
+                lo, hi = d["ci"]
+                cell = f"{d['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                cells.append(cell if d["resolved"] else f"{cell} (not resolved)")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    notes = [
+        f"- **{ds}**: {res['n_images']} benchmark images (model {res['model_sha256']}, "
+        f"accuracy on them {res['model_accuracy_on_these_images']:.3f}), sanity check on the "
+        f"first {res['sanity_n']}, {res['torchray']}; `{res['command']}` ({res['date']})."
+        for ds, res in results.items()
+    ]
+    return "\n".join([*rows, "", *out, "", *notes])

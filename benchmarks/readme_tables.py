@@ -16,6 +16,7 @@ from pathlib import Path
 from readme_crosscheck import table_adaptive, table_adaptive_strength, table_crosscheck
 from readme_explainers import (
     table_explainers,
+    table_explainers_peers,
     table_explainers_pointing,
     table_explainers_road,
     table_explainers_seeds,
@@ -440,6 +441,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "icnn": table_icnn,
     "explainers": table_explainers,
     "explainers_intel": table_explainers,
+    "explainers_peers": table_explainers_peers,
     "explainers_pointing": table_explainers_pointing,
     "explainers_rest": table_explainers_rest,
     "explainers_road": table_explainers_road,
