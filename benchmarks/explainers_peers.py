@@ -48,7 +48,9 @@ def peers_study(datasets: list[str], runs: Path, n: int, sanity_n: int) -> None:
     """Per dataset: :data:`PEER_EXPLAINERS` on ``n`` benchmark images, the sanity check on
     the first ``sanity_n``; ``results/explainers_peers.json`` (datasets run in parallel keep
     each other's entries)."""
-    import torchray_peers  # registers the TorchRay explainers
+    import torchray_peers
+
+    torchray_peers.register()  # this process only: compare() finds them by name
 
     out: dict[str, Any] = {}
     for ds in datasets:

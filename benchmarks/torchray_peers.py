@@ -7,7 +7,7 @@ the library: TorchRay is licensed CC-BY-NC 4.0, so pellucid (MIT) does not depen
 ``make`` installs ``torchray==1.0.0.2`` (without its dependencies, which pellucid already
 brings) into the development environment, as it does Quantus and pytorch-grad-cam.
 
-Importing this module registers ``extremal-perturbation`` and ``rise`` as explainers, so that
+:func:`register` adds ``extremal-perturbation`` and ``rise`` to the explainers, so that
 :func:`pellucid.explain.evaluate.compare` scores them on the same images as every other
 explainer, through the same :class:`~pellucid.explain.base.Explainer` checks (input shape,
 channels, NaN, targets) and model-state restoration (TorchRay's extremal perturbation turns
@@ -222,6 +222,12 @@ PEER_EXPLAINERS = {
     ),
     "rise": (RISEExplainer, "RISE (Petsiuk et al. 2018), TorchRay"),
 }
-for _name, (_cls, _help) in PEER_EXPLAINERS.items():
-    if _name not in EXPLAINERS.names():
-        EXPLAINERS.register(_name, help=_help)(_cls)
+
+
+def register() -> None:
+    """Register the two peers in pellucid's explainer registry (once; a process that calls
+    this runs them wherever every registered explainer runs, e.g. ``compare_run``'s default,
+    so only the peers study calls it)."""
+    for name, (cls, help_) in PEER_EXPLAINERS.items():
+        if name not in EXPLAINERS.names():
+            EXPLAINERS.register(name, help=help_)(cls)

@@ -11,12 +11,17 @@ import pytest
 import torch
 
 from pellucid.errors import ConfigError, DataError
-from pellucid.explain import build_explainer
 from pellucid.metrics import pointing_game
 
 pytest.importorskip("torchray")  # `make` installs it (CC-BY-NC; benchmarks only)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 peers = importlib.import_module("torchray_peers")  # benchmarks/torchray_peers.py
+
+
+def build_explainer(name, model, **options):
+    """The peer ``name`` for ``model``, without registering it: a registered peer would run
+    wherever every registered explainer runs (the demo's comparison, in another test)."""
+    return peers.PEER_EXPLAINERS[name][0](model, **options)
 
 
 def _squares(n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -136,3 +141,9 @@ def test_the_study_reports_neuromask_minus_each_mask_peer_with_an_interval():
     d = iv["deletion_auc"]["extremal-perturbation"]
     assert d["difference"] == pytest.approx(-0.2) and d["resolved"] and d["ci"][1] < 0
     assert not iv["insertion_auc"]["rise"]["resolved"]  # identical scores: no difference
+
+
+def test_importing_the_peers_registers_nothing():
+    from pellucid.explain import explainer_names
+
+    assert not set(peers.PEER_EXPLAINERS) & set(explainer_names())
