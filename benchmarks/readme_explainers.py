@@ -8,11 +8,35 @@ def _f(v, fmt: str = ".3f") -> str:
     return "-" if v is None else f"{v:{fmt}}"
 
 
+def _interval_rows(
+    results: dict[str, dict], labels: dict[str, str], peers: dict[str, str], key: str
+) -> list[str]:
+    """A table of NeuroMask minus each peer with its paired bootstrap interval: one row per
+    metric in ``labels``, one column per (dataset, peer); ``results[ds][key][metric][peer]``
+    holds ``difference``, ``ci`` and ``resolved`` (a missing entry is ``-``)."""
+    head = "| NeuroMask − peer, 95 % paired bootstrap interval | " + " | ".join(
+        f"{ds}: vs {p}" for ds in results for p in peers.values()
+    )
+    out = [head + " |", "| --- |" + " ---: |" * (len(results) * len(peers))]
+    for metric, label in labels.items():
+        cells = []
+        for res in results.values():
+            for peer in peers:
+                d = res.get(key, {}).get(metric, {}).get(peer)
+                if d is None:
+                    cells.append("-")
+                    continue
+                lo, hi = d["ci"]
+                cell = f"{d['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                cells.append(cell if d["resolved"] else f"{cell} (not resolved)")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return out
+
+
 def _explainer_intervals(r: dict) -> list[str]:
-    """NeuroMask minus each peer with its paired bootstrap interval, one row per target."""
-    have = {
-        ds: res["target_intervals"] for ds, res in r["results"].items() if "target_intervals" in res
-    }
+    """NeuroMask minus Grad-CAM and occlusion with their paired bootstrap intervals, one row
+    per target (issue #4)."""
+    have = {ds: res for ds, res in r["results"].items() if "target_intervals" in res}
     if not have:
         return []
     labels = {
@@ -21,22 +45,7 @@ def _explainer_intervals(r: dict) -> list[str]:
         "deletion_auc_mean_fill": "deletion AUC, mean fill ↓",
     }
     peers = {"gradcam": "Grad-CAM", "occlusion": "occlusion"}
-    head = "| NeuroMask − peer, 95 % paired bootstrap interval | " + " | ".join(
-        f"{ds}: vs {p}" for ds in have for p in peers.values()
-    )
-    out = [head + " |", "| --- |" + " ---: |" * (len(have) * len(peers))]
-    for key, label in labels.items():
-        cells = []
-        for iv in have.values():
-            for peer in peers:
-                d = iv.get(key, {}).get(peer)
-                if d is None:
-                    cells.append("-")
-                    continue
-                lo, hi = d["ci"]
-                cell = f"{d['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                cells.append(cell if d["resolved"] else f"{cell} (not resolved)")
-        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out = _interval_rows(have, labels, peers, "target_intervals")
     resolved = "; ".join(
         f"{ds}: "
         + ", ".join(
@@ -288,19 +297,7 @@ def table_explainers_peers(r: dict) -> str:
     }
     peers = {"extremal-perturbation": "extremal perturbation", "rise": "RISE"}
     results = r["results"]
-    head = "| NeuroMask − peer, 95 % paired bootstrap interval | " + " | ".join(
-        f"{ds}: vs {p}" for ds in results for p in peers.values()
-    )
-    out = [head + " |", "| --- |" + " ---: |" * (len(results) * len(peers))]
-    for key, label in labels.items():
-        cells = []
-        for res in results.values():
-            for peer in peers:
-                d = res["intervals"][key][peer]
-                lo, hi = d["ci"]
-                cell = f"{d['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                cells.append(cell if d["resolved"] else f"{cell} (not resolved)")
-        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out = _interval_rows(results, labels, peers, "intervals")
     notes = [
         f"- **{ds}**: {res['n_images']} benchmark images (model {res['model_sha256']}, "
         f"accuracy on them {res['model_accuracy_on_these_images']:.3f}), sanity check on the "

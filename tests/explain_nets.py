@@ -34,3 +34,48 @@ def deleted_probability(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, 
     """p_c of the image with the mask's region removed (zero fill), as the deletion game sees it."""
     with torch.no_grad():
         return float(torch.softmax(model(x * (1 - masks)), 1)[:, c].mean())
+
+
+# the first four of these are the class colours of `coloured_squares`
+SQUARE_COLOURS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0))
+
+
+def coloured_squares(
+    n: int, gen: torch.Generator, classes: int, size: int, side: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Faint noise with one ``side`` x ``side`` square whose colour is the class: (images
+    (n, 3, size, size), labels, object masks (n, 1, size, size) bool)."""
+    colours = torch.tensor(SQUARE_COLOURS[:classes])
+    images = torch.rand(n, 3, size, size, generator=gen) * 0.3
+    labels = torch.arange(n) % classes
+    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
+    for i in range(n):
+        r, c = torch.randint(0, size - side, (2,), generator=gen).tolist()
+        masks[i, :, r : r + side, c : c + side] = True
+        images[i, :, r : r + side, c : c + side] = colours[labels[i]].view(3, 1, 1)
+    return images, labels, masks
+
+
+def squares_case(
+    classes: int, size: int, side: int, n_train: int, n_test: int, min_accuracy: float
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A small convnet trained (seeded, ~1 s) on ``coloured_squares`` and ``n_test`` fresh
+    images it classifies with at least ``min_accuracy``: (model in eval mode, images, labels,
+    masks)."""
+    from pellucid.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("convnet", in_channels=3, num_classes=classes, widths=[8, 8, 16, 16])
+    gen = torch.Generator().manual_seed(1)
+    x, y, _ = coloured_squares(n_train, gen, classes, size, side)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(30):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    images, labels, masks = coloured_squares(n_test, gen, classes, size, side)
+    with torch.no_grad():
+        accuracy = (model(images).argmax(1) == labels).float().mean().item()
+    assert accuracy >= min_accuracy, f"the squares model has not learnt ({accuracy:.2f})"
+    return model, images, labels, masks

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from explain_nets import squares_case
 from pellucid.explain import build_explainer
 from pellucid.metrics import deletion_insertion, energy_pointing_game, pointing_game
 
@@ -19,36 +20,9 @@ quantus = pytest.importorskip("quantus")  # the dev extra installs it
 pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
 
 
-def _squares(n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """Faint noise with one 12x12 square whose colour is the class (4 classes)."""
-    colours = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 1.0, 0]])
-    images = torch.rand(n, 3, 32, 32, generator=gen) * 0.3
-    labels = torch.arange(n) % 4
-    masks = torch.zeros(n, 1, 32, 32, dtype=torch.bool)
-    for i in range(n):
-        r, c = torch.randint(0, 20, (2,), generator=gen).tolist()
-        masks[i, :, r : r + 12, c : c + 12] = True
-        images[i, :, r : r + 12, c : c + 12] = colours[labels[i]].view(3, 1, 1)
-    return images, labels, masks
-
-
 @pytest.fixture(scope="module")
 def case():
-    from pellucid.models import build_model
-
-    torch.manual_seed(0)
-    model = build_model("convnet", in_channels=3, num_classes=4, widths=[8, 8, 16, 16])
-    gen = torch.Generator().manual_seed(1)
-    x, y, _ = _squares(128, gen)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(30):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    model.eval()
-    images, labels, masks = _squares(12, gen)
-    with torch.no_grad():
-        assert (model(images).argmax(1) == labels).float().mean() >= 0.75  # it has learnt
+    model, images, labels, masks = squares_case(4, 32, 12, 128, 12, 0.75)
     maps = build_explainer("saliency", model).explain(images, labels)
     return model, images, labels, masks, maps
 

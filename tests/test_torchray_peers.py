@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from explain_nets import squares_case
 from pellucid.errors import ConfigError, DataError
 from pellucid.metrics import pointing_game
 
@@ -24,37 +25,9 @@ def build_explainer(name, model, **options):
     return peers.PEER_EXPLAINERS[name][0](model, **options)
 
 
-def _squares(n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """Faint noise with one 10x10 square whose colour is the class (3 classes)."""
-    colours = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
-    images = torch.rand(n, 3, 28, 28, generator=gen) * 0.3
-    labels = torch.arange(n) % 3
-    masks = torch.zeros(n, 1, 28, 28, dtype=torch.bool)
-    for i in range(n):
-        r, c = torch.randint(0, 18, (2,), generator=gen).tolist()
-        masks[i, :, r : r + 10, c : c + 10] = True
-        images[i, :, r : r + 10, c : c + 10] = colours[labels[i]].view(3, 1, 1)
-    return images, labels, masks
-
-
 @pytest.fixture(scope="module")
 def case():
-    from pellucid.models import build_model
-
-    torch.manual_seed(0)
-    model = build_model("convnet", in_channels=3, num_classes=3, widths=[8, 8, 16, 16])
-    gen = torch.Generator().manual_seed(1)
-    x, y, _ = _squares(96, gen)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(30):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    model.eval()
-    images, labels, masks = _squares(6, gen)
-    with torch.no_grad():
-        assert (model(images).argmax(1) == labels).float().mean() >= 0.8  # it has learnt
-    return model, images, labels, masks
+    return squares_case(3, 28, 10, 96, 6, 0.8)
 
 
 def test_both_peers_give_maps_that_find_the_square(case):
