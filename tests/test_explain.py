@@ -239,3 +239,45 @@ def test_inputs_outside_the_pixel_range_are_explained_with_a_warning(tiny_model)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pixel-space images: no warning
         build_explainer("saliency", tiny_model).explain(x)
+
+
+def _plain_net() -> nn.Module:
+    """A model without a normalisation buffer that would cast its input for it."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16, 3),
+    ).eval()
+
+
+@pytest.mark.parametrize("name", ["neuromask", "saliency", "gradcam", "occlusion"])
+def test_a_float64_model_is_explained_like_its_float32_copy(name: str) -> None:
+    """Was a dtype error from inside torch (float32 images into float64 weights), and for
+    NeuroMask from its early-stopping bookkeeping."""
+    model = _plain_net()
+    x = torch.rand(2, 1, 12, 12)
+    options = {"iterations": 20, "seed": 0} if name == "neuromask" else {}
+    single = build_explainer(name, model, **options).explain(x, 1)
+    double = build_explainer(name, model.double(), **options).explain(x, 1)
+    assert double.dtype == torch.float32
+    assert torch.allclose(single, double, atol=1e-4)
+    assert next(model.parameters()).dtype == torch.float64  # left as it was
+
+
+def test_a_half_precision_model_is_refused_by_name() -> None:
+    model = _plain_net().half()
+    with pytest.raises(ConfigError, match=r"weights are torch.float16.*float\(\)"):
+        build_explainer("saliency", model).explain(torch.rand(2, 1, 12, 12))
+
+
+def test_inputs_that_require_grad_are_explained_without_a_warning(tiny_model) -> None:
+    import warnings
+
+    x = torch.rand(2, 1, 16, 16, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was torch's "converting a tensor that requires grad"
+        maps = build_explainer("saliency", tiny_model).explain(x)
+    assert maps.shape == (2, 1, 16, 16) and x.grad is None

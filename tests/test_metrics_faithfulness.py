@@ -255,3 +255,18 @@ def test_images_of_another_channel_count_than_the_model_are_named():
     x, maps = torch.rand(2, 3, 8, 8), torch.rand(2, 1, 8, 8)
     with pytest.raises(DataError, match=r"expects 1 input channel\(s\), inputs have 3"):
         deletion_auc(model, x, maps, torch.tensor([0, 1]), steps=4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_a_model_of_another_dtype_is_scored_like_its_float32_copy(dtype):
+    """The perturbed images take the model's dtype (they were float32 and failed on a
+    float16 or float64 model without a normalisation layer that casts them)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2)
+    ).eval()
+    x, maps, target = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8), torch.tensor([0, 1])
+    single = deletion_auc(model, x, maps, target, steps=4)
+    other = deletion_auc(model.to(dtype), x, maps, target, steps=4)
+    assert other.dtype == torch.float32
+    assert torch.allclose(single, other, atol=2e-3)

@@ -51,6 +51,15 @@ def model_device(model: nn.Module, fallback: torch.device | str = "cpu") -> torc
     return torch.device(fallback)
 
 
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter (``torch.float32`` for a model
+    without one)."""
+    for t in model.parameters():
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
 def input_channels(model: nn.Module) -> int | None:
     """Channels the model expects: those of its first ``Conv2d`` (None if it has none)."""
     for m in model.modules():

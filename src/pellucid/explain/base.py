@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from pellucid.errors import ConfigError, DataError
-from pellucid.state import input_channels, model_device, model_state
+from pellucid.state import input_channels, model_device, model_dtype, model_state
 
 PIXEL_SLACK = 1e-3  # how far outside [0, 1] an input may lie before check_inputs warns
 
@@ -50,7 +50,7 @@ def check_inputs(model: nn.Module, inputs: Any) -> torch.Tensor:
     if not torch.isfinite(inputs).all():
         bad = int((~torch.isfinite(inputs)).flatten(1).any(1).nonzero()[0])
         raise DataError(f"inputs contain NaN or inf (first in image {bad})")
-    low, high = float(inputs.min()), float(inputs.max())
+    low, high = float(inputs.detach().min()), float(inputs.detach().max())
     if low < -PIXEL_SLACK or high > 1 + PIXEL_SLACK:
         warnings.warn(
             f"inputs lie in [{low:.3g}, {high:.3g}], not in the pixel range [0, 1] that "
@@ -145,9 +145,15 @@ class Explainer:
         """
         x = check_inputs(self.model, inputs)
         device = model_device(self.model)
+        dtype = model_dtype(self.model)
+        if dtype not in (torch.float32, torch.float64):
+            raise ConfigError(
+                f"{self.name} explains float32 or float64 models, this one's weights are "
+                f"{dtype}: explain a float32 copy (copy.deepcopy(model).float())"
+            )
         out = []
         with model_state(self.model):
-            xd = x.detach().to(device, torch.float32)
+            xd = x.detach().to(device, dtype)
             target = _check_target_shape(target, xd.shape[0])
             for start in range(0, xd.shape[0], self.batch_size):
                 sl = slice(start, start + self.batch_size)

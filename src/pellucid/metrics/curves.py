@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from pellucid.errors import DataError
-from pellucid.state import model_state
+from pellucid.state import model_dtype, model_state
 
 __all__ = [
     "check_curve_options",
@@ -74,11 +74,12 @@ def target_probabilities(
     """p(target | image) (total,) of the ``total`` images ``perturbed(j)`` builds (with the
     index of the image each one was made from), ``batch_size`` at a time, in eval mode."""
     probs = torch.empty(total, dtype=torch.float32, device=device)
+    dtype = model_dtype(model)  # a float16 / float64 model gets its own dtype
     with model_state(model), torch.no_grad():
         for start in range(0, total, batch_size):
             j = torch.arange(start, min(start + batch_size, total), device=device)
             batch, i = perturbed(j)
-            logits = model(batch)
+            logits = model(batch.to(dtype))
             if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
                 shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else logits
                 raise DataError(f"model must return logits (N, num_classes), got {shape}")

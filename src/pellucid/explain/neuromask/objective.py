@@ -174,7 +174,7 @@ class EarlyStopping:
         self.steps[idx] += 1
         best = self.best[idx]
         improved = torch.isinf(best) | (loss < best - self.tol * best.abs() - 1e-12)
-        self.best[idx] = torch.where(improved, loss, best)
+        self.best[idx] = torch.where(improved, loss.to(best.dtype), best)
         self.since[idx] = torch.where(improved, 0, self.since[idx] + 1)
         if self.patience > 0:
             self.active &= self.since < self.patience
