@@ -278,3 +278,20 @@ def test_cascade_of_an_icnn_network_puts_its_layer_between_the_backbones_blocks(
     net = build_method("icnn", _net(), 3).inference_model()
     res = cascading_randomisation(_gradient_maps(torch.rand(2, 1, 16, 16)), net)
     assert res["layers"] == ["backbone.fc", "icnn", *(f"backbone.{b}" for b in BLOCKS[3::-1])]
+
+
+def test_sanity_table_says_what_a_dash_means():
+    """A Grad-CAM whose maps are all zero once the layers above it are random has no rank
+    correlation on any image: the cell is a dash and the table says why."""
+    from pellucid.explain.sanity import sanity_table
+
+    def row(v):
+        return {"full": {k: v for k in ("mean", "mean_abs", "mean_ssim", "mean_hog")}}
+
+    result = {"checks": ["full"], "layers": [], "n": 2, "split": "test", "dataset": "shapes",
+              "target": "label", "rows": {"saliency": row(0.25), "gradcam": row(None)}}  # fmt: skip
+    table = sanity_table(result)
+    assert "| gradcam | – |" in table and "| saliency | 0.250 |" in table
+    assert "– = undefined on every image" in table
+    result["rows"]["gradcam"] = row(0.5)
+    assert "undefined" not in sanity_table(result)

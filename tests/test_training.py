@@ -172,6 +172,29 @@ def test_atomic_writes_get_normal_permissions(tmp_path) -> None:
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
 
 
+def test_json_files_are_standard_json_with_null_for_nan(tmp_path) -> None:
+    """An undefined correlation (NaN) was written as Python's ``NaN`` token, which ``jq``
+    and ``JSON.parse`` reject; NumPy and 0-dim torch numbers keep their values."""
+    import json
+
+    import numpy as np
+
+    from pellucid.io import strict_json, write_json
+
+    data = {"r": float("nan"), "m": [np.float32(0.5), np.int64(3), torch.tensor(2.0)]}
+    write_json(tmp_path / "a.json", {**data, "inf": -float("inf"), "ok": True, "n": None})
+
+    def refuse(token):
+        raise ValueError(token)
+
+    back = json.loads((tmp_path / "a.json").read_text(), parse_constant=refuse)
+    assert back == {"r": None, "m": [0.5, 3, 2.0], "inf": None, "ok": True, "n": None}
+    with pytest.raises(TypeError, match="cannot write PosixPath"):
+        write_json(tmp_path / "b.json", {"p": tmp_path})
+    assert not (tmp_path / "b.json").exists()
+    assert strict_json({"p": tmp_path}, str) == {"p": str(tmp_path)}
+
+
 def test_save_tensors_copies_a_tensor_saved_under_two_names(tmp_path) -> None:
     """``pellucid explain --target label`` saved the labels as ``labels`` and ``targets``
     (one tensor): safetensors refuses shared memory, so the second one is copied."""

@@ -8,6 +8,8 @@ is loaded with ``torch.load(..., weights_only=True)`` only.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import tempfile
 from collections.abc import Callable
@@ -57,9 +59,38 @@ def save_figure(fig: Any, path: Path, dpi: int = 100) -> Path:
     return Path(path)
 
 
+def strict_json(data: Any, fallback: Callable[[Any], Any] | None = None) -> Any:
+    """``data`` with every NaN or infinite number (an undefined correlation, a mean over
+    nothing) replaced by ``None``, and NumPy / 0-dim torch numbers as Python floats, so that
+    it serialises to standard JSON (RFC 8259 has no NaN: ``jq`` and ``JSON.parse`` reject
+    Python's ``NaN`` token). Another object goes through ``fallback`` (e.g. ``str`` for a
+    path) when given, else is a TypeError."""
+    if isinstance(data, dict):
+        return {k: strict_json(v, fallback) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json(v, fallback) for v in data]
+    if data is None or isinstance(data, (str, bool, int)):
+        return data
+    if isinstance(data, numbers.Integral):  # a NumPy integer
+        return int(data)
+    try:
+        value = float(data)  # float, NumPy scalar, 0-dim tensor
+    except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of many numbers
+        if fallback is None:
+            raise TypeError(f"cannot write {type(data).__name__} {data!r} as JSON") from None
+        return strict_json(fallback(data))
+    return value if math.isfinite(value) else None
+
+
+def json_text(data: Any) -> str:
+    """Standard JSON (indented, sorted keys; NaN / inf written as ``null``, see
+    :func:`strict_json`)."""
+    return json.dumps(strict_json(data), indent=2, sort_keys=True, allow_nan=False)
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON (indented, sorted keys) atomically."""
-    atomic_write_text(Path(path), json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")
+    """Write :func:`json_text` of ``data`` atomically."""
+    atomic_write_text(Path(path), json_text(data) + "\n")
 
 
 def read_json(path: Path) -> Any:

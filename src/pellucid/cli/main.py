@@ -81,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     if getattr(args, "json", False) and result is not None and _is_main_process():
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+        from pellucid.io import strict_json
+
+        print(json.dumps(strict_json(result, str), indent=2, sort_keys=True, allow_nan=False))
     return 0
 
 

@@ -295,6 +295,15 @@ def sanity_table(result: dict[str, Any]) -> str:
         f"{result['target']}; lower = the maps depend more on what the model learnt). SSIM and "
         f"HOG compare the maps' absolute values, each scaled to [0, 1] (Adebayo et al. 2018)."
     )
+    if any(
+        line.endswith("| – |") or "| – |" in line for part in parts for line in part.split("\n")
+    ):
+        note += (
+            " – = undefined on every image: the trained or the damaged model's maps are "
+            "constant there (all zero, e.g. Grad-CAM's ReLU once the layers above its target "
+            "are random), so there is no ranking to correlate; means are over the images "
+            "where the similarity is defined."
+        )
     return "\n\n".join(parts) + note
 
 

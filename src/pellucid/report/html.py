@@ -286,7 +286,8 @@ damaged one (Adebayo et al. 2018): Spearman rank correlation, and where saved SS
 correlation of the maps' absolute values. Damaged: all weights re-initialised, the blocks
 re-initialised from the output towards the input (cascade), a model trained on permuted
 labels. Lower is better: a faithful explanation changes when what the model learnt is gone;
-the random and centre controls ignore the model.</p>
+the random and centre controls ignore the model. A dash is a similarity undefined on every
+image: the maps of one of the two models are constant there (all zero, for instance).</p>
 {% for s in sections.sanity %}
 <h3>{{ s.run }}: {{ s.setting }}</h3>
 {% if s.random_label_run %}<p>Random-label model: <code>{{ s.random_label_run }}</code>
