@@ -65,6 +65,26 @@ def test_unknown_dataset_is_rejected_by_argparse(capsys):
     assert "invalid choice: 'imagenet'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["detect-adversarial", "r", "--attacks", "fgsm"], "--attacks -> --attack?"),
+        (["explain", "r", "--out", "o", "--explainer-option", "k=1"], "-option -> --option?"),
+        (["explain", "r", "--out", "o", "--bogus"], None),
+    ],
+)
+def test_an_unknown_argument_is_reported_by_its_command_with_a_hint(capsys, argv, hint):
+    """argparse printed the top-level usage ("pellucid [-h] [--debug] COMMAND ...") for a
+    command's misspelt option, without saying which option was meant."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert f"pellucid {argv[0]}: error: unrecognized arguments: " in err
+    assert f"usage: pellucid {argv[0]}" in err
+    assert (hint in err) if hint else "did you mean" not in err
+
+
 def test_corrupt_image_folder_error(capsys, tmp_path):
     for c in ("a", "b"):
         (tmp_path / c).mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from pellucid.apps.localisation import localise, localise_run
 from pellucid.data.base import DatasetInfo, PellucidDataset
 from pellucid.errors import ConfigError, DataError
 from pellucid.metrics.localisation import top_q_iou
+from pellucid.report.html_runs import LOCALISATION_FILES
 
 
 def _squares(n: int = 6, size: int = 16, centred: bool = True) -> PellucidDataset:
@@ -84,3 +86,18 @@ def test_localise_cli_compares_runs_and_writes_per_image_scores(capsys, tmp_path
     assert saved["n"] == 12 and len(saved["iou"]) == 12 and saved["layer"]
     direct = localise_run(str(run), n=12)
     assert direct.iou == saved["iou"]
+    # a missing run is named before any work; a run that fails names itself and the runs
+    # already finished, which --save has kept
+    missing = tmp_path / "no-such-run"
+    assert main(["localise", str(run), str(missing), "--n", "4", "--save"]) == 1
+    assert f"{str(missing)!r} is not a run directory" in capsys.readouterr().err
+    assert not (run / LOCALISATION_FILES["cam"]).exists()
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    argv = ["localise", str(run), str(broken), "--n", "4", "--save", "--out", str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"{broken}: " in err and f"finished before it: {run}; saved as RUN/" in err
+    assert (run / LOCALISATION_FILES["cam"]).is_file()
+    assert json.loads(out.read_text())[str(run)]["n"] == 12  # --out: the earlier result

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pellucid.cli.arguments import Subparsers, common_output, parse_named_options, parse_options
-from pellucid.errors import ConfigError
+from pellucid.errors import ConfigError, PellucidError
 from pellucid.report.html_runs import (
     ADVERSARIAL_FILE,
     LOCALISATION_FILES,
@@ -32,15 +33,37 @@ def run_outputs(p: argparse.ArgumentParser, what: str, saved_as: str) -> None:
     common_output(p)
 
 
-def write_outputs(args: argparse.Namespace, results: dict[str, Any], saved_as: str) -> None:
-    """Write run -> result to ``--out`` and, with ``--save``, each into its run directory."""
+def each_run(
+    args: argparse.Namespace,
+    compute: Callable[[str], Any],
+    as_dict: Callable[[Any], dict[str, Any]],
+    saved_as: str,
+) -> dict[str, Any]:
+    """``compute(run)`` for every run of ``args.runs``, in order. With ``--save`` each
+    result is written to ``RUN/saved_as`` as soon as it is done, so a later run's failure
+    loses none of them; that failure names its run and the runs already finished. Every run
+    directory is checked to exist before the first is computed."""
+    from pellucid.errors import DataError
     from pellucid.io import write_json
 
+    for run in args.runs:  # a typo in the last run name should not wait for the first
+        if not (Path(run) / "config.yaml").is_file():
+            raise DataError(f"{run!r} is not a run directory (no config.yaml)")
+    results: dict[str, Any] = {}
+    for run in args.runs:
+        try:
+            results[run] = compute(run)
+        except PellucidError as err:
+            done = ""
+            if results:
+                kept = f"; saved as RUN/{saved_as}" if args.save else ""
+                done = f" (finished before it: {', '.join(results)}{kept})"
+            raise type(err)(f"{run}: {err}{done}") from None
+        if args.save:
+            write_json(Path(run) / saved_as, as_dict(results[run]))
     if args.out is not None:
-        write_json(args.out, results)
-    if args.save:
-        for run, result in results.items():
-            write_json(Path(run) / saved_as, result)
+        write_json(args.out, {run: as_dict(r) for run, r in results.items()})
+    return results
 
 
 def add_localise(sub: Subparsers, explainers: Registry[Any]) -> None:
@@ -129,27 +152,26 @@ def cmd_localise(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--per-class is for --protocol filters, not {args.protocol}")
     common = {"split": args.split, "device": args.device, "q": args.q, "n": args.n}
     common.update(target=args.target)
-    results: dict[str, Any] = {}
-    for run in args.runs:
+
+    def compute(run: str) -> Any:
         if args.protocol == "cam":
             threshold = 0.3 if args.threshold is None else args.threshold
             explainer = args.explainer or "gradcam"
-            results[run] = localise_run(run, explainer, options, threshold=threshold, **common)
-        else:
-            results[run] = filter_localise_run(
-                run,
-                args.protocol,
-                assign=args.assign,
-                reference=args.reference,
-                threshold=args.threshold,
-                gate_cut=args.gate_cut,
-                per_class=args.per_class,
-                m=args.m,
-                sigma=args.sigma,
-                **common,
-            )
-    saved_as = LOCALISATION_FILES[args.protocol]
-    write_outputs(args, {run: vars(r) for run, r in results.items()}, saved_as)
+            return localise_run(run, explainer, options, threshold=threshold, **common)
+        return filter_localise_run(
+            run,
+            args.protocol,
+            assign=args.assign,
+            reference=args.reference,
+            threshold=args.threshold,
+            gate_cut=args.gate_cut,
+            per_class=args.per_class,
+            m=args.m,
+            sigma=args.sigma,
+            **common,
+        )
+
+    results = each_run(args, compute, vars, LOCALISATION_FILES[args.protocol])
     summaries = {run: r.summary() for run, r in results.items()}
     if not args.quiet and not args.json:
         _print_localisation(args.protocol, summaries)
@@ -283,8 +305,10 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
     from pellucid.registry import ATTACKS
 
     attacks = attack_options(args.attack or ATTACKS.names(), args.attack_option)
-    results = {
-        run: detect_adversarial_run(
+    adaptive_options = parse_options(args.adaptive_option, "--adaptive-option")
+
+    def compute(run: str) -> Any:
+        return detect_adversarial_run(
             run,
             attacks,
             args.features,
@@ -296,12 +320,11 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
             prototype_images=args.prototype_images,
             seed=args.seed,
             adaptive=args.adaptive or (),
-            adaptive_options=parse_options(args.adaptive_option, "--adaptive-option"),
+            adaptive_options=adaptive_options,
             two_sided=args.two_sided,
         )
-        for run in args.runs
-    }
-    write_outputs(args, {run: r.to_dict() for run, r in results.items()}, ADVERSARIAL_FILE)
+
+    results = each_run(args, compute, lambda r: r.to_dict(), ADVERSARIAL_FILE)
     tables = {run: r.table() for run, r in results.items()}
     if not args.quiet and not args.json:
         detectors = (*DETECTORS, *UNSUPERVISED)

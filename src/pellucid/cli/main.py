@@ -44,13 +44,35 @@ def build_parser() -> argparse.ArgumentParser:
     apps.add_detect_adversarial(sub, ATTACKS)
     commands.add_report(sub)
     commands.add_demo(sub)
+    parser.set_defaults(_commands=sub.choices)  # for errors in a command's own words
     return parser
+
+
+def _unknown_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list):
+    """Exit (code 2) with the command's own usage for arguments it does not know, suggesting
+    the closest option (argparse would print the top-level usage, with no hint)."""
+    import difflib
+
+    command = args._commands[args.command]
+    options = [o for a in command._actions for o in a.option_strings if o.startswith("--")]
+    hints = []
+    for word in extra:
+        if word.startswith("--"):
+            flag = word.split("=")[0]
+            # --explainer-option -> --option (a suffix), --attacks -> --attack (a near spelling)
+            close = [o for o in options if flag.endswith("-" + o[2:])]
+            close += difflib.get_close_matches(flag, options, n=1, cutoff=0.75)
+            hints += [f"{flag} -> {close[0]}?"] if close else []
+    hint = f" (did you mean: {', '.join(hints)})" if hints else ""
+    command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 success, 1 error, 130 interrupted)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unknown_arguments(parser, args, extra)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # e.g. to relaunch under torchrun
     try:
         result = args.func(args)
