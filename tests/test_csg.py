@@ -144,6 +144,9 @@ def test_bad_options_are_clear_errors():
         CSG(model, 4, density=0)
     with pytest.raises(PellucidError, match="unknown mode"):
         CSG(model, 4, mode="both")
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
+    with pytest.raises(PellucidError, match=r"layer '1' \(ReLU\) has no Conv2d/BatchNorm2d"):
+        CSG(plain, 4, layer="1")  # named by its address, not only its type
 
 
 def test_gate_optimizer_is_separate_and_checkpointable(tmp_path):

@@ -31,14 +31,20 @@ from pellucid.registry import METHODS
 MODES = ("joint", "alternating")
 
 
-def layer_channels(module: nn.Module) -> int:
-    """Number of output channels of a conv layer or stage (its last BatchNorm2d / Conv2d)."""
+def layer_channels(module: nn.Module, name: str | None = None) -> int:
+    """Number of output channels of a conv layer or stage (its last BatchNorm2d / Conv2d);
+    ``name`` (the layer's address in its model) names it in the error."""
     for m in reversed(list(module.modules())):
         if isinstance(m, nn.BatchNorm2d):
             return m.num_features
         if isinstance(m, nn.Conv2d):
             return m.out_channels
-    raise ConfigError(f"layer {type(module).__name__} has no Conv2d/BatchNorm2d output")
+    what = f"{name!r} ({type(module).__name__})" if name else type(module).__name__
+    raise ConfigError(
+        f"layer {what} has no Conv2d/BatchNorm2d output to gate or to give templates: choose a "
+        "convolution, a BatchNorm2d or a block that ends in one (`pellucid models MODEL` lists "
+        "the layers)"
+    )
 
 
 @torch.no_grad()
@@ -105,7 +111,7 @@ class CSG(Method):
         if not pattern or set(pattern) - {"S", "G"}:
             raise ConfigError(f"csg: pattern must be made of 'S' and 'G', got {pattern!r}")
         self.layer = layer or default_layer(model)
-        k = layer_channels(get_layer(model, self.layer))
+        k = layer_channels(get_layer(model, self.layer), self.layer)
         self.gates = nn.Parameter(torch.full((num_classes, k), 0.5))  # (C, K)
         self.density, self.lambda_csg, self.lambda_sparse = density, lambda_csg, lambda_sparse
         self.mode, self.warmup_epochs, self.pattern = mode, warmup_epochs, pattern

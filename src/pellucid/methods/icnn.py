@@ -193,7 +193,7 @@ class ICNN(ICNNStep, Method):
         if target_class is not None and not 0 <= int(target_class) < num_classes:
             raise ConfigError(f"icnn: target_class {target_class} not in [0, {num_classes})")
         self.layer = layer or default_layer(model)
-        k = layer_channels(get_layer(model, self.layer))
+        k = layer_channels(get_layer(model, self.layer), self.layer)
         self.plain, self.approximation = bool(plain), bool(approximation)
         self.target_class, self.category_momentum = target_class, category_momentum
         self.calibrate_gain = bool(calibrate_gain)
