@@ -56,13 +56,23 @@ def table_sanity(r: dict[str, Any]) -> str:
     over = f"mean ± std over seeds {seeds}" if len(seeds) > 1 else f"one seed ({seeds[0]})"
     undefined = " `undefined`: every map was constant." if "undefined" in "".join(out) else ""
     m = r["machine"]
+    if r.get("merged_from"):  # seeds measured in separate sessions, then merged
+        runs = (
+            "; ".join(
+                f"seeds {part['seeds']}: `{part['command']}` ({part['date']}, "
+                f"{part['cpu_capability']} kernels, {part['wall_seconds'] / 60:.0f} min)"
+                for part in r["merged_from"]
+            )
+            + f"; merged by `{r['command']}`."
+        )
+    else:
+        runs = f"`{r['command']}` ({m['date']}, {r['wall_seconds'] / 60:.0f} min)."
     out.append(
         "Spearman rank correlation (second table, where measured: SSIM and HOG correlation of "
         "the maps' absolute values scaled to [0, 1]) of each image's maps from the trained and "
         f"the damaged model, {over} ({r['n']} evenly spaced test images per seed, target = "
         "true class); "
         "the cascade re-initialises the blocks from the output towards the input, so its last "
-        f"column has every weight random.{undefined} `{r['command']}` ({m['date']}, "
-        f"{r['wall_seconds'] / 60:.0f} min)."
+        f"column has every weight random.{undefined} {runs}"
     )
     return "\n".join(out)

@@ -23,6 +23,7 @@ Lower is better: the maps of a faithful explainer change when what the model lea
 The ``random`` and ``centre`` controls ignore the model and must score 1 (or be undefined).
 
     python benchmarks/sanity.py [--datasets cluttered-mnist shapes] [--seeds 0 1 2] [--n 24]
+    python benchmarks/sanity.py --merge sanity_shapes_seed0 sanity_shapes_seeds12 --result R
 
 Result: benchmarks/results/sanity.json.
 """
@@ -139,6 +140,63 @@ def summarise(per_job: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def merge(names: list[str]) -> dict[str, Any]:
+    """The payload of one result made of the saved results ``names`` (``results/NAME.json``,
+    e.g. seed 0 measured in one session and seeds 1-2 in another): the same protocol,
+    images per model, random-label epochs and explainers, no (dataset, seed) twice; each job
+    keeps the command, date and CPU it was measured with, and the summary is recomputed."""
+    from _common import RESULTS
+    from pellucid.io import read_json
+
+    parts = [read_json(RESULTS / f"{name}.json") for name in names]
+    same = ("n", "random_label_epochs", "checks", "protocol")
+    for name, part in zip(names[1:], parts[1:], strict=True):
+        differ = [k for k in same if part[k] != parts[0][k]]
+        differ += [
+            f"recipe of {ds}"
+            for ds, rec in part["recipes"].items()
+            if ds in parts[0]["recipes"] and rec != parts[0]["recipes"][ds]
+        ]
+        rows = {tuple(j["rows"]) for p in (parts[0], part) for j in p["per_job"]}
+        differ += ["explainers"] if len(rows) > 1 else []
+        if differ:
+            raise SystemExit(f"{name} differs from {names[0]} in: {', '.join(differ)}")
+    per_job, seen = [], set()
+    for name, part in zip(names, parts, strict=True):
+        m = part["machine"]
+        for job in part["per_job"]:
+            key = (job["dataset"], job["seed"])
+            if key in seen:
+                raise SystemExit(f"{name} measures {key} again")
+            seen.add(key)
+            measured = {"command": part["command"], "date": m["date"], "cpu": m.get("cpu")}
+            measured["cpu_capability"] = m.get("cpu_capability")
+            per_job.append({**job, "measured": job.get("measured", measured)})
+    per_job.sort(key=lambda j: (j["dataset"], j["seed"]))
+    first = parts[0]
+    return {
+        "datasets": list(dict.fromkeys(ds for p in parts for ds in p["datasets"])),
+        "seeds": sorted({j["seed"] for j in per_job}),
+        **{k: first[k] for k in same},
+        "recipes": {ds: rec for p in parts for ds, rec in p["recipes"].items()},
+        "merged_from": [
+            {
+                "result": name,
+                "command": p["command"],
+                "date": p["machine"]["date"],
+                "cpu": p["machine"].get("cpu"),
+                "cpu_capability": p["machine"].get("cpu_capability"),
+                "seeds": p["seeds"],
+                "wall_seconds": p["wall_seconds"],
+            }
+            for name, p in zip(names, parts, strict=True)
+        ],
+        "wall_seconds": round(sum(p["wall_seconds"] for p in parts), 1),
+        "per_job": per_job,
+        "summary": summarise(per_job),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(RECIPES), choices=list(RECIPES))
@@ -149,7 +207,17 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs/bench-explainers"))
     ap.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")
     ap.add_argument("--result", default="sanity")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="RESULT",
+        help="measure nothing: write --result as these saved results (results/RESULT.json) "
+        "together, e.g. seeds measured in two sessions",
+    )
     args = ap.parse_args()
+    if args.merge:
+        write_result(args.result, merge(args.merge))
+        return
     start = time.perf_counter()
     jobs = [
         (ds, s, args.n, args.runs, args.random_label_epochs, args.explainers)

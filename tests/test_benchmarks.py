@@ -542,3 +542,42 @@ def test_training_twice_gives_the_same_weights(tiny_config, tmp_path: Path) -> N
         train_run(tiny_config, tmp_path / name, progress=False)
         shas.append(common.state_sha256(load_file(str(tmp_path / name / "model.safetensors"))))
     assert shas[0] == shas[1]
+
+
+def test_sanity_merge_joins_sessions_and_refuses_another_protocol(tmp_path, monkeypatch):
+    """Seeds measured in two sessions become one result; each job keeps where it was
+    measured, the summary covers every seed, and a result of another protocol or a seed
+    measured twice is refused."""
+    common = importlib.import_module("_common")
+    sanity = importlib.import_module("sanity")
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+
+    def result(seeds: list[int], value: float, date: str, n: int = 24) -> dict:
+        check = {"mean": value, "mean_abs": value}
+        jobs = [
+            {"dataset": "shapes", "seed": s, "test_accuracy": 0.9, "layers": ["fc"],
+             "random_label_test_accuracy": 0.1, "random_label_train_accuracy": 0.8,
+             "rows": {"gradcam": {"full": check, "data": check,
+                                  "cascading": {"mean": [value], "mean_abs": [value]}}}}
+            for s in seeds
+        ]  # fmt: skip
+        return {"machine": {"date": date, "cpu": "c", "cpu_capability": "AVX2"},
+                "command": f"sanity.py --seeds {seeds}", "datasets": ["shapes"], "seeds": seeds,
+                "n": n, "random_label_epochs": 30, "checks": ["full", "cascading", "data"],
+                "protocol": "p", "recipes": {"shapes": {"r": 1}}, "wall_seconds": 60.0,
+                "per_job": jobs}  # fmt: skip
+
+    write = importlib.import_module("pellucid.io").write_json
+    write(tmp_path / "a.json", result([0], 0.2, "d0"))
+    write(tmp_path / "b.json", result([2, 1], 0.4, "d1"))
+    merged = sanity.merge(["a", "b"])
+    assert merged["seeds"] == [0, 1, 2] and [j["seed"] for j in merged["per_job"]] == [0, 1, 2]
+    assert [j["measured"]["date"] for j in merged["per_job"]] == ["d0", "d1", "d1"]
+    full = merged["summary"]["shapes"]["rows"]["gradcam"]["full"]
+    assert full["seeds"] == 3 and full["mean"] == pytest.approx(1 / 3, abs=1e-4)
+    assert merged["wall_seconds"] == 120.0 and len(merged["merged_from"]) == 2
+    write(tmp_path / "c.json", result([3], 0.4, "d2", n=12))
+    with pytest.raises(SystemExit, match="c differs from a in: n"):
+        sanity.merge(["a", "c"])
+    with pytest.raises(SystemExit, match=r"measures \('shapes', 0\) again"):
+        sanity.merge(["a", "a"])
