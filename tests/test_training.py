@@ -161,6 +161,23 @@ def test_onecycle_on_a_very_short_run_does_not_crash(tiny_config) -> None:
     assert opt.main.param_groups[0]["lr"] < 0.1
 
 
+def test_a_training_that_fails_before_its_first_checkpoint_leaves_no_run(tiny_config, tmp_path):
+    """A batch larger than the training set failed after config.yaml was written, and the
+    directory then refused the corrected command as "an unfinished run"."""
+    big = tiny_config.replace(data=dataclasses.replace(tiny_config.data, batch_size=4096))
+    out = tmp_path / "run"
+    with pytest.raises(PellucidError, match="fewer than one batch of 4096.*lower --batch-size"):
+        train_run(big, out, progress=False)
+    assert not out.exists()
+    kept = tmp_path / "mine"  # a directory the user made is kept, with what it held
+    kept.mkdir()
+    (kept / "notes.txt").write_text("x")
+    with pytest.raises(PellucidError, match="fewer than one batch"):
+        train_run(big, kept, progress=False)
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+    assert train_run(tiny_config, out, progress=False)["epochs"] == 2  # the corrected run
+
+
 def test_atomic_writes_get_normal_permissions(tmp_path) -> None:
     import os
 

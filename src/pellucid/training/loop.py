@@ -147,7 +147,10 @@ def _fit(
     method.to(ctx.device)
     loader = _train_loader(train_data, data, train.seed, ctx)
     if len(loader) == 0:
-        raise PellucidError(f"training set has {len(train_data)} images, fewer than one batch")
+        raise PellucidError(
+            f"training set has {len(train_data)} images, fewer than one batch of "
+            f"{data.batch_size} (incomplete batches are dropped): lower --batch-size"
+        )
     optimizer = build_optimizer(method, train)
     scheduler = build_scheduler(optimizer, train, len(loader))
     history, start = History(), 0

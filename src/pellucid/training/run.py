@@ -83,23 +83,43 @@ def train_run(
         init_model, _ = load_run(config.init)
         load_init_weights(method, init_model.state_dict(), config.init)
     with distributed.session(resolve_device(config.train.device)) as ctx:
+        created = not out.exists()
         if ctx.is_main:  # under torchrun, rank 0 alone writes the run directory
             out.mkdir(parents=True, exist_ok=True)
             save_config(config, out / "config.yaml")
-        history = fit(
-            method,
-            train_set,
-            val_set,
-            config.train,
-            config.data,
-            out,
-            resume=resume,
-            progress=progress,
-        )
+        try:
+            history = fit(
+                method,
+                train_set,
+                val_set,
+                config.train,
+                config.data,
+                out,
+                resume=resume,
+                progress=progress,
+            )
+        except BaseException:
+            if ctx.is_main and not resume:
+                _remove_unstarted(out, created)
+            raise
         metrics = None
         if ctx.is_main:
             metrics = _finish_run(out, method, config, history, ctx)
         return distributed.broadcast_object(metrics, ctx)
+
+
+def _remove_unstarted(out: Path, created: bool) -> None:
+    """After a training that failed before its first checkpoint (e.g. a batch larger than
+    the training set), remove the config.yaml it wrote, and ``out`` itself if this call
+    created it and nothing else is in it: otherwise the directory would count as an
+    unfinished run and refuse the corrected command."""
+    from pellucid.training.checkpoint import CKPT
+
+    if (out / CKPT / "state.pt").is_file():
+        return  # an interrupted run: --resume continues it
+    (out / "config.yaml").unlink(missing_ok=True)
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def check_out(config: RunConfig, out: str | Path, resume: bool = False) -> None:
