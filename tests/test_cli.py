@@ -275,6 +275,18 @@ def test_explain_points_out_classes_the_model_all_but_rules_out(capsys, tiny_run
     assert code == 0 and "note: 3 of 3 images explain a class" in stdout
 
 
+def test_asking_for_more_images_than_the_split_has_is_one_warning_line(capsys, tiny_run, tmp_path):
+    """The split's images were used without a word; pellucid's warnings print like its
+    errors, not in Python's format with the source line that warned."""
+    argv = ["explain", str(tiny_run), "--n", "100000", "--explainer", "centre"]
+    code, _out, err = run(capsys, *argv, "--out", str(tmp_path / "a"))
+    n = len(json.loads((tmp_path / "a" / "metrics.json").read_text())["indices"])
+    assert code == 0 and 0 < n < 100000
+    said = f"pellucid: warning: the test split of 'shapes32' has {n} images: all {n} are used"
+    assert said in err
+    assert "UserWarning" not in err and "load_images(" not in err
+
+
 def test_compare_explainers_one_table(capsys, tiny_run, tmp_path):
     out = tmp_path / "cmp"
     code, stdout, err = run(

@@ -8,6 +8,7 @@ import json
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import TextIO
 
 from pellucid.cli import apps, commands, explain
 from pellucid.errors import PellucidError
@@ -67,15 +68,43 @@ def _unknown_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace
     command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """pellucid's own warnings (meant for the user: another image size, fewer images than
+    asked for) as one line, like its errors; any other library's in Python's format."""
+    import os
+    import warnings
+
+    import pellucid
+
+    ours = os.path.dirname(pellucid.__file__)
+    if issubclass(category, UserWarning) and str(filename).startswith(ours):
+        print(f"pellucid: warning: {message}", file=file or sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="",
+              file=file or sys.stderr)  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 success, 1 error, 130 interrupted)."""
+    import warnings
+
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
         _unknown_arguments(parser, args, extra)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # e.g. to relaunch under torchrun
     try:
-        result = args.func(args)
+        with warnings.catch_warnings():
+            if not args.debug:  # --debug keeps Python's format, with the line that warned
+                warnings.showwarning = _show_warning
+            result = args.func(args)
     except PellucidError as err:
         if args.debug:
             traceback.print_exc()

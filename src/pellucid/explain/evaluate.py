@@ -89,6 +89,12 @@ def load_images(
         )
     if len(ds) == 0:
         raise DataError(f"the {split} split of {name!r} is empty")
+    if n > len(ds):
+        warnings.warn(
+            f"the {split} split of {name!r} has {len(ds)} images: all {len(ds)} are used, "
+            f"not the {n} asked for",
+            stacklevel=2,
+        )
     idx = image_indices(len(ds), n, images)
     batch = collate([ds[i] for i in idx])
     return model, batch, ds
