@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,36 @@ def machine() -> dict[str, Any]:
         "cuda": torch.cuda.is_available(),
         "date": time.strftime("%Y-%m-%d"),
     }
+
+
+@contextlib.contextmanager
+def result_lock(name: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``results/NAME.json`` (an ``flock`` on
+    ``results/.NAME.lock``) while a process reads, merges and writes it: two processes of one
+    study (one per dataset) finishing at once would otherwise each keep only its own part."""
+    import fcntl
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_dataset_results(name: str, results: dict[str, Any], payload: dict[str, Any]) -> Path:
+    """:func:`write_result` of ``{**payload, "results": results}`` (dataset -> entry),
+    keeping the saved entries of the datasets this process did not measure; read and
+    written under :func:`result_lock`, so studies run per dataset in parallel keep each
+    other's entries."""
+    with result_lock(name):
+        path = RESULTS / f"{name}.json"
+        merged = dict(results)
+        if path.is_file():
+            for ds, entry in json.loads(path.read_text()).get("results", {}).items():
+                merged.setdefault(ds, entry)
+        return write_result(name, {**payload, "results": merged})
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:

@@ -52,7 +52,14 @@ from typing import Any
 
 import torch
 
-from _common import RESULTS, model_sha256, pin_isa, published_model_check, write_result
+from _common import (
+    RESULTS,
+    model_sha256,
+    pin_isa,
+    published_model_check,
+    result_lock,
+    write_result,
+)
 from explainers_images import spread_images
 from explainers_runs import RECIPES, ensure_run
 from explainers_targets import controls_check, peer_targets, resolved_targets, target_intervals
@@ -261,27 +268,28 @@ def main() -> None:
             "target_intervals": intervals,
             "targets_resolved": resolved_targets(intervals),
         }
-    previous = RESULTS / f"{args.result}.json"
-    if previous.is_file():  # keep the other datasets' entries (each has its own date)
-        old = json.loads(previous.read_text())
-        for ds, entry in old.get("results", {}).items():
-            if ds not in args.datasets:
-                entry.setdefault("date", old["machine"]["date"])
-                entry.setdefault("command", old.get("command"))
-                results[ds] = entry
-    write_result(
-        args.result,
-        {
-            "n": args.n,
-            "sanity_n": args.sanity_n,
-            "reference_n": args.reference_n,
-            "target": "true class",
-            "max_rss_mib_this_process": round(
-                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
-            ),
-            "results": results,
-        },
-    )
+    with result_lock(args.result):  # datasets run in parallel keep each other's entries
+        previous = RESULTS / f"{args.result}.json"
+        if previous.is_file():  # keep the other datasets' entries (each has its own date)
+            old = json.loads(previous.read_text())
+            for ds, entry in old.get("results", {}).items():
+                if ds not in args.datasets:
+                    entry.setdefault("date", old["machine"]["date"])
+                    entry.setdefault("command", old.get("command"))
+                    results[ds] = entry
+        write_result(
+            args.result,
+            {
+                "n": args.n,
+                "sanity_n": args.sanity_n,
+                "reference_n": args.reference_n,
+                "target": "true class",
+                "max_rss_mib_this_process": round(
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+                ),
+                "results": results,
+            },
+        )
 
 
 if __name__ == "__main__":

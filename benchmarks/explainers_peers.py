@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from _common import RESULTS, model_sha256, published_model_check, write_result
+from _common import model_sha256, published_model_check, write_dataset_results
 from explainers_images import spread_images
 from explainers_runs import ensure_run
 from explainers_targets import CONTROLS, PEERS
@@ -81,8 +81,5 @@ def peers_study(datasets: list[str], runs: Path, n: int, sanity_n: int) -> None:
             "intervals": intervals,
         }
         print(ds, json.dumps(intervals), flush=True)
-    path = RESULTS / f"{RESULT}.json"
-    if path.is_file():  # read only now, so that datasets run in parallel keep each other's
-        for ds, entry in json.loads(path.read_text()).get("results", {}).items():
-            out.setdefault(ds, entry)
-    write_result(RESULT, {"n": n, "target": "true class", "results": out})
+    # merged under a lock, so that datasets run in parallel keep each other's entries
+    write_dataset_results(RESULT, out, {"n": n, "target": "true class"})

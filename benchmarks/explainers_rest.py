@@ -8,7 +8,6 @@ benchmark images; this is a replication on images nobody looked at, with nothing
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import torch
 
-from _common import RESULTS, model_sha256, published_model_check, write_result
+from _common import model_sha256, published_model_check, write_dataset_results
 from explainers_images import rest_indices
 from explainers_runs import ensure_run
 from explainers_studies import SEED_EXPLAINERS
@@ -64,8 +63,5 @@ def rest_study(datasets: list[str], runs: Path, n: int | None) -> None:
         for name, row in rows.items():
             print(ds, name, row, pointing[name], flush=True)
         print(ds, out[ds]["targets"], out[ds]["targets_resolved"], flush=True)
-    path = RESULTS / "explainers_rest.json"
-    if path.is_file():  # read only now, so that datasets run in parallel keep each other's
-        for ds, entry in json.loads(path.read_text()).get("results", {}).items():
-            out.setdefault(ds, entry)
-    write_result("explainers_rest", {"n": n, "target": "true class", "results": out})
+    # merged under a lock, so that datasets run in parallel keep each other's entries
+    write_dataset_results("explainers_rest", out, {"n": n, "target": "true class"})

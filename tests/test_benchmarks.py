@@ -581,3 +581,28 @@ def test_sanity_merge_joins_sessions_and_refuses_another_protocol(tmp_path, monk
         sanity.merge(["a", "c"])
     with pytest.raises(SystemExit, match=r"measures \('shapes', 0\) again"):
         sanity.merge(["a", "a"])
+
+
+def test_dataset_results_written_in_parallel_keep_each_others_entries(tmp_path, monkeypatch):
+    """Two processes of one study (one per dataset) read, merge and write the same result:
+    the second waits for the first's lock and keeps its entry."""
+    import json
+    import subprocess
+    import time
+
+    common = importlib.import_module("_common")
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    child = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import _common; from pathlib import Path;"
+        "_common.RESULTS = Path(sys.argv[2]);"
+        "_common.write_dataset_results('study', {'shapes': {'v': 2}}, {'n': 1})"
+    )
+    bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    with common.result_lock("study"):
+        proc = subprocess.Popen([sys.executable, "-c", child, bench, str(tmp_path)])
+        time.sleep(1.0)
+        assert proc.poll() is None and not (tmp_path / "study.json").exists()  # it waits
+        common.write_result("study", {"n": 1, "results": {"mnist": {"v": 1}}})
+    assert proc.wait(timeout=60) == 0
+    saved = json.loads((tmp_path / "study.json").read_text())
+    assert saved["results"] == {"mnist": {"v": 1}, "shapes": {"v": 2}}
