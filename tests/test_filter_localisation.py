@@ -171,6 +171,9 @@ def test_bad_input_is_named():
         filter_localise(model, data, "feat", ref, protocol="gradient", m=0)
     with pytest.raises(DataError, match="reference images are empty"):
         filter_localise(model, data, "feat", torch.utils.data.Subset(ref, []))
+    only_small = torch.utils.data.Subset(ref, [0, 2])  # class 0 only, as a sorted split starts
+    with pytest.raises(DataError, match=r"class\(es\) \[1\] have no image among the reference"):
+        filter_localise(model, data, "feat", only_small, protocol="gradient")
     broken = _objects(4)
     broken.images[1, 0, 3, 3] = float("nan")
     with pytest.raises(DataError, match="scored images contain NaN"):

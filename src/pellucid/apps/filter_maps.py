@@ -90,7 +90,12 @@ class FilterScores:
 
         rows = table[cls]
         if bool((rows < 0).any()):
-            raise DataError("a scored class has no reference images; use more reference images")
+            missing = sorted({int(c) for c in cls[(rows < 0).flatten(1).any(1)].tolist()})
+            raise DataError(
+                f"class(es) {missing} have no image among the reference images that choose each "
+                "class's filters: give reference images of every class (a class-ordered "
+                "dataset's first images are all of one class)"
+            )
         maps = filter_gradient_maps(model, layer, images, rows, sigma).cpu()
         iou = top_q_iou(maps, masks, q=q)
         self.per_image.extend(round(float(v), 5) for v in iou)
