@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pellucid.cli.arguments import Subparsers, common_output, parse_named_options, parse_options
-from pellucid.errors import ConfigError, PellucidError
+from pellucid.errors import ConfigError, DataError, PellucidError
 from pellucid.report.html_runs import (
     ADVERSARIAL_FILE,
     LOCALISATION_FILES,
@@ -43,7 +43,6 @@ def each_run(
     result is written to ``RUN/saved_as`` as soon as it is done, so a later run's failure
     loses none of them; that failure names its run and the runs already finished. Every run
     directory is checked to exist before the first is computed."""
-    from pellucid.errors import DataError
     from pellucid.io import write_json
 
     for run in args.runs:  # a typo in the last run name should not wait for the first
