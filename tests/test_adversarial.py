@@ -252,6 +252,35 @@ def test_detection_end_to_end_on_a_small_model(bars_and_net):
     json.dumps(res.to_dict())  # serialisable as it is
 
 
+def test_detection_scores_the_chosen_detectors_only_and_the_one_an_attack_targets(
+    bars_and_net,
+):
+    data, net = bars_and_net
+    kw = dict(attacks={"pgd": {"eps": 0.4, "alpha": 0.05, "steps": 10}}, features=["logits"])
+    kw |= dict(n=None, folds=3)
+    full = detect_adversarial(net, data, _bars(seed=1), **kw).attacks[0].auc["logits"]
+    some = detect_adversarial(net, data, _bars(seed=1), **kw, detectors=["lid", "logistic"])
+    assert some.attacks[0].auc["logits"] == {"logistic": full["logistic"], "lid": full["lid"]}
+    assert list(some.attacks[0].auc["logits"]) == ["logistic", "lid"]  # the usual order
+    supervised = detect_adversarial(net, data, _bars(seed=1), **kw, detectors="logistic")
+    assert supervised.lid_k == 0 and supervised.prototype_images == 0  # nothing fitted
+    adaptive = detect_adversarial(
+        net, data, _bars(seed=1), **kw, detectors=["logistic"], adaptive=["prototype"],
+        adaptive_options={"steps": 2},
+    )  # fmt: skip
+    oblivious, targeted = adaptive.attacks
+    assert set(oblivious.auc["logits"]) == {"logistic"}
+    assert targeted.attack == "adaptive-prototype"
+    assert set(targeted.auc["logits"]) == {"logistic", "prototype"}
+    for bad, message in (
+        ({"detectors": ["svm"]}, "unknown detector 'svm'; choose from: logistic, forest"),
+        ({"detectors": []}, "detectors: none given"),
+        ({"detectors": ["forest"], "two_sided": True}, "none of them is in detectors"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            detect_adversarial(net, data, _bars(seed=1), **kw, **bad)
+
+
 def test_prototypes_cover_classes_no_training_image_has():
     data = _bars()
     net = _trained_net(data, classes=3)  # class 2 never occurs: no prototype, distance 1
@@ -338,6 +367,10 @@ def test_detect_adversarial_cli_writes_results(capsys, tmp_path):
     assert all(0 <= r["lid-two-sided"] <= 1 for r in rows if r["pairs"] >= 10)
     assert main([*argv, *adaptive, "--adaptive-option", "aim=high"]) == 1
     assert "unknown aim 'high'; choose from: low, median" in capsys.readouterr().err
+    assert main([*argv, "--detectors", "lid", "logistic", "--adaptive", "prototype",
+                 "--adaptive-option", "steps=2"]) == 0  # fmt: skip
+    head = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| run"))
+    assert head.endswith("| feature | logistic | prototype | lid |")
     assert main([*argv, "--adaptive", "logistic"]) == 1  # 12 correct images: too few to fit
     assert "successful 'fgsm' attacks to fit the detector on" in capsys.readouterr().err
 
@@ -587,6 +620,7 @@ def test_an_adaptive_attack_on_the_path_follows_the_soft_gates():
 def test_an_adaptive_attack_evades_the_fitted_logistic_and_forest_detectors(bars_and_net):
     data, net = bars_and_net
     common = dict(features=["activations"], layers=["conv"], n=None, folds=3)
+    common |= dict(detectors=["logistic"])  # and the adaptive attack's target
     options = {"eps": 0.3, "alpha": 0.02, "steps": 60}
     fixed = {"logistic": {}, "forest": {}}
     for weight in (0.0, 1.0):

@@ -284,3 +284,23 @@ def test_weights_holding_nan_are_named_where_they_are_read(tiny_config, tmp_path
     (tmp_path / "c.yaml").write_bytes(bytes(range(256)))
     with pytest.raises(ConfigError, match="is not a text"):
         load_config(tmp_path / "c.yaml")
+
+
+def test_a_device_this_machine_lacks_is_named_with_its_index(monkeypatch):
+    from pellucid.errors import ConfigError
+    from pellucid.training.setup import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
+    with pytest.raises(ConfigError, match="'meta' holds no data"):
+        resolve_device("meta")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="'cuda:3' requested but CUDA is not available"):
+        resolve_device("cuda:3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ConfigError, match=r"'cuda:3' requested but this machine has 2 CUDA "
+                       r"devices \(cuda:0 to cuda:1\)"):  # fmt: skip
+        resolve_device("cuda:3")

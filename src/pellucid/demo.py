@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +122,16 @@ def run_demo(
     n_adversarial: int = 200,
     n_sanity: int = 8,
     n_localise: int = 500,
+    adversarial_detectors: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse) every demo run under ``out``, explain, write the report, print a table.
 
     Returns ``{run name: metrics}`` plus ``"explanations"`` (the compare-explainers rows),
     ``"sanity"`` (the sanity-check rows; ``n_sanity`` images, 0 skips the step),
     ``"localisation"`` (protocol -> summary; ``n_localise`` test images, 0 skips the step),
-    ``"adversarial"`` and ``"report"`` (its path) when written.
+    ``"adversarial"`` and ``"report"`` (its path) when written. ``adversarial_detectors``:
+    the detectors the adversarial step scores (default all; see
+    :func:`pellucid.apps.adversarial.detect_adversarial`).
     """
     from pellucid.explain.run import compare_run
 
@@ -162,7 +166,8 @@ def run_demo(
     if n_localise > 0:
         results["localisation"] = _localisation(out / EXPLAIN_RUN, n_localise, fresh, quiet)
     if n_adversarial > 0:
-        results["adversarial"] = _adversarial(out, configs, n_adversarial, fresh, quiet)
+        found = _adversarial(out, configs, n_adversarial, adversarial_detectors, fresh, quiet)
+        results["adversarial"] = found
 
     if report:
         from pellucid.report.html import build_report
@@ -224,10 +229,15 @@ def _localisation(run: Path, n: int, fresh: bool, quiet: bool) -> dict[str, Any]
 
 
 def _adversarial(
-    out: Path, configs: dict[str, RunConfig], n: int, fresh: bool, quiet: bool
+    out: Path,
+    configs: dict[str, RunConfig],
+    n: int,
+    detectors: Sequence[str] | None,
+    fresh: bool,
+    quiet: bool,
 ) -> dict[str, Any]:
-    """Detection results of the :data:`ADVERSARIAL_RUNS` (saved as RUN/adversarial.json,
-    reused unless ``fresh``); empty when torchattacks is missing."""
+    """Detection results of the :data:`ADVERSARIAL_RUNS` by ``detectors`` (saved as
+    RUN/adversarial.json, reused unless ``fresh``); empty when torchattacks is missing."""
     from pellucid.apps.adversarial import detect_adversarial_run
     from pellucid.errors import PellucidError
     from pellucid.io import write_json
@@ -250,7 +260,9 @@ def _adversarial(
         if not quiet:
             print(f"[adversarial] FGSM, PGD and C&W on {n} test images of the {name} run")
         try:
-            found[name] = detect_adversarial_run(str(out / name), n=n, folds=5).to_dict()
+            found[name] = detect_adversarial_run(
+                str(out / name), n=n, folds=5, detectors=detectors
+            ).to_dict()
         except PellucidError as err:  # e.g. too few correct predictions after a short run
             if not quiet:
                 print(f"[adversarial] {name}: skipped: {err}")
@@ -296,12 +308,16 @@ def _print_summary(results: dict[str, Any], out: Path, seconds: float) -> None:
                   f"{share:>18}{_cell(r['pointing_game']):>13}")  # fmt: skip
     adversarial = results.get("adversarial") or {}
     if adversarial:
-        print("\nadversarial detection, ROC-AUC of the logistic detector (cross-validated)")
-        attacks = [a["attack"] for a in next(iter(adversarial.values()))["attacks"]]
+        first = next(iter(adversarial.values()))["attacks"]
+        scored = next(iter(first[0]["auc"].values()), {}) if first else {}
+        det = "logistic" if "logistic" in scored else next(iter(scored), "logistic")
+        how = " (cross-validated)" if det in ("logistic", "forest") else ""
+        print(f"\nadversarial detection, ROC-AUC of the {det} detector{how}")
+        attacks = [a["attack"] for a in first]
         print(f"{'run':<14}{'feature':<14}" + "".join(f"{a:>9}" for a in attacks))
         for name, res in adversarial.items():
             for feature in res["features"]:
-                cells = [a["auc"][feature]["logistic"] for a in res["attacks"]]
+                cells = [a["auc"][feature].get(det) for a in res["attacks"]]
                 print(f"{name:<14}{feature:<14}" + "".join(f"{_cell(c):>9}" for c in cells))
     print(f"\nruns written to {out.resolve()} ({seconds:.0f} s)")
     if "report" in results:

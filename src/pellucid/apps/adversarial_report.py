@@ -6,6 +6,7 @@ clean / adversarial feature pairs by every detector (:func:`detector_aucs`)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -132,29 +133,37 @@ def detector_aucs(
     folds: int,
     seed: int,
     fitted: Unsupervised | None,
+    detectors: Sequence[str] = (*DETECTORS, *UNSUPERVISED),
 ) -> dict[str, float | None]:
-    """Every detector's ROC-AUC on clean features ``a`` (N, D) of images of class ``labels``
-    and their attacked versions ``b`` (N, D), predicted ``apred``: the supervised ones
-    cross-validated in ``folds`` folds, the unsupervised ones with ``fitted`` (and their
-    two-sided AUCs where it has the training scores). None where fewer than ``MIN_PAIRS``
-    (or ``folds``) attacks succeeded, or, unsupervised, without ``fitted``."""
-    scores: dict[str, float | None] = dict.fromkeys((*DETECTORS, *UNSUPERVISED))
+    """The ROC-AUC of each of ``detectors`` on clean features ``a`` (N, D) of images of
+    class ``labels`` and their attacked versions ``b`` (N, D), predicted ``apred``: the
+    supervised ones cross-validated in ``folds`` folds, the unsupervised ones with
+    ``fitted`` (and their two-sided AUCs where it has the training scores). None where fewer
+    than ``MIN_PAIRS`` (or ``folds``) attacks succeeded, or, unsupervised, without
+    ``fitted``; a detector not in ``detectors`` has no entry."""
+    unsupervised = [d for d in UNSUPERVISED if d in detectors]
+    scores: dict[str, float | None] = dict.fromkeys(
+        d for d in (*DETECTORS, *UNSUPERVISED) if d in detectors
+    )
     two_sided = fitted.train_scores if fitted is not None and fitted.two_sided else None
     if two_sided is not None:
-        scores |= dict.fromkeys(f"{d}{TWO_SIDED}" for d in UNSUPERVISED)
+        scores |= dict.fromkeys(f"{d}{TWO_SIDED}" for d in unsupervised)
     if pairs < max(MIN_PAIRS, folds):
         return scores
-    for det in DETECTORS:
+    for det in (d for d in DETECTORS if d in detectors):
         scores[det] = round(supervised_auc(a, b, det, folds, seed), 5)
-    if fitted is None:
+    if fitted is None or not unsupervised:
         return scores
     protos, gauss, ref, k = fitted.prototypes, fitted.gaussians, fitted.reference, fitted.lid_k
     pairs_of = {  # clean features: predicted = label
-        "prototype": (prototype_scores(protos, a, labels), prototype_scores(protos, b, apred)),
-        "mahalanobis": (mahalanobis_scores(gauss, a), mahalanobis_scores(gauss, b)),
-        "lid": (lid_scores(ref, a, k), lid_scores(ref, b, k)),
+        "prototype": lambda: (
+            prototype_scores(protos, a, labels),
+            prototype_scores(protos, b, apred),
+        ),
+        "mahalanobis": lambda: (mahalanobis_scores(gauss, a), mahalanobis_scores(gauss, b)),
+        "lid": lambda: (lid_scores(ref, a, k), lid_scores(ref, b, k)),
     }
-    for det, (s_clean, s_adv) in pairs_of.items():
+    for det, (s_clean, s_adv) in ((d, pairs_of[d]()) for d in unsupervised):
         scores[det] = round(roc_auc(s_clean, s_adv), 5)
         if two_sided is not None and det in two_sided:
             two = [two_sided_scores(two_sided[det], s) for s in (s_clean, s_adv)]

@@ -20,15 +20,29 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` = CUDA when available, else CPU; otherwise the named device."""
+    """``auto`` = CUDA when available, else CPU; otherwise the named device, checked: a
+    CUDA device (and its index) or MPS that this machine lacks is refused by name."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError as err:
         raise ConfigError(f"unknown device {name!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {name!r} requested but CUDA is not available (use cpu, or auto)"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(
+                f"device {name!r} requested but this machine has {count} CUDA device"
+                f"{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} requested but MPS is not available (use cpu, or auto)")
+    if device.type == "meta":
+        raise ConfigError("device 'meta' holds no data; choose cpu, cuda or auto")
     return device
 
 
