@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -66,10 +68,18 @@ def test_folder_dataset_reads_images_and_masks(tmp_path):
             m = np.zeros((12, 12), np.uint8)
             m[2:5, 2:5] = 255
             Image.fromarray(m).save(tmp_path / "masks" / c / f"{i}.png")
-    ds = load_dataset("folder", "train", root=str(tmp_path / "img"), masks=str(tmp_path / "masks"))
+    kw = dict(root=str(tmp_path / "img"), masks=str(tmp_path / "masks"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no mask is empty: no warning
+        ds = load_dataset("folder", "train", **kw)
     assert ds.info.class_names == ("cat", "dog") and ds.info.has_masks
     item = ds[0]
     assert item["image"].shape == (3, 12, 12) and int(item["mask"].sum()) == 9
+    # an empty mask makes every image of it a pointing-game miss: said, with its file
+    for i in range(6):
+        Image.fromarray(np.zeros((12, 12), np.uint8)).save(tmp_path / "masks" / "dog" / f"{i}.png")
+    with pytest.warns(UserWarning, match=r"\d of 8 train masks are empty \(dog/\d\.png, "):
+        load_dataset("folder", "train", **kw)
     # a mask of another size than its own image would be resized into a wrong outline
     for i in range(6):
         Image.fromarray(np.zeros((12, 10), np.uint8)).save(tmp_path / "masks" / "dog" / f"{i}.png")
@@ -97,6 +107,11 @@ def test_npz_labels_out_of_range_and_nan(tmp_path):
         load_dataset("npz", "train", path=str(path), num_classes=2)
     ds = load_dataset("npz", "train", path=str(path))
     assert ds.info.num_classes == 3
+    masks = np.ones((30, 8, 8), bool)
+    masks[labels == 1] = False
+    np.savez(path, images=np.zeros((30, 1, 8, 8), np.uint8), labels=labels, masks=masks)
+    with pytest.warns(UserWarning, match=r"d\.npz: \d+ of \d+ test masks are empty \(index "):
+        load_dataset("npz", "test", path=str(path))
     bad = np.zeros((30, 1, 8, 8), np.float32)
     bad[0, 0, 0, 0] = np.nan
     np.savez(path, images=bad, labels=labels)

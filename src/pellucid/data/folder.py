@@ -4,6 +4,7 @@ CIFAR-10 from its binary distribution on disk. Nothing is downloaded."""
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -60,6 +61,21 @@ def _scan(root: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, classes
 
 
+def warn_empty_masks(masks: torch.Tensor, where: str, split: str, names: list[str]) -> None:
+    """Warn when some of ``masks`` (N, ...) have no object pixel, naming the first few by
+    ``names``: the localisation scores count such an image as a miss (pointing game) or 0
+    (energy pointing game, IoU), which lowers them without another sign."""
+    empty = np.flatnonzero(~masks.flatten(1).bool().any(dim=1).numpy())
+    if len(empty):
+        shown = ", ".join(names[i] for i in empty[:3]) + (", ..." if len(empty) > 3 else "")
+        warnings.warn(
+            f"{where}: {len(empty)} of {len(masks)} {split} masks are empty ({shown}); the "
+            "pointing game counts those images as misses and the energy pointing game and "
+            "IoU score them 0",
+            stacklevel=5,  # load_dataset's caller (through the loader and the registry)
+        )
+
+
 @DATASETS.register("folder", help="your images: root/<class>/*.png, optional masks folder")
 def load_folder(
     split: str,
@@ -113,6 +129,8 @@ def load_folder(
                 )
             mask_list.append(_read_image(mpath, "L", hw, nearest=True) > 0)
         extra["mask"] = torch.from_numpy(np.stack(mask_list).astype(np.uint8))
+        names = [str(files[i].relative_to(rel_root)) for i in idx]
+        warn_empty_masks(extra["mask"], f"folder {masks}", split, names)
     info = DatasetInfo(
         name="folder",
         num_classes=len(classes),
@@ -209,6 +227,7 @@ def load_npz(
         extra["mask"] = torch.from_numpy((m[:, None] if m.ndim == 3 else m)[idx] > 0).to(
             torch.uint8
         )
+        warn_empty_masks(extra["mask"], f"{path}", split, [f"index {i}" for i in idx])
     c = images.shape[1]
     info = DatasetInfo(
         name="npz",
