@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from _common import cached_run, write_result
+from _common import cached_run, result_lock, write_result
 from pellucid.config import DataConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig
 
 KEYS = (
@@ -230,7 +230,8 @@ def main() -> None:
                     f"share {res['csg']['class_share']:.3f} vs "
                     f"{res['standard']['class_share']:.3f}"
                 )
-        write_result("csg_search", {"seed": 0, "recipes": RECIPES, "rows": _merge(rows)})
+        with result_lock("csg_search"):  # _merge reads the saved rows
+            write_result("csg_search", {"seed": 0, "recipes": RECIPES, "rows": _merge(rows)})
         return
     results = {}
     for ds in args.datasets:

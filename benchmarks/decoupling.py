@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from _common import RESULTS, cached_run, write_result
+from _common import RESULTS, cached_run, result_lock, write_result
 
 TARGETS = {"flops_ratio": 0.5, "accuracy_drop_points": 1.0, "latency_ratio": 0.7, "gap": 0.2}
 
@@ -240,39 +240,40 @@ def main() -> None:
             f"{row['latency']['latency_ratio']:.3f} | deep paths intra "
             f"{d['path_intra_similarity']:.3f} inter {d['path_inter_similarity']:.3f}"
         )
-    results = {}
-    previous = RESULTS / ("decoupling_smoke.json" if args.smoke else "decoupling.json")
-    if previous.is_file():  # keep the other datasets' entries (each has its own date)
-        old = json.loads(previous.read_text())
-        for ds, entry in old.get("results", {}).items():
-            if ds not in args.datasets:
-                entry.setdefault("date", old["machine"]["date"])
-                entry.setdefault("recipe", old.get("recipes", {}).get(ds))
-                entry.setdefault("command", old.get("command"))
-                results[ds] = entry
-    for ds in args.datasets:
-        results[ds] = {
-            "runs": [r for r in rows if r["dataset"] == ds],
-            "date": time.strftime("%Y-%m-%d"),
-            "recipe": _jsonable(recipes[ds]),
-            "command": " ".join(sys.argv),
-        }
-        results[ds]["summary"] = summarise(results[ds]["runs"])
-        print(ds, results[ds]["summary"]["targets_met"])
-    wall = time.perf_counter() - start
-    print(f"total {wall:.0f} s (training {train_seconds:.0f} s)")
-    write_result(
-        "decoupling_smoke" if args.smoke else "decoupling",
-        {
-            "smoke": args.smoke,
-            "seeds": seeds,
-            "workers": args.workers,
-            "recipes": {ds: res.get("recipe") for ds, res in results.items()},
-            "targets": TARGETS,
-            "wall_seconds": round(wall, 1),
-            "results": results,
-        },
-    )
+    with result_lock("decoupling_smoke" if args.smoke else "decoupling"):  # parallel runs
+        results = {}
+        previous = RESULTS / ("decoupling_smoke.json" if args.smoke else "decoupling.json")
+        if previous.is_file():  # keep the other datasets' entries (each has its own date)
+            old = json.loads(previous.read_text())
+            for ds, entry in old.get("results", {}).items():
+                if ds not in args.datasets:
+                    entry.setdefault("date", old["machine"]["date"])
+                    entry.setdefault("recipe", old.get("recipes", {}).get(ds))
+                    entry.setdefault("command", old.get("command"))
+                    results[ds] = entry
+        for ds in args.datasets:
+            results[ds] = {
+                "runs": [r for r in rows if r["dataset"] == ds],
+                "date": time.strftime("%Y-%m-%d"),
+                "recipe": _jsonable(recipes[ds]),
+                "command": " ".join(sys.argv),
+            }
+            results[ds]["summary"] = summarise(results[ds]["runs"])
+            print(ds, results[ds]["summary"]["targets_met"])
+        wall = time.perf_counter() - start
+        print(f"total {wall:.0f} s (training {train_seconds:.0f} s)")
+        write_result(
+            "decoupling_smoke" if args.smoke else "decoupling",
+            {
+                "smoke": args.smoke,
+                "seeds": seeds,
+                "workers": args.workers,
+                "recipes": {ds: res.get("recipe") for ds, res in results.items()},
+                "targets": TARGETS,
+                "wall_seconds": round(wall, 1),
+                "results": results,
+            },
+        )
 
 
 def _jsonable(recipe: dict[str, Any]) -> dict[str, Any]:

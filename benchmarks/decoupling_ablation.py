@@ -80,7 +80,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import finished_run, remove_unfinished, write_result
+from _common import finished_run, remove_unfinished, result_lock, write_result
 from decoupling import RECIPES, _config
 
 # Every variant states its options in full (the recipes' own options are not added), so
@@ -257,12 +257,13 @@ def main() -> None:
         size = RECIPES[ds]["data"].get("options", {}).get("size")
         px = f" {size}px" if size not in (None, 64) else ""
         new[f"{ds}{px} ({res['model']}), seed {args.seed}, fine-tune {ft} epochs"] = res
-    results = read_json(path)["results"] if path.is_file() else {}  # other entries are kept
-    for key, res in new.items():
-        if key in results:  # variants of earlier invocations that were not re-run are kept
-            res["variants"] = {**results[key]["variants"], **res["variants"]}
-        results[key] = res
-    write_result("decoupling_ablation", {"results": dict(sorted(results.items()))})
+    with result_lock("decoupling_ablation"):  # other entries are kept, also a parallel run's
+        results = read_json(path)["results"] if path.is_file() else {}
+        for key, res in new.items():
+            if key in results:  # variants of earlier invocations that were not re-run are kept
+                res["variants"] = {**results[key]["variants"], **res["variants"]}
+            results[key] = res
+        write_result("decoupling_ablation", {"results": dict(sorted(results.items()))})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ score 0.993 on the 300 benchmark images, and this study shows which images those
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,11 @@ from typing import Any
 
 import torch
 
-from _common import RESULTS, model_sha256, published_model_check, write_result
+from _common import (
+    model_sha256,
+    published_model_check,
+    write_dataset_results,
+)
 from explainers_images import benchmark_indices
 from explainers_runs import ensure_run
 from explainers_targets import PEERS
@@ -107,8 +110,5 @@ def pointing_study(datasets: list[str], runs: Path, n: int, names: list[str] | N
             "rows": rows,
             "neuromask_vs_peer": versus,
         }
-    previous = RESULTS / "explainers_pointing.json"
-    if previous.is_file():  # keep the other datasets' entries (each has its own date)
-        for ds, entry in json.loads(previous.read_text()).get("results", {}).items():
-            out.setdefault(ds, entry)
-    write_result("explainers_pointing", {"n": n, "target": "true class", "results": out})
+    # the other datasets' entries are kept (each has its own date)
+    write_dataset_results("explainers_pointing", out, {"n": n, "target": "true class"})

@@ -9,7 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, model_sha256, published_model_check, write_result
+from _common import (
+    model_sha256,
+    published_model_check,
+    write_dataset_results,
+)
 from explainers_images import spread_images
 from explainers_runs import ensure_run
 from explainers_targets import (
@@ -35,7 +39,6 @@ def road_benchmark(
     not measuring faithfulness; ROAD's imputation hides the shape of what was removed."""
     from pellucid.metrics import deletion_auc
 
-    path = RESULTS / "explainers_road.json"
     names = names or [e for e in explainer_names() if e != "neuromask-reference"]
     out: dict[str, Any] = {}
     for ds in datasets:
@@ -90,10 +93,7 @@ def road_benchmark(
             out[ds]["beats_peers_road"] = all(
                 rows["neuromask"]["deletion_auc_road"] < rows[p]["deletion_auc_road"] for p in peers
             )
-    if path.is_file():  # keep the other datasets' entries
-        for ds, entry in json.loads(path.read_text()).get("results", {}).items():
-            out.setdefault(ds, entry)
-    write_result("explainers_road", {"n": n, "results": out})
+    write_dataset_results("explainers_road", out, {"n": n})  # the other datasets' kept
 
 
 SEED_EXPLAINERS = ("neuromask", *PEERS)
@@ -128,7 +128,6 @@ def seeds_benchmark(
     trained and scored on the data drawn with that seed (``DataConfig.seed``), so the spread
     is the training's alone, and the result goes to ``results/explainers_seeds_data<D>.json``.
     Within a seed every explainer is scored on the same images."""
-    path = RESULTS / f"{seeds_result_name(data_seed)}.json"
     out: dict[str, Any] = {}
     for ds in datasets:
         per_seed: dict[str, Any] = {}
@@ -161,18 +160,15 @@ def seeds_benchmark(
             "seeds": per_seed,
             **over_seeds(per_seed),
         }
-    if path.is_file():  # keep the other datasets' entries
-        for ds, entry in json.loads(path.read_text()).get("results", {}).items():
-            out.setdefault(ds, entry)
-    write_result(
+    write_dataset_results(  # the other datasets' entries kept
         seeds_result_name(data_seed),
+        out,
         {
             "n": n,
             "seeds": seeds,
             "data_seed": data_seed,
             "sanity_n": sanity_n,
             "target": "true class",
-            "results": out,
         },
     )
 
@@ -232,7 +228,6 @@ def variants_benchmark(
         raise SystemExit(f"unknown validation rows {unknown}; known: {sorted(by_label)}")
     configs = [(p, p, {}) for p in PEERS] + [("default", "neuromask", {})]
     configs += [(label, "neuromask", by_label[label]) for label in labels]
-    path = RESULTS / "explainers_variants.json"
     out: dict[str, Any] = {}
     for ds in datasets:
         run = ensure_run(ds, runs)
@@ -249,7 +244,5 @@ def variants_benchmark(
             "model_sha256": model_sha256(model),
             "rows": rows,
         }
-    if path.is_file():  # read only now, so that datasets run in parallel keep each other's
-        for ds, entry in json.loads(path.read_text()).get("results", {}).items():
-            out.setdefault(ds, entry)
-    write_result("explainers_variants", {"n": n, "target": "true class", "results": out})
+    # read only now, under a lock, so that datasets run in parallel keep each other's
+    write_dataset_results("explainers_variants", out, {"n": n, "target": "true class"})

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, model_sha256, write_result
+from _common import RESULTS, model_sha256, result_lock, write_result
 from explainers_images import held_out_images, validation_images
 from explainers_rows import PEER_CONFIGS, SWEEP, VALIDATION
 from explainers_runs import ensure_run
@@ -45,14 +45,16 @@ def sweep(datasets: list[str], runs: Path, n: int, match: str | None = None) -> 
             rows.append({**row, "seconds_per_image": round(seconds, 4)})
             print(dataset, rows[-1], flush=True)
         out[dataset] = rows
-    # read only now, so that runs on different datasets in parallel keep each other's rows
-    previous = json.loads(path.read_text())["rows"] if match and path.is_file() else {}
-    known = {r[0] for r in SWEEP}
-    for dataset, rows in previous.items():
-        new = {r["config"] for r in out.get(dataset, [])}
-        kept = [r for r in rows if r["config"] in known - new]
-        out[dataset] = kept + out.get(dataset, [])
-    write_result("explainers_sweep", {"images": "held_out_images", "n": n, "rows": out})
+    # read only now, under a lock, so that runs on different datasets in parallel keep each
+    # other's rows
+    with result_lock("explainers_sweep"):
+        previous = json.loads(path.read_text())["rows"] if match and path.is_file() else {}
+        known = {r[0] for r in SWEEP}
+        for dataset, rows in previous.items():
+            new = {r["config"] for r in out.get(dataset, [])}
+            kept = [r for r in rows if r["config"] in known - new]
+            out[dataset] = kept + out.get(dataset, [])
+        write_result("explainers_sweep", {"images": "held_out_images", "n": n, "rows": out})
 
 
 def measure_row(
@@ -112,11 +114,12 @@ def validation_sweep(datasets: list[str], runs: Path, n: int, match: str | None 
             "model_sha256": model_sha256(model),
             "rows": rows,
         }
-    # read only now, so that runs in parallel keep each other's rows
-    previous = json.loads(path.read_text())["datasets"] if path.is_file() else {}
-    for dataset, res in out.items():
-        res["earlier_models"] = merge_rows(res, previous.get(dataset), match is not None)
-    write_result("explainers_validation", {"datasets": {**previous, **out}})
+    # read only now, under a lock, so that runs in parallel keep each other's rows
+    with result_lock("explainers_validation"):
+        previous = json.loads(path.read_text())["datasets"] if path.is_file() else {}
+        for dataset, res in out.items():
+            res["earlier_models"] = merge_rows(res, previous.get(dataset), match is not None)
+        write_result("explainers_validation", {"datasets": {**previous, **out}})
 
 
 def same_model(res: dict[str, Any], old: dict[str, Any]) -> bool:
