@@ -11,6 +11,7 @@
     python benchmarks/explainers.py --pointing            # pointing hits, correct vs misclassified
     python benchmarks/explainers.py --rest --n 540        # the targets on test images never used
     python benchmarks/explainers.py --peers --n 60        # TorchRay's extremal perturbations, RISE
+    python benchmarks/explainers.py --peers --n 60 --sanity-only --sanity-n 24  # their sanity check
 
 Per dataset: the published convnet (shipped in ``benchmarks/models``; ``--retrain`` trains the
 recipe instead, ``explainers_runs.py``) is written to --runs once and reused, then on --n evenly
@@ -189,6 +190,12 @@ def main() -> None:
         "occlusion and the controls (results/explainers_peers.json)",
     )
     ap.add_argument(
+        "--sanity-only",
+        action="store_true",
+        help="with --peers: only the sanity check, on the first --sanity-n of the --n images, "
+        "added to the saved --peers entry of the same model and images",
+    )
+    ap.add_argument(
         "--result",
         default="explainers",
         help="name of the results file (results/NAME.json); another name keeps the published "
@@ -206,8 +213,10 @@ def main() -> None:
 
         return pointing_study(args.datasets, args.runs, args.n, args.explainers)
     if args.peers:
-        from explainers_peers import peers_study
+        from explainers_peers import peers_sanity, peers_study
 
+        if args.sanity_only:
+            return peers_sanity(args.datasets, args.runs, args.n, args.sanity_n)
         return peers_study(args.datasets, args.runs, args.n, args.sanity_n)
     if args.rest:
         from explainers_rest import rest_study

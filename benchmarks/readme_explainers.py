@@ -286,7 +286,10 @@ def table_explainers_peers(r: dict) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for ds, res in r["results"].items():
+        sanity = res.get("sanity", {}).get("rows", {})  # --sanity-only: more images
         for name, row in res["rows"].items():
+            if name in sanity:
+                row = {**row, "sanity_rank_correlation": sanity[name]["mean"]}
             cells = [_f(row.get(k)) for k in keys] + [_f(row["seconds_per_image"], ".2f")]
             rows.append(f"| {ds} | {name} | " + " | ".join(cells) + " |")
     labels = {
@@ -300,8 +303,19 @@ def table_explainers_peers(r: dict) -> str:
     out = _interval_rows(results, labels, peers, "intervals")
     notes = [
         f"- **{ds}**: {res['n_images']} benchmark images (model {res['model_sha256']}, "
-        f"accuracy on them {res['model_accuracy_on_these_images']:.3f}), sanity check on the "
-        f"first {res['sanity_n']}, {res['torchray']}; `{res['command']}` ({res['date']})."
+        f"accuracy on them {res['model_accuracy_on_these_images']:.3f}), {res['torchray']}; "
+        f"`{res['command']}` ({res['date']}); "
+        + (
+            f"sanity check on the first {res['sanity']['n']}: `{res['sanity']['command']}` "
+            f"({res['sanity']['date']}, {_minutes(res['sanity'])})."
+            if "sanity" in res
+            else f"sanity check on the first {res['sanity_n']}."
+        )
         for ds, res in results.items()
     ]
     return "\n".join([*rows, "", *out, "", *notes])
+
+
+def _minutes(sanity: dict) -> str:
+    """The wall time of a ``--sanity-only`` entry: the sum of its explainers' seconds."""
+    return f"{sum(row['seconds'] for row in sanity['rows'].values()) / 60:.0f} min"

@@ -606,3 +606,31 @@ def test_dataset_results_written_in_parallel_keep_each_others_entries(tmp_path, 
     assert proc.wait(timeout=60) == 0
     saved = json.loads((tmp_path / "study.json").read_text())
     assert saved["results"] == {"mnist": {"v": 1}, "shapes": {"v": 2}}
+
+
+def test_peers_table_takes_the_sanity_column_of_a_later_sanity_only_run():
+    """``explainers.py --peers --sanity-only`` adds a sanity check on more images to a
+    dataset's entry; the README table shows it in place of the 8-image column and says so."""
+    from readme_explainers import table_explainers_peers
+
+    scores = ("deletion_auc", "deletion_auc_mean_fill")
+    row = {"pointing_game": 1.0, "energy_pointing_game": 0.1, **dict.fromkeys(scores, 0.1),
+           "insertion_auc": 0.6, "seconds_per_image": 1.0}  # fmt: skip
+    interval = {"difference": 0.0, "ci": [0.0, 0.0], "resolved": False}
+    entry = {
+        "n_images": 60, "model_sha256": "abc", "model_accuracy_on_these_images": 0.9,
+        "torchray": "torchray==1.0.0.2", "command": "peers", "date": "2026-12-07", "sanity_n": 8,
+        "rows": {"neuromask": {**row, "sanity_rank_correlation": 0.5},
+                 "rise": {**row, "sanity_rank_correlation": 0.75}},
+        "intervals": {k: {"extremal-perturbation": interval, "rise": interval} for k in (
+            "pointing_game", "deletion_auc", "deletion_auc_mean_fill", "insertion_auc")},
+    }  # fmt: skip
+    before = table_explainers_peers({"results": {"shapes": entry}})
+    assert "| shapes | rise | 1.000 | 0.100 | 0.100 | 0.100 | 0.600 | 0.750 |" in before
+    assert "sanity check on the first 8." in before
+    sanity = {"n": 24, "command": "more", "date": "2026-12-08",
+              "rows": {"rise": {"mean": 0.25, "seconds": 1800.0}}}  # fmt: skip
+    after = table_explainers_peers({"results": {"shapes": {**entry, "sanity": sanity}}})
+    assert "| shapes | rise | 1.000 | 0.100 | 0.100 | 0.100 | 0.600 | 0.250 |" in after
+    assert "| shapes | neuromask | 1.000 | 0.100 | 0.100 | 0.100 | 0.600 | 0.500 |" in after
+    assert "sanity check on the first 24: `more` (2026-12-08, 30 min)." in after
