@@ -45,7 +45,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from _common import RESULTS, cached_run, machine, write_result
+from _common import RESULTS, cached_run, machine, result_lock, write_result
 
 UNSUPERVISED = ("prototype", "mahalanobis", "lid")
 SUPERVISED = ("logistic", "forest")  # fitted on half the images' PGD
@@ -214,13 +214,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     name = args.result or ("adaptive" if args.dataset == "mnist" else f"adaptive_{args.dataset}")
-    old = None
-    if args.update:
-        old = json.loads((RESULTS / f"{name}.json").read_text())
-        detectors = old.get("detectors", list(EARLIER_DETECTORS))
-        same = (old["dataset"], old["seeds"], old["n"], old["adaptive"]["weight"], detectors)
-        if same != (args.dataset, args.seeds, args.n, args.weight, args.detectors):
-            raise SystemExit(f"--update: {name}.json measured {same}, not this run's settings")
+    _updated(name, args)  # checked before the work; read again (under a lock) after it
     start = time.perf_counter()
     networks = tuple(args.networks)
     # one job per seed and network, so that the workers stay busy to the end
@@ -243,41 +237,56 @@ def main() -> None:
 
     pgd = ATTACKS[args.dataset]["pgd"]
     wall = round(time.perf_counter() - start, 1)
-    history = {}
-    if old is not None:  # the other networks' rows, and how they were measured
-        for kept, new in zip(old["per_seed"], per_seed, strict=True):
-            new["networks"] = {**kept["networks"], **new["networks"]}
-        earlier = old.get("history") or [
-            {k: old[k] for k in ("command", "networks", "wall_seconds")}
-            | {"date": old["machine"]["date"]}
-        ]
-        this = {"command": " ".join(sys.argv), "networks": list(networks), "wall_seconds": wall}
-        history = {"history": [*earlier, {**this, "date": machine()["date"]}]}
-        networks = tuple(dict.fromkeys([*old["networks"], *networks]))
-    write_result(
-        name,
-        {
-            **history,
-            "dataset": args.dataset,
-            "networks": list(networks),
-            "seeds": args.seeds,
-            "n": args.n,
-            "detectors": list(detectors),
-            **({"surrogate": args.surrogate} if "forest" in detectors else {}),
-            "pgd": pgd,
-            "adaptive": {
-                "eps": pgd["eps"],
-                "alpha": pgd["alpha"],
-                "steps": 2 * pgd["steps"],
-                "weight": args.weight,
-                "kappa": 0.0,
-                "aims": ["low", "median"],
-            },  # fmt: skip
-            "per_seed": per_seed,
-            "summary": summarise(per_seed, detectors),
-            "wall_seconds": wall if old is None else round(old["wall_seconds"] + wall, 1),
-        },
-    )
+    with result_lock(name):  # another --update process may have written since
+        old = _updated(name, args)
+        history = {}
+        if old is not None:  # the other networks' rows, and how they were measured
+            for kept, new in zip(old["per_seed"], per_seed, strict=True):
+                new["networks"] = {**kept["networks"], **new["networks"]}
+            earlier = old.get("history") or [
+                {k: old[k] for k in ("command", "networks", "wall_seconds")}
+                | {"date": old["machine"]["date"]}
+            ]
+            this = {"command": " ".join(sys.argv), "networks": list(networks), "wall_seconds": wall}
+            history = {"history": [*earlier, {**this, "date": machine()["date"]}]}
+            networks = tuple(dict.fromkeys([*old["networks"], *networks]))
+        write_result(
+            name,
+            {
+                **history,
+                "dataset": args.dataset,
+                "networks": list(networks),
+                "seeds": args.seeds,
+                "n": args.n,
+                "detectors": list(detectors),
+                **({"surrogate": args.surrogate} if "forest" in detectors else {}),
+                "pgd": pgd,
+                "adaptive": {
+                    "eps": pgd["eps"],
+                    "alpha": pgd["alpha"],
+                    "steps": 2 * pgd["steps"],
+                    "weight": args.weight,
+                    "kappa": 0.0,
+                    "aims": ["low", "median"],
+                },  # fmt: skip
+                "per_seed": per_seed,
+                "summary": summarise(per_seed, detectors),
+                "wall_seconds": wall if old is None else round(old["wall_seconds"] + wall, 1),
+            },
+        )
+
+
+def _updated(name: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    """With ``--update``, the saved result ``name`` the run's networks replace rows of,
+    checked to be of the same dataset, seeds, n, weight and detectors; else None."""
+    if not args.update:
+        return None
+    old = json.loads((RESULTS / f"{name}.json").read_text())
+    detectors = old.get("detectors", list(EARLIER_DETECTORS))
+    same = (old["dataset"], old["seeds"], old["n"], old["adaptive"]["weight"], detectors)
+    if same != (args.dataset, args.seeds, args.n, args.weight, args.detectors):
+        raise SystemExit(f"--update: {name}.json measured {same}, not this run's settings")
+    return old
 
 
 if __name__ == "__main__":
