@@ -232,13 +232,26 @@ def test_model_state_restored_when_explain_raises(tiny_model: nn.Module) -> None
 def test_inputs_outside_the_pixel_range_are_explained_with_a_warning(tiny_model) -> None:
     """Normalised images given to a model that normalises itself are explained wrongly."""
     x = torch.rand(2, 1, 16, 16)
-    with pytest.warns(UserWarning, match=r"not in the pixel range \[0, 1\]"):
+    with pytest.warns(UserWarning, match=r"not in the pixel range \[0, 1\].*Normalize\(mean"):
         build_explainer("saliency", tiny_model).explain((x - 0.5) / 0.25)
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pixel-space images: no warning
         build_explainer("saliency", tiny_model).explain(x)
+    # the scores refuse normalised images; the fix both messages give works
+    from pellucid.errors import DataError
+    from pellucid.metrics import deletion_auc
+    from pellucid.models import Normalize
+
+    maps, target = torch.rand(2, 1, 16, 16), torch.tensor([0, 1])
+    advice = r"nn\.Sequential\(pellucid\.models\.Normalize\(mean, std\), model\)"
+    with pytest.raises(DataError, match=advice):
+        deletion_auc(tiny_model, (x - 0.5) / 0.25, maps, target)
+    wrapped = nn.Sequential(Normalize([0.5], [0.25]), tiny_model).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped(x), tiny_model.eval()((x - 0.5) / 0.25))
+    assert deletion_auc(wrapped, x, maps, target).shape == (2,)
 
 
 def _plain_net() -> nn.Module:

@@ -55,8 +55,9 @@ def check_inputs(model: nn.Module, inputs: Any) -> torch.Tensor:
         warnings.warn(
             f"inputs lie in [{low:.3g}, {high:.3g}], not in the pixel range [0, 1] that "
             "pellucid's models take (they normalise internally; the fills and baselines of "
-            "the explainers are pixel values): pass unnormalised images, or ignore this for "
-            "a model of your own that expects normalised ones",
+            "the explainers are pixel values): pass unnormalised images, with a model of "
+            "your own wrapped as nn.Sequential(pellucid.models.Normalize(mean, std), model) "
+            "(the deletion and insertion scores refuse normalised images)",
             stacklevel=3,
         )
     return inputs

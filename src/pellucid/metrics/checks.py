@@ -85,7 +85,8 @@ def as_images(inputs: Any, model: torch.nn.Module | None = None) -> torch.Tensor
     if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
         raise DataError(
             f"inputs must be images in pixel space [0, 1], got values in [{lo:.4g}, {hi:.4g}] "
-            "(normalisation belongs inside the model)"
+            "(normalisation belongs inside the model: pass unnormalised images, with a model "
+            "of your own wrapped as nn.Sequential(pellucid.models.Normalize(mean, std), model))"
         )
     return x
 
