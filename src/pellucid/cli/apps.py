@@ -246,8 +246,10 @@ def add_detect_adversarial(sub: Subparsers, attacks: Registry[Any]) -> None:
         "--detectors",
         nargs="+",
         choices=(*DETECTORS, *UNSUPERVISED),
-        help="the detectors scored (default: all; the forest is the slowest: 2-5 s per attack "
-        "and feature kind on a CPU for 60-450 successful attacks)",
+        metavar="DETECTOR",
+        help=f"the detectors scored, of {', '.join((*DETECTORS, *UNSUPERVISED))} (default: "
+        "all; the forest is the slowest: 2-5 s per attack and feature kind on a CPU for "
+        "60-450 successful attacks)",
     )
     p.add_argument(
         "--prototype-images",
