@@ -40,7 +40,8 @@ too-typical scores cannot pass.
 Where things are: the feature vectors in :mod:`pellucid.apps.adversarial_features`, the
 detectors in :mod:`pellucid.apps.detectors`, the reports and the scoring of one attack by
 every detector in :mod:`pellucid.apps.adversarial_report`, the adaptive attack in
-:mod:`pellucid.apps.adaptive`; this module runs the protocol.
+:mod:`pellucid.apps.adaptive` and its use here in :mod:`pellucid.apps.adversarial_adaptive`;
+this module runs the protocol.
 """
 
 from __future__ import annotations
@@ -53,7 +54,14 @@ import torch
 from torch import nn
 
 from pellucid.apps import attacks as _attacks  # noqa: F401  (fills ATTACKS)
-from pellucid.apps.adaptive import ADAPTIVE_FEATURES, adaptive_pgd, detector_score
+from pellucid.apps.adaptive import ADAPTIVE_FEATURES
+from pellucid.apps.adversarial_adaptive import (
+    ADAPTIVE_DETECTORS,
+    SUPERVISED_ADAPTIVE,
+    adaptive_supervised,
+    adaptive_unsupervised,
+)
+from pellucid.apps.adversarial_adaptive import adaptive_options as check_adaptive
 from pellucid.apps.adversarial_features import (
     FEATURES,
     check_kinds,
@@ -113,11 +121,6 @@ __all__ = [
     "supervised_auc",
 ]
 
-SUPERVISED_ADAPTIVE = ("logistic", "forest")  # fitted on half the images' first attack
-ADAPTIVE_DETECTORS = (*UNSUPERVISED, *SUPERVISED_ADAPTIVE)  # what an adaptive attack can target
-ADAPTIVE_OPTIONS = ("eps", "alpha", "steps", "weight", "kappa", "aim", "temperature", "surrogate")
-SURROGATES = ("logistic", "votes")  # what an adaptive attack on the forest descends
-AIMS = ("low", "median")  # what an adaptive attack does with the detector's score
 DEFAULT_ATTACKS: dict[str, dict[str, Any]] = {"fgsm": {}, "pgd": {}, "cw": {}}
 
 
@@ -207,7 +210,7 @@ def detect_adversarial(
     features = check_kinds(features, gates, layers)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ConfigError(f"folds must be an integer >= 2, got {folds!r}")
-    adaptive, adaptive_options, aim, surrogate = _adaptive_options(adaptive, adaptive_options)
+    adaptive, adaptive_options, aim, surrogate = check_adaptive(adaptive, adaptive_options)
     detectors = _detectors(detectors)
     if set(adaptive) & set(UNSUPERVISED) and train_data is None:
         raise ConfigError("adaptive attacks need train_data (the detectors are fitted on it)")
@@ -243,12 +246,12 @@ def detect_adversarial(
     for det in adaptive:
         for kind in (k for k in features if k in ADAPTIVE_FEATURES):
             if det in SUPERVISED_ADAPTIVE:
-                report = _adaptive_supervised(
+                report = adaptive_supervised(
                     run, det, kind, first, aim, adaptive_options, surrogate
                 )
                 reports.append(report)
             else:
-                reports.append(_adaptive_unsupervised(run, det, kind, aim, adaptive_options))
+                reports.append(adaptive_unsupervised(run, det, kind, aim, adaptive_options))
     some = next(iter(fitted.values()), None)
     return DetectionResult(
         n=len(correct),
@@ -292,42 +295,6 @@ def _detectors(detectors: Sequence[str] | str | None) -> tuple[str, ...]:
         if det not in known:
             raise ConfigError(f"unknown detector {det!r}; choose from: {', '.join(known)}")
     return tuple(d for d in known if d in chosen)
-
-
-def _adaptive_options(
-    adaptive: Sequence[str] | str, options: Mapping[str, Any] | None
-) -> tuple[list[str], dict[str, Any], str, str]:
-    """The detectors to attack adaptively, the attack's options (defaults filled in, without
-    ``aim`` and ``surrogate``), its aim and the forest's surrogate, checked."""
-    adaptive = [adaptive] if isinstance(adaptive, str) else list(adaptive)
-    if options and not adaptive:
-        raise ConfigError(
-            f"adaptive options ({', '.join(options)}) given, but no detector to attack "
-            f"adaptively; choose some from: {', '.join(ADAPTIVE_DETECTORS)}"
-        )
-    for det in adaptive:
-        if det not in ADAPTIVE_DETECTORS:
-            raise ConfigError(
-                f"adaptive: unknown detector {det!r}; choose from: {', '.join(ADAPTIVE_DETECTORS)}"
-            )
-    options = {"eps": 0.2, "alpha": 0.02, "steps": 40, **(options or {})}
-    unknown = sorted(set(options) - set(ADAPTIVE_OPTIONS))
-    if unknown:
-        raise ConfigError(
-            f"adaptive: unknown option(s) {', '.join(unknown)}; choose from: "
-            f"{', '.join(ADAPTIVE_OPTIONS)}"
-        )
-    aim = options.pop("aim", "low")
-    if aim not in AIMS:
-        raise ConfigError(f"adaptive: unknown aim {aim!r}; choose from: {', '.join(AIMS)}")
-    surrogate = options.pop("surrogate", None)
-    if surrogate is not None and "forest" not in adaptive:
-        raise ConfigError("adaptive: the option surrogate is for the forest, which is not attacked")
-    if (surrogate := surrogate or "logistic") not in SURROGATES:
-        raise ConfigError(
-            f"adaptive: unknown surrogate {surrogate!r}; choose from: {', '.join(SURROGATES)}"
-        )
-    return adaptive, options, aim, surrogate
 
 
 def _images(data: Any, n: int | None, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -432,93 +399,6 @@ def _oblivious_reports(
         first = first or {"attack": name, "hit": hit, **afeat}
         reports.append(report)
     return reports, first
-
-
-def _adaptive_unsupervised(
-    run: _Detection, det: str, kind: str, aim: str, options: dict[str, Any]
-) -> AttackReport:
-    """Adaptive PGD on every image against unsupervised detector ``det`` on ``kind``,
-    standardised by (and, with aim ``median``, aimed at) its clean training scores."""
-    fitted = run.fitted[kind]
-    scored = {"prototype": fitted.prototypes, "mahalanobis": fitted.gaussians}.get(det)
-    score = detector_score(det, (fitted.reference, fitted.lid_k) if det == "lid" else scored)
-    if det not in fitted.train_scores:
-        raise DataError("an adaptive attack on LID needs >= 3 correct training images")
-    base = fitted.train_scores[det]  # clean training images' scores
-    if det == "lid":  # a capped estimate flags a degenerate neighbourhood; a few would
-        kept = base[base < 0.5 * LID_CAP]  # swamp the mean and std
-        base = kept if len(kept) >= 2 else base
-    everyone = torch.ones(len(run.images), dtype=torch.bool)
-    return _adaptive_attack(run, det, kind, score, base, everyone, aim, options, {})[0]
-
-
-def _adaptive_supervised(
-    run: _Detection, det: str, kind: str, first: dict[str, Any], aim: str,
-    options: dict[str, Any], surrogate: str = "logistic",
-) -> AttackReport:  # fmt: skip
-    """Adaptive PGD against supervised detector ``det`` fitted on the images at even
-    positions (clean vs the first attack), on the images at odd positions; the report adds
-    the fixed detector's AUC (``DET-attacked``) to the retrained one's. ``logistic`` is
-    differentiated itself; ``forest`` through a ``surrogate`` (``logistic``: the logistic
-    regression, ``votes``: a network fitted to the forest's votes), the forest choosing the
-    kept iterate."""
-    clean, adversarial = run.clean[kind], first[kind]
-    fit, attacked = _supervised_halves(first["hit"], first["attack"], det)
-    judge = forest_score(clean[fit], adversarial[fit], run.seed) if det == "forest" else None
-    if judge is not None and surrogate == "votes":
-        score = forest_surrogate(judge, clean[fit], adversarial[fit], run.seed)
-    else:
-        score = logistic_score(clean[fit], adversarial[fit])
-    with torch.no_grad():
-        half = ~attacked  # the clean images of the fitting half standardise the score
-        base = score(clean[half], torch.zeros(int(half.sum()), dtype=torch.long)).float()
-    extra = {"trained_on": first["attack"]} | ({"surrogate": surrogate} if judge else {})
-    report, hit, apred, afeat = _adaptive_attack(
-        run, det, kind, score, base, attacked, aim, options, extra, judge
-    )
-    a, b = clean[attacked][hit], afeat[kind][hit]
-    y, apred = run.labels[attacked][hit], apred[hit]
-    fixed_score = judge or score
-    with torch.no_grad():
-        fixed = roc_auc(fixed_score(a, y), fixed_score(b, apred))
-    report.auc[kind][f"{det}{ATTACKED}"] = round(fixed, 5) if report.pairs >= MIN_PAIRS else None
-    return report
-
-
-def _adaptive_attack(
-    run: _Detection, det: str, kind: str, score: Any, base: torch.Tensor,
-    attacked: torch.Tensor, aim: str, options: dict[str, Any], extra: dict[str, Any],
-    judge: Any = None,
-) -> tuple[AttackReport, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
-    """Adaptive PGD on the ``attacked`` images against ``score`` on ``kind``, standardised
-    by the clean scores ``base`` (the kept iterates chosen by ``judge`` when given):
-    :meth:`_Detection.report`'s result (``kind`` scored)."""
-    mu, sigma = float(base.mean()), float(base.std())
-    target = None if aim == "low" else (float(base.median()) - mu) / max(sigma, 1e-12)
-    x, y = run.images[attacked], run.labels[attacked]
-    layers, gates = run.kw["layers"], run.kw["gates"]
-    adv, _ = adaptive_pgd(
-        run.model, x, y, kind, score, (mu, sigma), layers=layers, gates=gates, aim=target,
-        seed=run.seed, batch_size=run.kw["batch_size"], judge=judge, **options,
-    )  # fmt: skip
-    name, reported = f"adaptive-{det}", {**options, "aim": aim, **extra, "feature": kind}
-    return run.report(name, reported, attacked, adv, [kind], also=det)
-
-
-def _supervised_halves(
-    hit: torch.Tensor, attack: str, det: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which images a supervised detector an adaptive attacker faces is fitted on (even
-    positions whose first attack ``attack`` succeeded: clean vs attacked) and which are left
-    to attack (odd positions)."""
-    half = torch.arange(len(hit)) % 2 == 0
-    fit = half & hit
-    if int(fit.sum()) < MIN_PAIRS:
-        raise DataError(
-            f"adaptive {det}: only {int(fit.sum())} successful {attack!r} attacks to fit "
-            f"the detector on, at least {MIN_PAIRS} are needed"
-        )
-    return fit, ~half
 
 
 def detect_adversarial_run(
