@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["model_device", "model_state", "restoring"]
+__all__ = ["eval_mode", "model_device", "model_state", "restoring"]
 
 
 @contextmanager
@@ -38,6 +38,16 @@ def model_state(model: nn.Module, train: bool = False) -> Iterator[nn.Module]:
         model.train(train)
         for p in model.parameters():
             p.requires_grad_(False)
+        yield model
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode inside the block and give every module its own mode back
+    on exit, also on error: a model in train mode with frozen BatchNorm layers comes back
+    with those layers still in eval mode (``model.train(was_training)`` would not)."""
+    with restoring(model):
+        model.eval()
         yield model
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pellucid.hooks import capture
-from pellucid.state import model_device
+from pellucid.state import eval_mode, model_device
 
 
 @torch.no_grad()
@@ -30,10 +30,8 @@ def pooled_activations(
 
     loader = make_loader(data, batch_size) if hasattr(data, "__getitem__") else data
     device = torch.device(device) if device else model_device(model)
-    was_training = model.training
-    model.eval()
     feats, labels, n = [], [], 0
-    try:
+    with eval_mode(model):
         with capture(model, [layer], detach=True) as acts:
             for batch in loader:
                 model(batch.image.to(device))
@@ -45,8 +43,6 @@ def pooled_activations(
                 n += len(batch.label)
                 if max_images is not None and n >= max_images:
                     break
-    finally:
-        model.train(was_training)
     out_f, out_y = torch.cat(feats), torch.cat(labels)
     if max_images is not None:
         out_f, out_y = out_f[:max_images], out_y[:max_images]

@@ -17,7 +17,7 @@ from torch import nn
 from pellucid.errors import DataError
 from pellucid.hooks import capture
 from pellucid.metrics.parts_rf import ReceptiveField
-from pellucid.state import model_device
+from pellucid.state import eval_mode, model_device
 
 
 # -- one pass over the data -------------------------------------------------------------------
@@ -48,10 +48,8 @@ def collect_maps(
 
     loader = make_loader(data, batch_size) if hasattr(data, "__getitem__") else data
     device = torch.device(device) if device else model_device(model)
-    was_training = model.training
-    model.eval()
     maps, labels, marks, parts, n, shape = [], [], [], [], 0, None
-    try:
+    with eval_mode(model):
         with capture(model, [layer], detach=True) as acts:
             for batch in loader:
                 take = len(batch) if max_images is None else min(len(batch), max_images - n)
@@ -69,8 +67,6 @@ def collect_maps(
                 n += take
                 if max_images is not None and n >= max_images:
                     break
-    finally:
-        model.train(was_training)
     if n == 0:
         raise DataError("collect_maps: the data is empty")
     return LayerMaps(

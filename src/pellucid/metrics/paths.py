@@ -19,7 +19,7 @@ from torch import nn
 
 from pellucid.errors import ConfigError, DataError
 from pellucid.metrics.base import declare
-from pellucid.state import model_device
+from pellucid.state import eval_mode, model_device
 
 declare("active_fraction", False, "mean fraction of active (gated-on) filters of a decoupled net")
 declare(
@@ -79,9 +79,7 @@ def calculation_paths(
         data = make_loader(spread_subset(data, max_images), batch_size=batch_size)
     device = torch.device(device) if device else model_device(model)
     rows, labels, layers = [], [], []
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for batch in data:
             model(batch.image.to(device))
             gates = last_gates(model)
@@ -92,8 +90,6 @@ def calculation_paths(
                 for name, g in gates.items():
                     layers.append(LayerSpan(name, start, start + g.shape[1]))
                     start += g.shape[1]
-    finally:
-        model.train(was_training)
     if not rows:
         raise DataError("calculation_paths: the data is empty")
     return CalculationPaths(torch.cat(rows), layers, torch.cat(labels).long())

@@ -14,7 +14,7 @@ from pellucid.models import resnet, small  # noqa: F401  (fill the registry)
 from pellucid.models.base import Normalize, StagedNet
 from pellucid.models.tv import TorchvisionNet, load_state_file, torchvision_model
 from pellucid.registry import MODELS
-from pellucid.state import model_device
+from pellucid.state import eval_mode, model_device
 
 __all__ = [
     "Normalize",
@@ -118,15 +118,11 @@ def layer_table(
     names = [
         n for n, _ in model.named_modules() if n and (max_depth is None or n.count(".") < max_depth)
     ]
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         device = model_device(model)
         x = torch.zeros(1, *input_shape, device=device)
         with capture(model, names, allow_missing_output=True) as acts:
             model(x)
-    finally:
-        model.train(was_training)
     mods = dict(model.named_modules())
     rows = []
     for n in names:

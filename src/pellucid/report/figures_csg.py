@@ -84,16 +84,13 @@ def plot_class_filters(
 ) -> Path:
     """Activation maps of ``filters`` (rows of the figure: images) for a few images."""
     from pellucid.hooks import capture
+    from pellucid.state import eval_mode
 
     plt = _plt()
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with capture(model, [layer], detach=True) as acts:
             model(images)
         maps = acts[layer][:, list(filters)].cpu().numpy()  # (N, F, H, W)
-    finally:
-        model.train(was)
     n, f = maps.shape[:2]
     fig, axes = plt.subplots(n, f + 1, figsize=(1.4 * (f + 1), 1.4 * n), squeeze=False)
     vmax = float(maps.max()) or 1.0

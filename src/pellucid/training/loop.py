@@ -24,7 +24,7 @@ from pellucid.data import make_loader
 from pellucid.data.base import Batch, collate
 from pellucid.errors import PellucidError
 from pellucid.methods.base import Method
-from pellucid.state import model_device
+from pellucid.state import eval_mode, model_device
 from pellucid.training import distributed
 from pellucid.training.augment import random_shift
 from pellucid.training.checkpoint import load_checkpoint, save_checkpoint
@@ -69,18 +69,14 @@ def evaluate(
     if loader is None:
         loader = make_loader(data, batch_size=batch_size) if hasattr(data, "__getitem__") else data
     device = torch.device(device) if device else model_device(model)
-    was_training = model.training
-    model.eval()
     correct, loss_sum, n = 0, 0.0, 0
-    try:
+    with eval_mode(model):
         for batch in loader:
             x, y = batch.image.to(device), batch.label.to(device)
             logits = model(x)  # (N, C)
             loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
             n += len(y)
-    finally:
-        model.train(was_training)
     if n == 0:
         raise PellucidError("evaluate: the data is empty")
     return {"accuracy": correct / n, "loss": loss_sum / n, "n": n}
