@@ -294,3 +294,54 @@ def test_inputs_that_require_grad_are_explained_without_a_warning(tiny_model) ->
         warnings.simplefilter("error")  # was torch's "converting a tensor that requires grad"
         maps = build_explainer("saliency", tiny_model).explain(x)
     assert maps.shape == (2, 1, 16, 16) and x.grad is None
+
+
+class _DeclaredBackwards(nn.Module):
+    """Declares its head before its stem: the first convolution to *run* takes 3 channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(8, 3, 1)
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.stem(x))).mean((2, 3))
+
+
+def test_a_model_declaring_its_layers_out_of_order_is_checked_by_the_conv_that_runs_first():
+    from pellucid.metrics import deletion_auc
+
+    torch.manual_seed(0)
+    model = _DeclaredBackwards().train()
+    maps = build_explainer("saliency", model).explain(torch.rand(2, 3, 8, 8))
+    assert maps.shape == (2, 1, 8, 8) and model.training  # the probe left the mode alone
+    auc = deletion_auc(model, torch.rand(2, 3, 8, 8), maps, target=0, steps=4)
+    assert auc.shape == (2,)
+    with pytest.raises(DataError, match="expects 3 input channel.s., inputs have 1"):
+        build_explainer("saliency", model).explain(torch.rand(2, 1, 8, 8))
+
+
+def test_a_model_returning_a_tuple_is_named():
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+            return self.conv(x).mean((2, 3)), None
+
+    with pytest.raises(DataError, match="must return a tensor of logits .N, classes., got tuple"):
+        build_explainer("gradcam", Pair()).explain(torch.rand(2, 1, 8, 8))
+
+
+@pytest.mark.parametrize("name", ["neuromask", "saliency", "gradcam", "integrated-gradients"])
+def test_explainers_work_on_inference_tensors_and_inside_inference_mode(name: str) -> None:
+    model = _plain_net()
+    explainer = build_explainer(name, model, **({"iterations": 5} if name == "neuromask" else {}))
+    x = torch.rand(2, 1, 12, 12)
+    expected = explainer.explain(x, 1)
+    with torch.inference_mode():
+        frozen = x.clone()  # an inference tensor
+        inside = explainer.explain(frozen, 1)
+    assert torch.equal(inside, expected)
+    assert torch.equal(explainer.explain(frozen, 1), expected)

@@ -70,9 +70,46 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def input_channels(model: nn.Module) -> int | None:
-    """Channels the model expects: those of its first ``Conv2d`` (None if it has none)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return int(m.in_channels)
+def input_channels(model: nn.Module, inputs: torch.Tensor | None = None) -> int | None:
+    """Channels the model expects: those of its first ``Conv2d`` (None if it has none).
+
+    "First" is the first declared. When ``inputs`` (N, C, H, W) are given and C differs from
+    that convolution's channels, the convolution that *runs* first on them decides: a model
+    may declare its layers in another order than it runs them. The probe runs the forward
+    pass on one image in eval mode without gradients and stops at the first convolution.
+    """
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        return None
+    declared = int(convs[0].in_channels)
+    if inputs is None or inputs.dim() != 4 or inputs.shape[1] == declared:
+        return declared
+    ran = _first_conv_run(model, convs, inputs[:1])
+    return declared if ran is None else int(ran.in_channels)
+
+
+class _ConvReached(Exception):
+    """Raised by a forward pre-hook to stop the probe at the first convolution."""
+
+
+def _first_conv_run(
+    model: nn.Module, convs: list[nn.Conv2d], inputs: torch.Tensor
+) -> nn.Conv2d | None:
+    """The first of ``convs`` that ``model`` calls on ``inputs`` (None if the forward pass
+    fails before, or calls none)."""
+
+    def stop(module: nn.Module, args: object) -> None:
+        raise _ConvReached(module)
+
+    handles = [c.register_forward_pre_hook(stop) for c in convs]
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(inputs.to(model_device(model), model_dtype(model)))
+    except _ConvReached as reached:
+        return reached.args[0]
+    except Exception:  # the model's own error is reported where the model is run
+        return None
+    finally:
+        for h in handles:
+            h.remove()
     return None

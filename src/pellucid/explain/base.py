@@ -41,7 +41,7 @@ def check_inputs(model: nn.Module, inputs: Any) -> torch.Tensor:
         raise DataError("inputs is an empty batch (N = 0)")
     if not inputs.is_floating_point():
         raise DataError(f"inputs must be floating point, got {inputs.dtype}")
-    channels = input_channels(model)
+    channels = input_channels(model, inputs)
     if channels is not None and inputs.shape[1] != channels:
         raise DataError(
             f"the model expects {channels} input channel(s), inputs have {inputs.shape[1]} "
@@ -84,6 +84,11 @@ def resolve_target(model: nn.Module, inputs: torch.Tensor, target: Any) -> torch
         raise DataError(
             f"the model cannot run on inputs of shape {tuple(inputs.shape)}: {first}"
         ) from None
+    if not isinstance(logits, torch.Tensor):
+        raise DataError(
+            f"the model must return a tensor of logits (N, classes), got "
+            f"{type(logits).__name__}: wrap it in a module whose forward returns the logits"
+        )
     if logits.dim() != 2:
         raise DataError(f"the model must return logits (N, classes), got {tuple(logits.shape)}")
     classes = logits.shape[1]
@@ -153,8 +158,12 @@ class Explainer:
                 f"{dtype}: explain a float32 copy (copy.deepcopy(model).float())"
             )
         out = []
-        with model_state(self.model):
+        # inference_mode(False): explainers differentiate, also when called inside
+        # torch.inference_mode(); an inference tensor is copied into a normal one
+        with torch.inference_mode(False), model_state(self.model):
             xd = x.detach().to(device, dtype)
+            if xd.is_inference():
+                xd = xd.clone()
             target = _check_target_shape(target, xd.shape[0])
             for start in range(0, xd.shape[0], self.batch_size):
                 sl = slice(start, start + self.batch_size)

@@ -99,7 +99,10 @@ class GradCAMExplainer(Explainer):
     Parameters
     ----------
     layer : str, optional
-        A module name of the model (``pellucid models MODEL`` lists them).
+        A module name of the model (``pellucid models MODEL`` lists them). Default:
+        :func:`pellucid.models.default_layer`, the last convolutional stage of pellucid's
+        models but the last declared ``Conv2d`` of a model of your own (name the stage,
+        e.g. ``layer="layer4"`` for a torchvision ResNet).
     """
 
     name = "gradcam"

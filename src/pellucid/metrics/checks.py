@@ -67,7 +67,7 @@ def as_images(inputs: Any, model: torch.nn.Module | None = None) -> torch.Tensor
         raise DataError(f"inputs must be images (N, C, H, W); got shape {tuple(x.shape)}")
     from pellucid.state import input_channels
 
-    channels = input_channels(model) if model is not None else None
+    channels = input_channels(model, x) if model is not None else None
     if channels is not None and x.shape[1] != channels:
         raise DataError(
             f"the model expects {channels} input channel(s), inputs have {x.shape[1]} "

@@ -93,8 +93,11 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 def default_layer(model: nn.Module) -> str:
-    """The model's last convolutional stage (``model.default_layer``, else the module that
-    produces the last 4-D output of a Conv2d)."""
+    """The layer that methods and explainers use when none is named: ``model.default_layer``
+    (pellucid's models: the last convolutional stage), else the last ``Conv2d`` the model
+    *declares*. For a model of your own, name the stage you mean: in a torchvision ResNet the
+    last declared convolution is ``layer4.1.conv2``, before the last BatchNorm and the
+    residual addition, where Grad-CAM is usually taken at ``layer4``."""
     name = getattr(model, "default_layer", None)
     if name:
         return name
