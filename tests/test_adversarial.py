@@ -115,6 +115,11 @@ def test_bad_attack_input_is_named(bars_and_net):
         attack(net, x, y, "pgd", steps=0)
     with pytest.raises(ConfigError, match="has no option 'epsilon'; options: eps"):
         attack(net, x, y, "fgsm", epsilon=0.1)
+    # an int label is every image's; float64 images go in as the model's float32
+    expected = attack(net, x, torch.zeros(4, dtype=torch.long), "fgsm", eps=0.1)
+    assert torch.equal(attack(net, x, 0, "fgsm", eps=0.1), expected)
+    double = attack(net, x.double(), [0, 0, 0, 0], "fgsm", eps=0.1)
+    assert double.dtype == torch.float32 and torch.allclose(double, expected)
 
 
 # -- features and detectors ---------------------------------------------------------------

@@ -345,3 +345,10 @@ def test_explainers_work_on_inference_tensors_and_inside_inference_mode(name: st
         inside = explainer.explain(frozen, 1)
     assert torch.equal(inside, expected)
     assert torch.equal(explainer.explain(frozen, 1), expected)
+
+
+def test_an_occlusion_stride_beyond_its_window_is_refused() -> None:
+    with pytest.raises(ConfigError, match="occlusion stride 5 exceeds its window 3"):
+        build_explainer("occlusion", _plain_net(), window=3, stride=5)
+    with pytest.raises(ConfigError, match="stride 4 exceeds its window 3: pixels between"):
+        build_explainer("occlusion", _plain_net(), stride=4).explain(torch.rand(1, 1, 12, 12))

@@ -70,6 +70,10 @@ def test_bad_input_is_named():
     plain.info = DatasetInfo("plain", 2, 1, (16, 16), ("a", "b"), (0.5,), (0.25,))
     with pytest.raises(DataError, match="'plain' has no object masks"):
         localise(model, plain, "centre")
+    some = torch.utils.data.Subset(_squares(), [1, 2, 3])  # a view of a dataset is one
+    assert localise(model, some, "centre", q=16 / 256).pointing_game == 1.0
+    with pytest.raises(DataError, match="expected a pellucid dataset .* got list"):
+        localise(model, [_squares()[0]], "centre")
 
 
 def test_localise_cli_compares_runs_and_writes_per_image_scores(capsys, tmp_path):

@@ -122,8 +122,17 @@ def test_deletion_fill_errors_name_the_problem():
         deletion_auc(model, x, perfect, target, steps=4, fill="mean")
     with pytest.raises(DataError, match="fill"):
         deletion_auc(model, x, perfect, target, steps=4, fill="grey")
-    with pytest.raises(DataError, match="finite"):
-        deletion_auc(model, x, perfect, target, steps=4, fill=float("nan"))
+    for bad in (float("nan"), 5.0, -1.0):
+        with pytest.raises(DataError, match=r"grey level in \[0, 1\] \(pixel space\)"):
+            deletion_auc(model, x, perfect, target, steps=4, fill=bad)
+    with pytest.raises(DataError, match="fill='mean' is for deletion"):
+        deletion_insertion(model, x, perfect, target, mode="insertion", steps=4, fill="mean")
+    with pytest.raises(DataError, match="steps must be an integer >= 1, got 2.5"):
+        deletion_auc(model, x, perfect, target, steps=2.5)
+    with pytest.raises(DataError, match="batch_size must be an integer >= 1, got 0"):
+        deletion_auc(model, x, perfect, target, batch_size=0)
+    with pytest.raises(DataError, match="target is required"):
+        deletion_auc(model, x, perfect, None, steps=4)
 
 
 def test_ties_broken_reproducibly_by_seed():
@@ -134,6 +143,22 @@ def test_ties_broken_reproducibly_by_seed():
     c = deletion_insertion(model, x, flat, target, steps=16, seed=1)["curves"]
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("fill", ["zero", "road"])
+def test_an_images_tied_curve_does_not_depend_on_its_batch(fill: str) -> None:
+    """Was: the tie-breaking noise (and ROAD's) was drawn per row of the batch, so a map
+    with ties scored differently alone, in another batch or at another place in it."""
+    model, x, perfect, _, target = _important_pixel_setup(n=4)
+    blocky = (perfect > 1).float()  # 4 tied important pixels, 60 tied others
+    blocky[1] = (torch.arange(64).view(1, 8, 8) // 16).float()  # four tied bands
+    together = deletion_auc(model, x, blocky, target, steps=8, fill=fill)
+    for i in range(4):
+        alone = deletion_auc(model, x[i : i + 1], blocky[i : i + 1], target[:1], steps=8, fill=fill)
+        assert alone.item() == pytest.approx(together[i].item(), abs=1e-6), i
+    rev = torch.arange(3, -1, -1)
+    reversed_ = deletion_auc(model, x[rev], blocky[rev], target[rev], steps=8, fill=fill)
+    assert torch.allclose(reversed_.flip(0), together, atol=1e-6)
 
 
 def test_deletion_insertion_restores_modes_and_leaves_model_untouched():

@@ -162,6 +162,9 @@ def test_ssim_and_hog_similarity_on_known_maps():
         ssim_similarity(a, torch.rand(3, 1, 16, 16))
     assert set(map_similarities(a, b)) == {"rank_correlation", "rank_correlation_abs", "ssim",
                                            "hog"}  # fmt: skip
+    from_arrays = map_similarities(a.numpy(), b[:, 0].numpy())  # arrays, (N, H, W) too
+    assert torch.equal(from_arrays["hog"], hog_similarity(a, b))
+    assert torch.isnan(hog_similarity(torch.rand(2, 1, 3, 3), torch.rand(2, 1, 3, 3))).all()
 
 
 def test_data_randomisation():

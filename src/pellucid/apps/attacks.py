@@ -226,8 +226,8 @@ def attack(
         A classifier of pixel-space images; left as it was (modes, ``requires_grad``).
     images : Tensor (N, C, H, W)
         In [0, 1], on any device (moved to the model's).
-    labels : Tensor (N,)
-        The classes the attack moves away from.
+    labels : Tensor (N,), sequence or int
+        The classes the attack moves away from (an int: the same for every image).
     name : str
         A registered attack (``fgsm``, ``pgd``, ``cw``); ``options`` are its options.
     seed : int
@@ -236,13 +236,18 @@ def attack(
     Returns
     -------
     Tensor (N, C, H, W)
-        Adversarial images in [0, 1], on the model's device, detached.
+        Adversarial images in [0, 1], on the model's device and in its dtype, detached.
     """
-    from pellucid.state import model_device, model_state
+    from pellucid.state import model_device, model_dtype, model_state
 
+    if not isinstance(labels, torch.Tensor):
+        labels = torch.as_tensor(labels)
+    if labels.dim() == 0 and isinstance(images, torch.Tensor) and images.dim() == 4:
+        labels = labels.expand(images.shape[0])  # one class for every image
     check_images(images, labels)
     device = model_device(model)
-    images, labels = images.to(device), labels.to(device).long()
+    images = images.to(device, model_dtype(model))  # float64 images for a float32 model
+    labels = labels.to(device).long()
     with model_state(model):
         atk = ATTACKS.build(name, model, fixed=("model",), **options)  # options checked first
         with torch.no_grad():

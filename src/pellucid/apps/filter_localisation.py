@@ -57,6 +57,7 @@ from pellucid.apps.filter_assignment import (
     reference_statistics,
 )
 from pellucid.apps.filter_maps import FilterScores, filter_gradient_maps, layer_maps
+from pellucid.data.base import dataset_info
 from pellucid.errors import ConfigError
 
 __all__ = [
@@ -185,12 +186,12 @@ def filter_localise(
     if per_class is not None and protocol != "filters":
         raise ConfigError("per_class is an option of protocol 'filters'")
     count = scored_count(data, n, "filter localisation")
-    classes = int(data.info.num_classes)
+    classes = int(dataset_info(data).num_classes)
     means, thresholds = reference_statistics(model, layer, reference, classes, q)
     used_gates = gates if assign == "gates" else None
     members = _members(means, layer, used_gates, gate_cut, per_class)
     table = class_filter_table(means, m)
-    size = tuple(data.info.image_size)
+    size = tuple(dataset_info(data).image_size)
     sigma = size[0] / 32 if sigma is None else float(sigma)
     if sigma < 0:
         raise ConfigError(f"sigma (the blur in px) must be >= 0, got {sigma}")

@@ -56,9 +56,12 @@ def _check(q: float, threshold: float, target: str) -> None:
 def scored_count(data: Any, n: int | None, what: str) -> int:
     """How many of ``data``'s images a localisation scores (its first ``n``, all when None);
     a clear error for a dataset without object masks or nothing to score."""
-    if not getattr(data.info, "has_masks", False):
+    from pellucid.data.base import dataset_info
+
+    info = dataset_info(data)
+    if not getattr(info, "has_masks", False):
         raise DataError(
-            f"dataset {data.info.name!r} has no object masks: localisation needs them "
+            f"dataset {info.name!r} has no object masks: localisation needs them "
             "(cluttered-mnist, shapes, or a folder dataset with a masks folder)"
         )
     count = len(data) if n is None else min(int(n), len(data))

@@ -89,6 +89,22 @@ class DatasetInfo:
     part_names: tuple[str, ...] = field(default_factory=tuple)
 
 
+def dataset_info(data: Any) -> DatasetInfo:
+    """The :class:`DatasetInfo` of a pellucid dataset, also through (nested)
+    ``torch.utils.data.Subset`` views of one; a clear error for other data."""
+    inner = data
+    while not hasattr(inner, "info") and isinstance(inner, torch.utils.data.Subset):
+        inner = inner.dataset
+    info = getattr(inner, "info", None)
+    if not isinstance(info, DatasetInfo):
+        raise DataError(
+            f"expected a pellucid dataset (pellucid.load_dataset, PellucidDataset) or a Subset "
+            f"of one, got {type(data).__name__}: its class count, image size and masks are read "
+            "from its .info"
+        )
+    return info
+
+
 class PellucidDataset(Dataset):
     """Base class for our datasets: tensors held in memory plus a :class:`DatasetInfo`.
 

@@ -155,6 +155,8 @@ class OcclusionExplainer(Explainer):
         super().__init__(model, batch_size)
         self.window = None if window is None else check_count(window, "window")
         self.stride = None if stride is None else check_count(stride, "stride")
+        if self.window is not None and self.stride is not None and self.stride > self.window:
+            raise ConfigError(f"occlusion stride {self.stride} exceeds its window {self.window}")
         self.sign = _check_sign(sign)
 
     def _explain(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -165,6 +167,11 @@ class OcclusionExplainer(Explainer):
             raise DataError(f"occlusion window {self.window} exceeds the images' {h}x{w} pixels")
         window = min(self.window or max(3, round(h / 8)), h, w)
         stride = self.stride or max(1, window // 2)
+        if stride > window:
+            raise ConfigError(
+                f"occlusion stride {stride} exceeds its window {window}: pixels between the "
+                "windows would never be occluded"
+            )
         attr = Occlusion(self.model).attribute(
             inputs,
             sliding_window_shapes=(c, window, window),

@@ -6,6 +6,7 @@ curves' option checks and the batched class probabilities of the perturbed image
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -32,17 +33,26 @@ def odd_at_most(k: int, size: int) -> int:
 def removal_rank(maps: torch.Tensor, seed: int) -> torch.Tensor:
     """rank[n, p] = position of pixel p in decreasing-map order (0 = first removed).
 
-    Ties are broken by a seeded random permutation: the pixels are shuffled, then stably
-    sorted by decreasing value.
+    Ties are broken by one seeded random permutation of the pixel positions, the same for
+    every image: the pixels are put in that order, then stably sorted by decreasing value.
+    An image's ranks therefore depend only on its map and ``seed``, not on the batch it is
+    scored in or its place there.
     """
     n, hw = maps.shape
     gen = torch.Generator().manual_seed(int(seed))
-    perm = torch.rand(n, hw, generator=gen, dtype=torch.float64).argsort(dim=1, stable=True)
+    perm = torch.rand(hw, generator=gen, dtype=torch.float64).argsort(stable=True)
+    perm = perm.expand(n, hw)
     vals = torch.gather(maps.cpu(), 1, perm)
     order = torch.gather(perm, 1, vals.argsort(dim=1, descending=True, stable=True))
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(hw).expand(n, hw).contiguous())
     return rank
+
+
+def _whole(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise DataError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 def check_curve_options(
@@ -51,16 +61,12 @@ def check_curve_options(
     """Validate the deletion / insertion curve options; returns (steps, batch_size) as ints."""
     if mode not in ("deletion", "insertion"):
         raise DataError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
-    if int(steps) < 1:
-        raise DataError(f"steps must be >= 1, got {steps}")
-    if int(batch_size) < 1:
-        raise DataError(f"batch_size must be >= 1, got {batch_size}")
+    steps, batch_size = _whole(steps, "steps"), _whole(batch_size, "batch_size")
     if mode == "insertion":
-        if int(blur_kernel) < 1:
-            raise DataError(f"blur_kernel must be >= 1, got {blur_kernel}")
+        _whole(blur_kernel, "blur_kernel")
         if not (float(blur_sigma) > 0 and math.isfinite(float(blur_sigma))):
             raise DataError(f"blur_sigma must be a finite number > 0, got {blur_sigma}")
-    return int(steps), int(batch_size)
+    return steps, batch_size
 
 
 def target_probabilities(
@@ -96,8 +102,10 @@ def target_probabilities(
 def deletion_fill(model: nn.Module, fill: str | float, channels: int) -> torch.Tensor:
     """The value deleted pixels take: a 0-dim tensor, or (1, C, 1, 1) for ``"mean"``."""
     if isinstance(fill, (int, float)) and not isinstance(fill, bool):
-        if not math.isfinite(float(fill)):
-            raise DataError(f"deletion fill must be finite, got {fill}")
+        if not 0 <= float(fill) <= 1:  # NaN fails too
+            raise DataError(
+                f"deletion fill must be a grey level in [0, 1] (pixel space), got {fill}"
+            )
         return torch.tensor(float(fill))
     if fill == "zero":
         return torch.tensor(0.0)

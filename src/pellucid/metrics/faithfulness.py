@@ -134,6 +134,16 @@ def deletion_insertion(
     Models", BMVC 2018 (Sec. 4.1, causal metrics).
     """
     steps, batch_size = check_curve_options(mode, steps, batch_size, blur_kernel, blur_sigma)
+    if mode == "insertion" and not (isinstance(fill, str) and fill == "zero"):
+        raise DataError(
+            f"fill={fill!r} is for deletion: insertion starts from the blurred image "
+            "(blur_kernel, blur_sigma)"
+        )
+    if target is None:
+        raise DataError(
+            "target is required: the class each map explains (e.g. model(inputs).argmax(1) "
+            "for the predicted class)"
+        )
     x = as_images(inputs, model)
     out_device = x.device
     n, c, h, w = x.shape
@@ -170,8 +180,10 @@ def deletion_insertion(
         and the index of the image each one was made from (B,)."""
         i, s = j // (steps + 1), j % (steps + 1)
         changed = rank[i] < counts[s].view(-1, 1, 1, 1)  # (B, 1, H, W)
-        if mode == "deletion" and base is None:  # ROAD: seeded per (image, step)
-            return noisy_linear_imputation(x[i], changed, seed=(seed * 1_000_003 + j).tolist()), i
+        if mode == "deletion" and base is None:
+            # ROAD, seeded per step (not per image: an image's curve must not depend on
+            # the batch it is scored in)
+            return noisy_linear_imputation(x[i], changed, seed=(seed * 1_000_003 + s).tolist()), i
         if mode == "deletion":
             return torch.where(changed, base, x[i]), i
         return torch.where(changed, x[i], base[i]), i

@@ -177,12 +177,15 @@ def hog_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     Tensor (N,)
-        In [-1, 1]; NaN where either descriptor is constant (e.g. a constant map).
+        In [-1, 1]; NaN where either descriptor is constant (e.g. a constant map), and for
+        maps smaller than 4 x 4 (one block of 2 x 2 cells of 2 px).
     """
     import numpy as np
     from skimage.feature import hog
 
     x, y = _unit_maps(a, b)
+    if min(x.shape[1:]) < 4:
+        return torch.full((x.shape[0],), math.nan)
     cell = max(2, min(x.shape[1:]) // 8)
     opts = {"orientations": 9, "pixels_per_cell": (cell, cell), "cells_per_block": (2, 2)}
     vals = []
@@ -197,7 +200,8 @@ def hog_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def map_similarities(a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every per-image similarity the sanity checks report: ``rank_correlation`` (Spearman),
     ``rank_correlation_abs`` (of absolute values), ``ssim`` and ``hog`` (Tensors (N,); lower
-    = the maps changed more)."""
+    = the maps changed more). ``a``, ``b``: (N, 1, H, W) or (N, H, W), tensors or arrays."""
+    a, b = as_maps(a, "a"), as_maps(b, "b")
     return {
         "rank_correlation": spearman_rank_correlation(a, b),
         "rank_correlation_abs": spearman_rank_correlation(a.abs(), b.abs()),
