@@ -21,18 +21,50 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 FRACTIONS = (0.7, 0.1, 0.2)
 
 
+#: PIL modes of more than 8 bits per pixel: 16-bit integers (scaled by 65535) and 32-bit
+#: floats (taken as pixel values in [0, 1]); ``Image.convert`` would clip them to 0 or 255
+WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0,
+              "I": 65535.0, "F": 1.0}  # fmt: skip
+
+
 def _read_image(
     path: Path, mode: str, size: tuple[int, int] | None, nearest: bool = False
 ) -> np.ndarray:
+    """(C, H, W): uint8 for 8-bit files, float32 in [0, 1] for 16-bit and float files."""
+    resample = Image.NEAREST if nearest else Image.BILINEAR
     try:
         with Image.open(path) as im:
-            im = im.convert(mode)
-            if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.NEAREST if nearest else Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
+            if im.mode in WIDE_MODES:
+                arr = _wide_image(im, path, mode, size, resample)
+            else:
+                im = im.convert(mode)
+                if size is not None and im.size != (size[1], size[0]):
+                    im = im.resize((size[1], size[0]), resample)
+                arr = np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"cannot read image {path}: {err}") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
+
+
+def _wide_image(
+    im: Image.Image, path: Path, mode: str, size: tuple[int, int] | None, resample: int
+) -> np.ndarray:
+    """A single-channel 16-bit or float image as float32 in [0, 1], (H, W) or (H, W, 3)."""
+    scale = WIDE_MODES[im.mode]
+    arr = np.asarray(im, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise DataError(f"image {path} contains NaN or infinite values")
+    low, high = float(arr.min()), float(arr.max())
+    if low < 0 or high > scale:
+        what = "float images must hold values in [0, 1]" if scale == 1 else (
+            "16-bit images must hold values in [0, 65535]"
+        )  # fmt: skip
+        raise DataError(f"image {path}: {what}, got [{low:g}, {high:g}]")
+    arr = arr / scale
+    if size is not None and arr.shape != size:
+        arr = np.asarray(Image.fromarray(arr, "F").resize((size[1], size[0]), resample))
+    arr = np.clip(arr, 0.0, 1.0)
+    return np.repeat(arr[..., None], 3, axis=2) if mode == "RGB" else arr
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -44,21 +76,50 @@ def _size(path: Path) -> tuple[int, int]:
         raise DataError(f"cannot read image {path}: {err}") from None
 
 
-def _scan(root: Path) -> tuple[list[Path], list[int], list[str]]:
+def _class_dirs(root: Path) -> list[str]:
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist or is not a directory")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
+    """Image files under ``root/<class>/`` and their labels. ``classes`` (a pre-split
+    folder's classes over all its splits) fixes the label of each class name; a class may
+    then have no folder, or an empty one, in this split."""
+    own = _class_dirs(root)
+    if classes is None:
+        classes = own
     if not classes:
         raise DataError(f"image folder {root} has no class sub-folders (expected root/<class>/*)")
-    files, labels = [], []
+    files, labels, empty = [], [], []
     for c, name in enumerate(classes):
-        for f in sorted((root / name).rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
-                files.append(f)
-                labels.append(c)
+        found = [
+            f
+            for f in sorted((root / name).rglob("*"))
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+        ]
+        files += found
+        labels += [c] * len(found)
+        if not found and name in own:
+            empty.append(name)
     if not files:
         raise DataError(f"image folder {root} contains no images ({', '.join(IMAGE_SUFFIXES)})")
+    if empty and classes is own:
+        raise DataError(
+            f"image folder {root}: class folder(s) {', '.join(empty)} hold no images; a class "
+            "without images cannot be learnt (remove the folder or add its images)"
+        )
     return files, labels, classes
+
+
+def _presplit_classes(base: Path) -> list[str]:
+    """The classes of a pre-split folder: every class folder of any split, sorted, so that a
+    class has the same label in every split even where a split lacks it."""
+    names = set()
+    for split in ("train", "val", "test"):
+        if (base / split).is_dir():
+            names.update(_class_dirs(base / split))
+    return sorted(names)
 
 
 def warn_empty_masks(masks: torch.Tensor, where: str, split: str, names: list[str]) -> None:
@@ -90,7 +151,12 @@ def load_folder(
     If ``root`` has ``train``/``val``/``test`` sub-folders they are used as splits, otherwise a
     stratified 70/10/20 split is drawn by ``seed``. ``masks`` is an optional folder with the
     same relative file names (any image; non-zero = object). Images are resized to ``size``
-    (default: the first image's size) and converted to ``channels`` (1 or 3).
+    (default: the first image's size; in a pre-split folder, the first image of ``train``)
+    and converted to ``channels`` (1 or 3). In a pre-split folder the classes are the class
+    folders of all splits, so a class keeps its label in a split that lacks it. 8-bit files
+    are read as they are; 16-bit files (PIL modes ``I;16``, ``I``) are scaled by 65535 and
+    float files (mode ``F``) must hold values in [0, 1]: a folder with any of those is
+    loaded as float images.
     """
     check_split(split, "folder")
     if root is None:
@@ -100,8 +166,13 @@ def load_folder(
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise DataError(f"folder: size (the side images are resized to) must be >= 1, got {size}")
     base = Path(root)
-    presplit = (base / split).is_dir()
-    files, labels, classes = _scan(base / split if presplit else base)
+    presplit = any((base / s).is_dir() for s in ("train", "val", "test"))
+    if presplit and not (base / split).is_dir():
+        raise DataError(f"image folder {base} has split folders but no {split!r} folder")
+    if masks is not None and not Path(masks).is_dir():
+        raise DataError(f"masks folder {masks} does not exist or is not a directory")
+    classes = _presplit_classes(base) if presplit else None
+    files, labels, classes = _scan(base / split if presplit else base, classes)
     if presplit:
         idx = np.arange(len(files))
     else:
@@ -109,10 +180,18 @@ def load_folder(
         idx = check_nonempty(idx, split, f"image folder {base}", len(files))
     mode = "L" if channels == 1 else "RGB"
     hw = (size, size) if size else None
-    if hw is None:
-        first = _read_image(files[0], mode, None)
+    if hw is None:  # every split takes the size of the first image of the first split
+        if presplit:
+            first_split = next(s for s in ("train", "val", "test") if (base / s).is_dir())
+            first_file = _scan(base / first_split, classes)[0][0]
+        else:
+            first_file = files[0]
+        first = _read_image(first_file, mode, None)
         hw = (first.shape[1], first.shape[2])
-    images = np.stack([_read_image(files[i], mode, hw) for i in idx])
+    read = [_read_image(files[i], mode, hw) for i in idx]
+    if any(a.dtype != np.uint8 for a in read):  # 16-bit or float files: all as float
+        read = [a.astype(np.float32) / 255 if a.dtype == np.uint8 else a for a in read]
+    images = np.stack(read)
     extra = {}
     if masks is not None:
         mroot = Path(masks) / split if presplit else Path(masks)
@@ -187,12 +266,12 @@ def load_npz(
         raise DataError(
             f"{path}: images must be a non-empty (N, C, H, W) array, got {images.shape}"
         )
-    if images.shape[1] not in (1, 3) and images.shape[3] in (1, 3):
+    if images.shape[1] not in (1, 3, 4) and images.shape[3] in (1, 3, 4):
         raise DataError(
             f"{path}: images of shape {images.shape} look channel-last (N, H, W, C); pellucid "
             "expects (N, C, H, W): save images.transpose(0, 3, 1, 2)"
         )
-    if not np.issubdtype(images.dtype, np.integer) and not np.isfinite(images).all():
+    if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
         raise DataError(f"{path}: images contain NaN or infinite values")
     labels = _npz_labels(arrays["labels"], len(images), path)
     if num_classes is not None and int(num_classes) < 1:
@@ -200,12 +279,9 @@ def load_npz(
     n_cls = int(num_classes) if num_classes is not None else int(labels.max()) + 1
     idx = stratified_split(labels, FRACTIONS, seed)[split]
     idx = check_nonempty(idx, split, f"npz file {path}", len(images))
-    img = torch.from_numpy(images[idx])
-    if img.dtype != torch.uint8:
-        img = img.float()
-        if float(img.min()) < 0 or float(img.max()) > 1:
-            raise DataError(f"{path}: float images must lie in [0, 1] (pixel space)")
-    names = tuple(str(s) for s in arrays.get("class_names", [str(c) for c in range(n_cls)]))
+    img = torch.from_numpy(_npz_pixels(images[idx], path))
+    raw_names = arrays.get("class_names", [str(c) for c in range(n_cls)])
+    names = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in raw_names)
     if len(names) != n_cls:
         raise DataError(f"{path}: {len(names)} class_names for {n_cls} classes")
     extra = {}
@@ -240,6 +316,34 @@ def load_npz(
         has_masks="mask" in extra,
     )
     return PellucidDataset(info, img, torch.from_numpy(labels[idx]), **extra)
+
+
+def _npz_pixels(images: np.ndarray, path: str) -> np.ndarray:
+    """An npz file's images as uint8 (0-255) or float32 in [0, 1], or a DataError saying
+    what the values are: integers other than uint8 are taken as 8-bit values if they lie in
+    [0, 255], booleans as 0 / 1."""
+    if images.dtype == np.uint8:
+        return images
+    if images.dtype == bool:
+        return images.astype(np.float32)
+    if np.issubdtype(images.dtype, np.integer):
+        low, high = int(images.min()), int(images.max())
+        if low < 0 or high > 255:
+            raise DataError(
+                f"{path}: integer images must hold 8-bit values in [0, 255], got dtype "
+                f"{images.dtype} with values in [{low}, {high}]; save float images in [0, 1] "
+                "(e.g. images / 65535 for 16-bit data)"
+            )
+        return images.astype(np.uint8)
+    if not np.issubdtype(images.dtype, np.floating):
+        raise DataError(f"{path}: images must be numbers, got dtype {images.dtype}")
+    out = images.astype(np.float32)
+    low, high = float(out.min()), float(out.max())
+    if low < 0 or high > 1:
+        raise DataError(
+            f"{path}: float images must lie in [0, 1] (pixel space), got [{low:.4g}, {high:.4g}]"
+        )
+    return out
 
 
 def _npz_labels(raw: np.ndarray, n: int, path: str) -> np.ndarray:
