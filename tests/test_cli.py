@@ -388,3 +388,24 @@ def test_named_options_group_by_name_and_name_the_flag():
     }
     with pytest.raises(ConfigError, match="--attack-option expects ATTACK.KEY=VALUE"):
         parse_named_options(["eps=0.1"], "--attack-option", "ATTACK")
+
+
+def test_data_paths_are_taken_as_typed_and_made_absolute(capsys, tmp_path, monkeypatch):
+    """A run trained on ``root=imgs #2`` from one directory is evaluated from another: the
+    path is not read as YAML (``#`` would start a comment) and is stored absolute."""
+    import yaml
+
+    folder = tmp_path / "work" / "imgs #2"
+    for c, v in (("a", 30), ("b", 220)):
+        (folder / c).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(np.full((8, 8, 3), v, np.uint8)).save(folder / c / f"{i}.png")
+    monkeypatch.chdir(tmp_path / "work")
+    argv = ["train", "--dataset", "folder", "--data-option", "root=imgs #2", "--model"]
+    argv += ["convnet", "--epochs", "1", "--batch-size", "4", "--out", "run", "--quiet"]
+    assert run(capsys, *argv)[0] == 0
+    saved = yaml.safe_load((tmp_path / "work" / "run" / "config.yaml").read_text())
+    assert saved["data"]["options"]["root"] == str(folder)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "evaluate", "work/run", "--quiet")
+    assert code == 0, err

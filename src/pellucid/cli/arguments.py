@@ -4,6 +4,8 @@ the choice of images to explain."""
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -23,14 +25,28 @@ __all__ = [
 Subparsers = argparse._SubParsersAction
 
 
+#: ``--data-option`` keys that name files or folders (the datasets' ``root``, ``masks`` and
+#: ``path``): taken as typed, not as YAML (``imgs #2`` is a name, not ``imgs`` and a comment;
+#: ``2024-01-05`` and ``123`` are names, not a date and a number), and made absolute, so
+#: that a run trained in one directory is evaluated, explained and reported from any other
+PATH_OPTIONS = frozenset({"root", "masks", "path"})
+
+
 def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
-    """Parse ``key=value`` pairs; values are read as YAML scalars (3 -> int, 0.1 -> float)."""
+    """Parse ``key=value`` pairs; values are read as YAML scalars (3 -> int, 0.1 -> float),
+    except the paths of ``--data-option`` (:data:`PATH_OPTIONS`)."""
     out: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise ConfigError(f"{flag} expects KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        key = key.strip().replace("-", "_")
+        if flag == "--data-option" and key in PATH_OPTIONS:
+            if not value:
+                raise ConfigError(f"{flag} {key}= needs a path")
+            out[key] = os.path.abspath(Path(value).expanduser())  # keeps symlinks
+        else:
+            out[key] = yaml.safe_load(value)
     return out
 
 
