@@ -294,6 +294,8 @@ def test_detection_defaults_to_the_last_conv_layer_and_takes_one_attack_name(bar
     res = detect_adversarial(net, data, attacks="fgsm", n=40, folds=2)
     assert res.layers == ["conv"] and res.features == {"activations": 6, "logits": 2}
     assert [a.attack for a in res.attacks] == ["fgsm"]
+    with pytest.warns(UserWarning, match="has 64 images: all 64 are attacked, not the 500"):
+        detect_adversarial(net, data, attacks="fgsm", features=["logits"], folds=2)
 
 
 def test_detection_rejects_bad_setups(bars_and_net):

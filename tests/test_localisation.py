@@ -70,6 +70,8 @@ def test_bad_input_is_named():
     plain.info = DatasetInfo("plain", 2, 1, (16, 16), ("a", "b"), (0.5,), (0.25,))
     with pytest.raises(DataError, match="'plain' has no object masks"):
         localise(model, plain, "centre")
+    with pytest.warns(UserWarning, match="has 6 images: all 6 are scored, not the 50 asked"):
+        assert localise(model, _squares(), "centre", n=50).n == 6
     some = torch.utils.data.Subset(_squares(), [1, 2, 3])  # a view of a dataset is one
     assert localise(model, some, "centre", q=16 / 256).pointing_game == 1.0
     with pytest.raises(DataError, match="expected a pellucid dataset .* got list"):

@@ -46,6 +46,7 @@ this module runs the protocol.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -222,6 +223,12 @@ def detect_adversarial(
             f"({', '.join(UNSUPERVISED)}); none of them is in detectors"
         )
 
+    if n is not None and len(data) < n:
+        warnings.warn(
+            f"detect_adversarial: the data has {len(data)} images: all {len(data)} are "
+            f"attacked, not the {n} asked for",
+            stacklevel=2,
+        )
     images, labels = _images(data, n, "detect_adversarial")
     kw = {"features": features, "layers": layers, "gates": gates, "batch_size": batch_size}
     pred, clean = feature_vectors(model, images, **kw)

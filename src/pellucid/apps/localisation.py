@@ -12,6 +12,7 @@ for Grad-CAM (``explainer=``), and the pointing game (Zhang et al. 2016) is repo
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,6 +66,12 @@ def scored_count(data: Any, n: int | None, what: str) -> int:
             "(cluttered-mnist, shapes, or a folder dataset with a masks folder)"
         )
     count = len(data) if n is None else min(int(n), len(data))
+    if n is not None and int(n) > len(data) > 0:
+        warnings.warn(
+            f"{what}: the data has {len(data)} images: all {len(data)} are scored, not the "
+            f"{n} asked for",
+            stacklevel=3,  # the caller of localise / filter_localise
+        )
     if count < 1:
         raise DataError(f"{what}: no images to score (dataset of {len(data)}, n={n})")
     return count
