@@ -53,6 +53,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     _atomic(path, lambda p: p.write_text(text))
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (e.g. a figure drawn earlier as PNG bytes)."""
+    _atomic(path, lambda p: p.write_bytes(data))
+
+
 def save_figure(fig: Any, path: Path, dpi: int = 100) -> Path:
     """Save a matplotlib figure as PNG atomically (temp file + rename)."""
     _atomic(Path(path), lambda p: fig.savefig(p, dpi=dpi, format="png"))

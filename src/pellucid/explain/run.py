@@ -23,7 +23,7 @@ from pellucid.explain.scoring import (
     summarise,
     summarise_by_prediction,
 )
-from pellucid.io import atomic_write_text, save_tensors, write_json
+from pellucid.io import atomic_write_bytes, atomic_write_text, save_tensors, write_json
 
 DEFAULT_EXCLUDED = ("neuromask-reference",)
 
@@ -92,7 +92,7 @@ def explain_run(
     from tqdm.auto import tqdm
 
     from pellucid.explain import build_explainer
-    from pellucid.report.figures_explain import save_overlay
+    from pellucid.report.figures_explain import overlay_png
     from pellucid.training.setup import resolve_device
 
     model, batch, ds = load_images(
@@ -110,20 +110,12 @@ def explain_run(
     masks = batch.mask
     scores = score_maps(model, batch.image.to(dev), maps.to(dev), targets.to(dev), _dev(masks, dev))
     names = ds.info.class_names
-    out = Path(out)
-    overlays = out / "overlays"
-    if overlays.is_dir():  # an earlier explain's overlays: replaced, not mixed with these
-        for old in overlays.glob("[0-9][0-9][0-9]_*.png"):
-            old.unlink()
+    drawn: dict[str, bytes] = {}  # drawn before anything is written: a failure leaves no mix
     for i in tqdm(range(len(maps)), desc="overlays", disable=not progress, leave=False):
         label, tgt = int(batch.label[i]), int(targets[i])
         title = f"{explainer}: class {names[tgt]}, p={p_target[i]:.2f} (label {names[label]})"
         mask = masks[i] if masks is not None else None
-        save_overlay(batch.image[i], maps[i], out / "overlays" / f"{i:03d}_{tgt}.png", title, mask)
-    save_tensors(
-        out / "maps.safetensors",
-        {"maps": maps, "images": batch.image, "labels": batch.label, "targets": targets},
-    )
+        drawn[f"{i:03d}_{tgt}.png"] = overlay_png(batch.image[i], maps[i], title, mask)
     summary = summarise(scores, targets)
     info = getattr(exp, "config", lambda: {})()
     record = {
@@ -144,8 +136,24 @@ def explain_run(
     kept = getattr(exp, "last_info", {}).get("probability")
     if kept is not None:
         record["kept_probability"] = [round(float(x), 5) for x in kept]
-    write_json(out / "metrics.json", record)
+    tensors = {"maps": maps, "images": batch.image, "labels": batch.label, "targets": targets}
+    _write_explanation(Path(out), drawn, tensors, record)
     return record
+
+
+def _write_explanation(
+    out: Path, overlays: dict[str, bytes], tensors: dict[str, torch.Tensor], record: dict
+) -> None:
+    """Write what :func:`explain_run` computed and drew: the overlays (an earlier explain's
+    removed, not mixed with these), ``maps.safetensors`` and ``metrics.json`` last."""
+    folder = out / "overlays"
+    if folder.is_dir():
+        for old in folder.glob("[0-9][0-9][0-9]_*.png"):
+            old.unlink()
+    for name, png in overlays.items():
+        atomic_write_bytes(folder / name, png)
+    save_tensors(out / "maps.safetensors", tensors)
+    write_json(out / "metrics.json", record)
 
 
 def compare_run(
@@ -232,11 +240,12 @@ def compare_run(
         result["against"], result["differences"] = against, differences
     if out is not None:
         out = Path(out)
-        write_json(out / "compare.json", {**result, "options": options or {}})
-        atomic_write_text(out / "compare.md", table + "\n")
         class_names = ds.info.class_names
         titles = [class_names[int(t)] for t in batch.label]
+        # the figure first: if drawing fails, the results of an earlier run stay unmixed
         save_gallery(batch.image, res["maps"], out / "gallery.png", titles, batch.mask)
+        write_json(out / "compare.json", {**result, "options": options or {}})
+        atomic_write_text(out / "compare.md", table + "\n")
         save_tensors(
             out / "maps.safetensors",
             {**{f"maps.{k}": v for k, v in res["maps"].items()}, "images": batch.image},

@@ -25,7 +25,9 @@ from torch import nn
 from pellucid.errors import ConfigError, DataError
 
 __all__ = [
+    "CASCADE_FIGURE",
     "CHECKS",
+    "MAPS_FIGURE",
     "SANITY_DIR",
     "load_random_label_model",
     "sanity_columns",
@@ -313,12 +315,21 @@ def _cell(v: Any) -> str:
     return f"{v:.3f}"
 
 
+#: the figures :func:`sanity_run` writes next to ``sanity.json``
+CASCADE_FIGURE, MAPS_FIGURE = "sanity_cascade.png", "sanity_maps.png"
+
+
 def _write(out: Path, result: dict[str, Any], image: torch.Tensor, shown: dict) -> None:
+    """Figures first (drawing is what fails on unusual data), then ``sanity.json`` and
+    ``sanity.md``; the cascade figure of an earlier result is removed when this one has no
+    cascading check, so that no figure sits next to results it does not belong to."""
     from pellucid.io import atomic_write_text, write_json
     from pellucid.report.figures_sanity import save_cascade_curves, save_sanity_maps
 
+    save_sanity_maps(image, shown, out / MAPS_FIGURE)
+    if "cascading" in result["checks"]:
+        save_cascade_curves(result, out / CASCADE_FIGURE)
+    else:
+        (out / CASCADE_FIGURE).unlink(missing_ok=True)
     write_json(out / "sanity.json", result)
     atomic_write_text(out / "sanity.md", result["table"] + "\n")
-    if "cascading" in result["checks"]:
-        save_cascade_curves(result, out / "sanity_cascade.png")
-    save_sanity_maps(image, shown, out / "sanity_maps.png")

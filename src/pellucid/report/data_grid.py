@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from pellucid.data.base import PellucidDataset
 from pellucid.errors import DataError
+from pellucid.report.draw import draw_image, literal
 
 
 def save_data_grid(dataset: PellucidDataset, out: Path, n: int = 16, cols: int = 8) -> Path:
-    """Draw ``n`` samples (one per class first, then in order) and save a PNG at ``out``.
+    """Draw ``n`` samples (one per class first, then in order) and save a PNG at ``out``
+    (``.png`` added when ``out`` has no image suffix, :func:`figure_path`); returns the path
+    written.
 
     Object masks are outlined in white, each part slot in its own colour, landmarks as
-    crosses; titles give the class name.
+    crosses; titles give the class name. Images of any channel count are drawn
+    (:func:`pellucid.report.draw.display_array`).
     """
     import matplotlib
 
@@ -34,8 +39,7 @@ def save_data_grid(dataset: PellucidDataset, out: Path, n: int = 16, cols: int =
     part_colours = plt.cm.tab10.colors
     for ax, idx in zip(axes.flat, order[:n], strict=False):
         item = dataset[idx]
-        img = item["image"].permute(1, 2, 0).numpy()
-        ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        draw_image(ax, item["image"])
         if "parts" in item:
             for k, part in enumerate(item["parts"].numpy()):
                 if part.any():
@@ -47,15 +51,27 @@ def save_data_grid(dataset: PellucidDataset, out: Path, n: int = 16, cols: int =
             ok = ~np.isnan(pts).any(1)
             ax.scatter(pts[ok, 0], pts[ok, 1], marker="x", s=18, c="red", linewidths=1)
         name = dataset.info.class_names[int(item["label"])]
-        ax.set_title(name, fontsize=8)
+        ax.set_title(literal(name), fontsize=8)
     for ax in axes.flat:
         ax.set_axis_off()
     fig.suptitle(
-        f"{dataset.info.name}: white = object mask, colours = parts, x = landmarks", fontsize=9
+        literal(f"{dataset.info.name}: white = object mask, colours = parts, x = landmarks"),
+        fontsize=9,
     )
     fig.tight_layout()
-    out = Path(out)
+    out = figure_path(Path(out), fig.canvas.get_supported_filetypes())
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=110)
+    finally:
+        plt.close(fig)
     return out
+
+
+def figure_path(out: Path, formats: Iterable[str] = ("png",)) -> Path:
+    """The file a figure saved at ``out`` lands in: ``out`` itself when its suffix names
+    one of ``formats`` (e.g. ``grid.png``, ``grid.pdf``), else ``out`` with ``.png`` added
+    (``runs`` -> ``runs.png``, also when ``runs`` is a directory), as matplotlib would."""
+    if out.suffix[1:].lower() in set(formats):
+        return out
+    return out.with_name(f"{out.name}.png")

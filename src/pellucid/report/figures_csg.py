@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from pellucid.io import save_figure
+from pellucid.report.draw import draw_image, literal, literals
 
 
 def _plt():
@@ -42,7 +43,7 @@ def plot_gate_matrix(
     im = ax.imshow(
         g[:, order], aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest"
     )
-    ax.set_yticks(range(g.shape[0]), class_names or range(g.shape[0]))
+    ax.set_yticks(range(g.shape[0]), literals(class_names or range(g.shape[0])))
     ax.set_xlabel("filter (sorted by assigned class)")
     ax.set_title(f"CSG gate matrix G (density {g.mean():.3f})")
     fig.colorbar(im, ax=ax, fraction=0.03)
@@ -66,9 +67,9 @@ def plot_mi_matrices(
             vmax=vmax,
             interpolation="nearest",
         )
-        ax.set_title(f"{name}: MIS {m.max(0).mean():.3f}")
+        ax.set_title(literal(f"{name}: MIS {m.max(0).mean():.3f}"))
         ax.set_xlabel("filter (sorted by top class)")
-        ax.set_yticks(range(m.shape[0]), class_names or range(m.shape[0]))
+        ax.set_yticks(range(m.shape[0]), literals(class_names or range(m.shape[0])))
     fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, label="MI (nats)")
     return _save(fig, out, tight=False)
 
@@ -95,15 +96,14 @@ def plot_class_filters(
     fig, axes = plt.subplots(n, f + 1, figsize=(1.4 * (f + 1), 1.4 * n), squeeze=False)
     vmax = float(maps.max()) or 1.0
     for i in range(n):
-        img = images[i].cpu().permute(1, 2, 0).numpy()
-        axes[i, 0].imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray")
+        draw_image(axes[i, 0], images[i])
         for j in range(f):
             axes[i, j + 1].imshow(maps[i, j], cmap="inferno", vmin=0, vmax=vmax)
             if i == 0:
                 axes[i, j + 1].set_title(f"filter {filters[j]}", fontsize=7)
     for ax in axes.flat:
         ax.set_axis_off()
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(literal(title), fontsize=9)
     return _save(fig, out)
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from pellucid.io import save_figure
+from pellucid.report.draw import literal, rgb_array
 
 
 def _plt():
@@ -32,15 +33,15 @@ def _plt():
 
 
 def crop(image: torch.Tensor, cx: float, cy: float, side: int) -> np.ndarray:
-    """(side, side, 3) window of a (C, H, W) image centred at (cx, cy); grey outside."""
+    """(side, side, 3) window of a (C, H, W) image centred at (cx, cy); grey outside; any
+    channel count (:func:`pellucid.report.draw.rgb_array`)."""
     c, h, w = image.shape
     x0, y0 = int(round(cx - (side - 1) / 2)), int(round(cy - (side - 1) / 2))
     out = torch.full((c, side, side), 0.5)
     xs, ys = slice(max(x0, 0), min(x0 + side, w)), slice(max(y0, 0), min(y0 + side, h))
     if xs.start < xs.stop and ys.start < ys.stop:
         out[:, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = image[:, ys, xs]
-    a = out.clamp(0, 1).permute(1, 2, 0).numpy()
-    return np.repeat(a, 3, 2) if c == 1 else a[..., :3]
+    return rgb_array(out)
 
 
 def filter_windows(
@@ -115,10 +116,10 @@ def plot_windows(
                 elif j > 0:
                     ax.set_axis_off()  # fewer top images than columns
             label = f"f{row['filter']} {name}\ninst {row['instability']:.3f}"
-            axes[i, 0].set_ylabel(label, fontsize=7)
+            axes[i, 0].set_ylabel(literal(label), fontsize=7)
         for ax in axes[len(rows) :].flat:
             ax.set_axis_off()
-        sub.suptitle(title, fontsize=9)
+        sub.suptitle(literal(title), fontsize=9)
     save_figure(fig, Path(out), dpi=110)
     plt.close(fig)
     return Path(out)

@@ -24,6 +24,7 @@ from pellucid.metrics.paths import (
     class_similarity,
     deep_layers,
 )
+from pellucid.report.draw import literal, literals
 
 
 def _plt():
@@ -63,11 +64,11 @@ def plot_path_frequency(
         for i, s in enumerate(cp.layers):
             grid[i, : s.stop - s.start] = freq[c, s.start : s.stop]
         im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(class_names[c] if class_names else f"class {c}", fontsize=9)
-        ax.set_yticks(range(len(cp.layers)), [s.name for s in cp.layers], fontsize=6)
+        ax.set_title(literal(class_names[c] if class_names else f"class {c}"), fontsize=9)
+        ax.set_yticks(range(len(cp.layers)), literals(s.name for s in cp.layers), fontsize=6)
         ax.set_xlabel("filter", fontsize=7)
     fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, label="activation frequency")
-    fig.suptitle(title or "filter activation frequency per class", fontsize=10)
+    fig.suptitle(literal(title or "filter activation frequency per class"), fontsize=10)
     return _save(fig, out)
 
 
@@ -86,7 +87,7 @@ def plot_class_similarity(
         "deep layers": deep_layers(cp.layers),
     }
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-    names = class_names or [str(c) for c in range(num_classes)]
+    names = literals(class_names or range(num_classes))
     for ax, (label, spans) in zip(axes, groups.items(), strict=True):
         sub = cp.paths[:, _columns(spans)]
         m = class_similarity(sub, cp.labels, num_classes).numpy()
@@ -97,7 +98,7 @@ def plot_class_similarity(
         ax.set_xticks(range(num_classes), names, rotation=90, fontsize=7)
         ax.set_yticks(range(num_classes), names, fontsize=7)
     fig.colorbar(im, ax=axes.tolist(), fraction=0.03, label="mean Jaccard similarity")
-    fig.suptitle(title or "path similarity between classes", fontsize=10)
+    fig.suptitle(literal(title or "path similarity between classes"), fontsize=10)
     return _save(fig, out)
 
 

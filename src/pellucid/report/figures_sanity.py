@@ -10,7 +10,8 @@ from typing import Any
 import torch
 
 from pellucid.io import save_figure
-from pellucid.report.figures_explain import _rgb, save_grid
+from pellucid.report.draw import literal, literals, rgb_array
+from pellucid.report.figures_explain import save_grid
 
 
 def save_cascade_curves(result: dict[str, Any], path: Path) -> Path:
@@ -30,12 +31,12 @@ def save_cascade_curves(result: dict[str, Any], path: Path) -> Path:
             continue
         color = f"C{i % 10}"
         ax.plot(range(len(ticks)), [1.0, *row["cascading"]["mean"]], "o-", color=color,
-                label=name, markersize=3)  # fmt: skip
+                label=literal(name), markersize=3)  # fmt: skip
         if "data" in row and row["data"]["mean"] == row["data"]["mean"]:
             ax.plot([len(ticks)], [row["data"]["mean"]], "s", color=color, markersize=5)
     if any("data" in row for row in result["rows"].values()):
         ticks.append("random\nlabels")
-    ax.set_xticks(range(len(ticks)), ticks, rotation=45, ha="right", fontsize=7)
+    ax.set_xticks(range(len(ticks)), literals(ticks), rotation=45, ha="right", fontsize=7)
     ax.axhline(0, color="grey", linewidth=0.6)
     ax.set_ylim(-1.05, 1.05)
     ax.set_ylabel("rank correlation with\ntrained maps ↓", fontsize=8)
@@ -62,10 +63,10 @@ def save_sanity_maps(
         columns += [c for c in row if c not in columns]
     rows, cols = len(maps), 1 + len(columns)
     fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.25 * rows), squeeze=False)
-    rgb = _rgb(image)
+    rgb = rgb_array(image)
     for i, (name, row) in enumerate(maps.items()):
         axes[i, 0].imshow(rgb)
-        axes[i, 0].set_ylabel(name, fontsize=7)
+        axes[i, 0].set_ylabel(literal(name), fontsize=7)
         for j, col in enumerate(columns, start=1):
             if col in row:
                 m = row[col][0, 0].detach().cpu().float()
@@ -73,5 +74,5 @@ def save_sanity_maps(
                 axes[i, j].imshow((m / scale).numpy(), cmap="bwr" if m.min() < 0 else "viridis",
                                   vmin=-1 if m.min() < 0 else 0, vmax=1)  # fmt: skip
             if i == 0:
-                axes[i, j].set_title(col, fontsize=7)
+                axes[i, j].set_title(literal(col), fontsize=7)
     return save_grid(fig, axes, path)

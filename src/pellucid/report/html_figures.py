@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from pellucid.report.draw import literal
 from pellucid.report.html_runs import RunRecord, _file_uri, png_uri
 
 
@@ -38,7 +39,8 @@ def training_curves(runs: list[RunRecord]) -> str | None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     for r in with_history:
         ep = [h["epoch"] for h in r.history]
-        a.plot(ep, [h.get("train_loss", float("nan")) for h in r.history], marker="o", label=r.name)
+        loss = [h.get("train_loss", float("nan")) for h in r.history]
+        a.plot(ep, loss, marker="o", label=literal(r.name))
         b.plot(ep, [h.get("val_accuracy", float("nan")) for h in r.history], marker="o")
     a.set(xlabel="epoch", ylabel="training loss", title="training loss (lower is better)")
     b.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy (higher is better)")

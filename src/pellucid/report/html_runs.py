@@ -331,7 +331,10 @@ def _sanity_tables(s: dict[str, Any]) -> list[dict[str, Any]]:
 def sanity_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
     """Per run with saved ``sanity-check`` results: one table per similarity measure (rows of
     explainers, the mean of each check; lower is better, the lowest of each column marked),
-    and the cascade and maps figures saved next to them."""
+    and the cascade and maps figures saved next to them (the cascade only when the saved
+    result has the cascading check)."""
+    from pellucid.explain.sanity import CASCADE_FIGURE, MAPS_FIGURE
+
     out = []
     for r in runs:
         s = r.sanity
@@ -346,12 +349,14 @@ def sanity_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
         folder = (r.path / SANITY_FILE).parent
         figures = [
             (folder / f, caption)
-            for f, caption in (
-                ("sanity_cascade.png", "Mean rank correlation as the blocks are re-initialised "
-                 "from the output towards the input (squares: the random-label model)."),
-                ("sanity_maps.png", "One image's map under the trained model and each damaged "
-                 "one (each map scaled by its largest magnitude)."),
+            for f, caption, shown in (
+                (CASCADE_FIGURE, "Mean rank correlation as the blocks are re-initialised "
+                 "from the output towards the input (squares: the random-label model).",
+                 "cascading" in (s.get("checks") or [])),  # else a stale file of another result
+                (MAPS_FIGURE, "One image's map under the trained model and each damaged "
+                 "one (each map scaled by its largest magnitude).", True),
             )
+            if shown
         ]  # fmt: skip
         accuracy = _num(s.get("random_label_test_accuracy"))
         out.append(
