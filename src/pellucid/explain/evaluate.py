@@ -49,11 +49,14 @@ def load_images(
     images: str = "spread",
 ) -> tuple[nn.Module, Any, Any]:
     """The run's model and ``n`` images of ``split`` of its dataset (or of ``dataset``),
-    checked against the model's channels and classes; which images: :func:`image_indices`
-    (evenly spaced by default, the first ``n`` with ``images="first"``)."""
+    checked against the model's channels and classes (their number, and for the run's own
+    dataset their names and order: :func:`pellucid.training.run.check_run_classes`); which
+    images: :func:`image_indices` (evenly spaced by default, the first ``n`` with
+    ``images="first"``)."""
     from pellucid.data import load_dataset
     from pellucid.data.base import collate
     from pellucid.training import load_run
+    from pellucid.training.run import check_run_classes
 
     if n < 1:
         raise DataError(f"--n must be >= 1, got {n}")
@@ -66,12 +69,10 @@ def load_images(
         name, options = dataset, dict(dataset_options or {})
     ds = load_dataset(name, split, seed=cfg.data_seed, **options)
     info = ds.info
-    classes = int(cfg.info.get("num_classes", info.num_classes)) if cfg.info else None
-    if classes is not None and info.num_classes != classes:
-        raise DataError(
-            f"dataset {name!r} has {info.num_classes} classes but run {str(run)!r} was trained "
-            f"on {classes}"
-        )
+    # the run's own dataset must have its classes in their order (a class folder added or
+    # renamed since would shift the labels); another dataset only their number
+    where, names = f"dataset {name!r}", name == cfg.data.name
+    check_run_classes(cfg.info, info, where, f"run {str(run)!r}", names=names)
     channels = cfg.info.get("in_channels") if cfg.info else None
     if channels is not None and info.in_channels != channels:
         hint = f" (--data-option channels={channels})" if name == "folder" else ""

@@ -6,7 +6,7 @@ input; its layers are addressed as ``net.<name>`` (e.g. ``net.layer4``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -118,9 +118,34 @@ def torchvision_model(
     )
     if weights is not None:
         state = load_state_file(weights)
-        target = model if any(k.startswith("net.") for k in state) else net
         try:
-            target.load_state_dict(state)
+            load_weights(model, state)
         except RuntimeError as err:
             raise DataError(f"weights in {weights} do not fit {name}: {err}") from None
     return model
+
+
+def load_weights(model: TorchvisionNet, state: Mapping[str, torch.Tensor]) -> None:
+    """Load ``state`` into ``model`` strictly, in either layout a weights file may have.
+
+    Parameters
+    ----------
+    model : TorchvisionNet
+        The wrapped network (``norm -> net``).
+    state : mapping of str to Tensor
+        Torchvision's state dict (keys as in torchvision, e.g. ``conv1.weight``), loaded into
+        ``model.net`` with ``model``'s normalisation kept; or pellucid's (every key prefixed
+        ``net.``, optionally with the ``norm.mean`` / ``norm.std`` buffers; without them
+        ``model``'s normalisation is kept), loaded into ``model``.
+
+    Raises
+    ------
+    RuntimeError
+        From :meth:`torch.nn.Module.load_state_dict` when the keys or shapes do not fit
+        (torch may have copied the tensors that fit before raising).
+    """
+    if not any(k.startswith("net.") for k in state):
+        model.net.load_state_dict(state)
+        return
+    norm = {f"norm.{k}": v for k, v in model.norm.state_dict().items()}
+    model.load_state_dict({**norm, **state})

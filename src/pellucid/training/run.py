@@ -27,10 +27,12 @@ from torch import nn
 import pellucid
 from pellucid.config import RunConfig, load_config, save_config
 from pellucid.data import load_dataset, with_random_labels
-from pellucid.errors import PellucidError
+from pellucid.data.base import DatasetInfo
+from pellucid.errors import DataError, PellucidError
 from pellucid.io import check_finite, load_tensors, read_json, save_tensors, write_json
 from pellucid.methods import Method, build_method
 from pellucid.models import build_model
+from pellucid.models.tv import TorchvisionNet, load_weights
 from pellucid.training import distributed
 from pellucid.training.loop import evaluate, fit
 from pellucid.training.setup import resolve_device, seed_everything
@@ -75,6 +77,11 @@ def train_run(
     train_set = load_dataset(config.data.name, "train", seed=config.data_seed, **opts)
     val_set = load_dataset(config.data.name, "val", seed=config.data_seed, **opts)
     config = config.replace(info=_info_dict(train_set))
+    # the test split is read before training, not after the last epoch, so that a corrupt
+    # image or classes other than the training split's fail in seconds; rank 0 alone
+    # evaluates, so rank 0 alone reads it
+    main = distributed.is_main_process()
+    test_set = load_test_split(config, "this run", "is trained on") if main else None
     if config.data.random_labels:  # the data randomisation sanity check's model
         train_set = with_random_labels(train_set, config.data_seed)
     seed_everything(seed)
@@ -104,7 +111,7 @@ def train_run(
             raise
         metrics = None
         if ctx.is_main:
-            metrics = _finish_run(out, method, config, history, ctx)
+            metrics = _finish_run(out, method, config, history, ctx, test_set)
         return distributed.broadcast_object(metrics, ctx)
 
 
@@ -155,9 +162,14 @@ def check_out(config: RunConfig, out: str | Path, resume: bool = False) -> None:
 
 
 def _finish_run(
-    out: Path, method: Method, config: RunConfig, history: Any, ctx: distributed.Distributed
+    out: Path,
+    method: Method,
+    config: RunConfig,
+    history: Any,
+    ctx: distributed.Distributed,
+    test_set: Any,
 ) -> dict[str, Any]:
-    """Weights, history and test metrics of a trained run, written to ``out``."""
+    """Weights, history and metrics on ``test_set`` of a trained run, written to ``out``."""
     save_run_weights(out, method)
     write_json(out / "history.json", history.epochs)
     metrics = {
@@ -166,7 +178,7 @@ def _finish_run(
         "seconds_per_epoch": round(history.train_seconds / max(1, len(history.epochs)), 3),
         "processes": ctx.world_size,
     }
-    metrics.update(_evaluate(method, config, ctx.device))
+    metrics.update(_evaluate(method, test_set, ctx.device))
     write_json(out / "metrics.json", metrics)
     return metrics
 
@@ -190,11 +202,14 @@ def run_from_weights(
         :func:`train_run` does.
     weights : str or Path
         A safetensors file of the inference model's state dict (a run's
-        ``model.safetensors``). Never unpickled.
+        ``model.safetensors``); for a ``tv:NAME`` model also the layouts ``--weights``
+        takes (:func:`pellucid.models.tv.load_weights`): torchvision's own state dict, or
+        keys prefixed ``net.`` with or without the ``norm.`` buffers. Never unpickled.
     out : str or Path
         The run directory; it must not hold a finished run.
     method_weights : str or Path, optional
-        The method's own state (a run's ``method.safetensors``, e.g. CSG's gate matrix).
+        The method's own state (a run's ``method.safetensors``, e.g. CSG's gate matrix):
+        required for a method that has one, refused for one that has none.
 
     Returns
     -------
@@ -205,8 +220,9 @@ def run_from_weights(
     Raises
     ------
     PellucidError
-        ``out`` holds a finished run, or the weights are missing, corrupt or do not fit
-        the model; nothing is written then.
+        ``out`` holds a finished run, the weights are missing, corrupt, hold NaN or do not
+        fit the model, the method weights are missing or not wanted, or the test split's
+        classes are not those of ``config.info``; nothing is written then.
     """
     out = Path(out)
     if (out / "metrics.json").exists():
@@ -222,13 +238,23 @@ def run_from_weights(
     for name, source in ((weights, state), (method_weights, extra or {})):
         check_finite(source, str(name))
     method = build_from_config(config)
-    if method.method_state() and extra is None:
+    own = sorted(method.method_state())
+    if own and extra is None:
         raise PellucidError(
-            f"the {config.method.name} method has its own state "
-            f"({', '.join(sorted(method.method_state()))}); pass method_weights"
+            f"the {config.method.name} method has its own state ({', '.join(own)}); pass "
+            "method_weights (--method-weights on the command line)"
+        )
+    if extra is not None and not own:
+        raise PellucidError(
+            f"the {config.method.name} method has no method state to load, but method "
+            f"weights were given ({method_weights}); leave them out"
         )
     try:
-        method.inference_model().load_state_dict(state)
+        target = method.inference_model()
+        if isinstance(target, TorchvisionNet):  # torchvision's layout too, as --weights
+            load_weights(target, state)
+        else:
+            target.load_state_dict(state)
         if extra is not None:
             method.load_method_state(extra)
     except RuntimeError as err:
@@ -239,7 +265,8 @@ def run_from_weights(
         "train_seconds": None,
         "weights": str(weights),
     }
-    metrics.update(_evaluate(method.to(device).eval(), config, device))
+    test_set = load_test_split(config, "the weights", "were trained on")
+    metrics.update(_evaluate(method.to(device).eval(), test_set, device))
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")
     save_run_weights(out, method)
@@ -337,9 +364,71 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Mo
     return method.inference_model(), config
 
 
-def _evaluate(method: Method, config: RunConfig, device: torch.device) -> dict[str, Any]:
-    opts = config.data.options
-    test_set = load_dataset(config.data.name, "test", seed=config.data_seed, **opts)
+def check_run_classes(
+    info: dict[str, Any],
+    data: DatasetInfo,
+    where: str,
+    run: str,
+    names: bool = True,
+    verb: str = "was trained on",
+) -> None:
+    """Refuse data whose classes are not those a run was trained on, whose labels would
+    mean other classes (or lie out of the model's range).
+
+    Parameters
+    ----------
+    info : dict
+        The run's ``config.info``: ``num_classes`` and, for runs that recorded them,
+        ``class_names`` (without them only the count is checked).
+    data : DatasetInfo
+        The data's info.
+    where : str
+        The data in the message, e.g. ``"the test split of 'folder'"``.
+    run : str
+        The run in the message, e.g. ``"run 'runs/x'"``.
+    names : bool
+        Also compare the class names and their order (not for another dataset, whose
+        names may differ).
+    verb : str
+        What ``run`` did with its classes, in the message.
+
+    Raises
+    ------
+    DataError
+        The class count differs, or (with ``names``) the class names or their order.
+    """
+    classes = info.get("num_classes")
+    if classes is not None and data.num_classes != int(classes):
+        raise DataError(f"{where} has {data.num_classes} classes but {run} {verb} {classes}")
+    recorded = info.get("class_names")
+    if not names or recorded is None:
+        return
+    there, here = [str(c) for c in recorded], [str(c) for c in data.class_names]
+    if here == there:
+        return
+    pairs = enumerate(zip(here, there, strict=False))
+    i = next((i for i, (a, b) in pairs if a != b), min(len(here), len(there)))
+    ours = repr(here[i]) if i < len(here) else "missing"
+    theirs = repr(there[i]) if i < len(there) else "missing"
+    raise DataError(
+        f"the classes of {where} are not those {run} {verb}: class {i} is {ours} here "
+        f"but {theirs} in the run (a class added, removed or renamed?), so the labels would "
+        "name other classes"
+    )
+
+
+def load_test_split(config: RunConfig, run: str, verb: str = "was trained on") -> Any:
+    """The test split of a run's dataset, checked against ``config.info`` by
+    :func:`check_run_classes` (``run`` and ``verb`` in its message)."""
+    name = config.data.name
+    test_set = load_dataset(name, "test", seed=config.data_seed, **config.data.options)
+    where = f"the test split of {name!r}"
+    check_run_classes(config.info, test_set.info, where, run, verb=verb)
+    return test_set
+
+
+def _evaluate(method: Method, test_set: Any, device: torch.device) -> dict[str, Any]:
+    """Test metrics of ``method`` on ``test_set`` (accuracy, loss, filter and method metrics)."""
     start = time.perf_counter()
     res = evaluate(method.inference_model(), test_set, device)
     metrics: dict[str, Any] = {
@@ -379,11 +468,20 @@ def filter_metrics(method: Method, data: Any, device: torch.device) -> dict[str,
 
 
 def evaluate_run(run: str | Path, device: str = "auto") -> dict[str, Any]:
-    """Recompute a run's metrics from its saved weights; updates ``metrics.json``."""
+    """Recompute a run's metrics from its saved weights; updates ``metrics.json``.
+
+    Raises
+    ------
+    DataError
+        The test split's classes are not those the run was trained on (another count, or
+        other names or order where the run recorded them: a class folder added or renamed);
+        ``metrics.json`` is left as it was.
+    """
     run = Path(run)
     dev = resolve_device(device)
     method, config = load_method(run, dev)
+    test_set = load_test_split(config, f"run {str(run)!r}")
     old = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
-    metrics = {**old, **_evaluate(method, config, dev)}
+    metrics = {**old, **_evaluate(method, test_set, dev)}
     write_json(run / "metrics.json", metrics)
     return metrics
