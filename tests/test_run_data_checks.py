@@ -181,6 +181,22 @@ def test_explain_refuses_renamed_classes_through_the_same_check(folder_run):
         load_images(run, 2)
 
 
+def test_localise_and_detect_adversarial_refuse_renamed_classes(folder_run):
+    from pellucid.apps.adversarial import detect_adversarial_run
+    from pellucid.apps.filter_localisation import filter_localise_run
+    from pellucid.apps.localisation import localise_run
+
+    root, run = folder_run
+    (root / "b").rename(root / "d")  # a, c, d
+    for call in (
+        lambda: localise_run(str(run), "centre"),
+        lambda: filter_localise_run(str(run)),
+        lambda: detect_adversarial_run(str(run), ["fgsm"]),
+    ):
+        with pytest.raises(DataError, match="class 1 is 'c' here but 'b' in the run"):
+            call()
+
+
 def test_a_run_that_recorded_no_class_names_checks_the_count_only(folder_run):
     root, run = folder_run
     raw = yaml.safe_load((run / "config.yaml").read_text())

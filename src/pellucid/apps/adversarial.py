@@ -420,16 +420,15 @@ def detect_adversarial_run(
     """:func:`detect_adversarial` on a run directory's model and ``split``; prototypes from
     its training split. Features and layers default to the run's method
     (:func:`default_features`)."""
-    from pellucid.data import load_dataset
     from pellucid.training import load_method
+    from pellucid.training.run import load_run_split
     from pellucid.training.setup import resolve_device
 
     method, config = load_method(run, resolve_device(device))
     kinds, default_layers, gates = default_features(method)
     features = list(features) if features is not None else kinds
     layers = list(layers) if layers is not None else default_layers
-    opts = dict(seed=config.data_seed, **config.data.options)
-    data = load_dataset(config.data.name, split, **opts)
-    train = load_dataset(config.data.name, "train", **opts)
+    data = load_run_split(config, split, f"run {str(run)!r}")
+    train = load_run_split(config, "train", f"run {str(run)!r}")
     model = method.inference_model()
     return detect_adversarial(model, data, train, attacks, features, layers, gates=gates, **kwargs)

@@ -278,8 +278,9 @@ def filter_localise_run(
     """:func:`filter_localise` on a run's model at its analysis layer (CSG: the gated layer),
     scored on ``split``, with ``reference`` training images spread over the training split
     (all when None). ``assign="gates"`` reads the gate matrix of a CSG run."""
-    from pellucid.data import load_dataset, spread_subset
+    from pellucid.data import spread_subset
     from pellucid.training import load_method
+    from pellucid.training.run import load_run_split
     from pellucid.training.setup import resolve_device
 
     if reference is not None and reference < 1:
@@ -290,9 +291,8 @@ def filter_localise_run(
         raise ConfigError(
             f"run {run!r} ({config.method.name}) has no CSG gates; use assign='activation'"
         )
-    opts = config.data.options
-    data = load_dataset(config.data.name, split, seed=config.data_seed, **opts)
-    train = load_dataset(config.data.name, "train", seed=config.data_seed, **opts)
+    data = load_run_split(config, split, f"run {str(run)!r}")
+    train = load_run_split(config, "train", f"run {str(run)!r}")
     return filter_localise(
         method.inference_model(),
         data,

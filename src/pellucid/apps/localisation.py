@@ -167,13 +167,13 @@ def localise_run(
 ) -> LocalisationResult:
     """:func:`localise` on a run directory's model and dataset split. Grad-CAM is taken at
     the run's analysis layer (CSG: the gated layer) unless ``options`` names a layer."""
-    from pellucid.data import load_dataset
     from pellucid.training import load_method
+    from pellucid.training.run import load_run_split
     from pellucid.training.setup import resolve_device
 
     method, config = load_method(run, resolve_device(device))
     options = dict(options or {})
     if explainer == "gradcam":
         options.setdefault("layer", method.analysis_layer())
-    data = load_dataset(config.data.name, split, seed=config.data_seed, **config.data.options)
+    data = load_run_split(config, split, f"run {str(run)!r}")
     return localise(method.inference_model(), data, explainer, options, **kwargs)

@@ -417,14 +417,18 @@ def check_run_classes(
     )
 
 
-def load_test_split(config: RunConfig, run: str, verb: str = "was trained on") -> Any:
-    """The test split of a run's dataset, checked against ``config.info`` by
+def load_run_split(config: RunConfig, split: str, run: str, verb: str = "was trained on") -> Any:
+    """``split`` of a run's dataset, checked against ``config.info`` by
     :func:`check_run_classes` (``run`` and ``verb`` in its message)."""
     name = config.data.name
-    test_set = load_dataset(name, "test", seed=config.data_seed, **config.data.options)
-    where = f"the test split of {name!r}"
-    check_run_classes(config.info, test_set.info, where, run, verb=verb)
-    return test_set
+    data = load_dataset(name, split, seed=config.data_seed, **config.data.options)
+    check_run_classes(config.info, data.info, f"the {split} split of {name!r}", run, verb=verb)
+    return data
+
+
+def load_test_split(config: RunConfig, run: str, verb: str = "was trained on") -> Any:
+    """The test split of a run's dataset (:func:`load_run_split`)."""
+    return load_run_split(config, "test", run, verb)
 
 
 def _evaluate(method: Method, test_set: Any, device: torch.device) -> dict[str, Any]:
