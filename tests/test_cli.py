@@ -409,3 +409,12 @@ def test_data_paths_are_taken_as_typed_and_made_absolute(capsys, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "evaluate", "work/run", "--quiet")
     assert code == 0, err
+
+
+def test_datasets_lists_each_datasets_options(capsys):
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0
+    assert "--data-option root, masks, size, channels=3" in out
+    code, out, _ = run(capsys, "datasets", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["npz"]["options"] == {"path": None, "num_classes": None}

@@ -272,11 +272,29 @@ def add_datasets(sub: Subparsers, datasets: Registry[Any]) -> None:
 def cmd_datasets(args: argparse.Namespace) -> Any:
     from pellucid.registry import DATASETS
 
-    rows = [{"name": e.name, "help": e.help} for e in DATASETS.entries()]
+    rows = [
+        {"name": e.name, "help": e.help, "options": _factory_options(e.factory, ("split", "seed"))}
+        for e in DATASETS.entries()
+    ]
     if not args.json and not args.quiet:
         for r in rows:
             print(f"{r['name']:<16} {r['help']}")
+            shown = [k if v is None else f"{k}={v}" for k, v in r["options"].items()]
+            if shown:
+                print(f"{'':<16} --data-option {', '.join(shown)}")
     return rows
+
+
+def _factory_options(factory: Any, fixed: tuple[str, ...]) -> dict[str, Any]:
+    """A registered factory's keyword options and their defaults (None: no default)."""
+    import inspect
+
+    out = {}
+    for name, p in inspect.signature(factory).parameters.items():
+        if name in fixed or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        out[name] = None if p.default is p.empty else p.default
+    return out
 
 
 def add_show_data(sub: Subparsers, datasets: Registry[Any]) -> None:
