@@ -330,6 +330,11 @@ def test_detect_adversarial_cli_writes_results(capsys, tmp_path):
     printed = capsys.readouterr()
     assert code == 0, printed.err
     assert "| fgsm |" in printed.out and "| activations |" in printed.out
+    short = ["detect-adversarial", str(run), "--attack", "fgsm", "--features", "logits"]
+    assert main([*short, "--folds", "2", "--quiet", "--n", "5000"]) == 0
+    assert "warning: detect_adversarial: the data has" in capsys.readouterr().err
+    assert main([*short, "--folds", "2", "--quiet"]) == 0
+    assert "asked for" not in capsys.readouterr().err  # the default 500 is "at most"
     saved = json.loads(out.read_text())[str(run)]
     assert saved["attacks"][0]["options"] == {"eps": 0.3}
     assert set(saved["features"]) == {"activations", "logits"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -240,7 +241,13 @@ def add_detect_adversarial(sub: Subparsers, attacks: Registry[Any]) -> None:
         "plus activations and logits)",
     )
     p.add_argument("--layer", action="append", help="layer(s) of the activations (repeatable)")
-    p.add_argument("--n", type=int, default=500, help="test images, spread evenly (default 500)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="test images, spread evenly (default: 500, or all of a smaller split; a larger "
+        "--n than the split has is warned about)",
+    )
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument(
         "--detectors",
@@ -317,6 +324,12 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
     adaptive_options = parse_options(args.adaptive_option, "--adaptive-option")
 
     def compute(run: str) -> Any:
+        with warnings.catch_warnings():
+            if args.n is None:  # the default 500 is "at most": a smaller split is no news
+                warnings.filterwarnings("ignore", message=".* asked for$", category=UserWarning)
+            return _detect(run)
+
+    def _detect(run: str) -> Any:
         return detect_adversarial_run(
             run,
             attacks,
@@ -324,7 +337,7 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
             args.layer,
             split=args.split,
             device=args.device,
-            n=args.n,
+            n=500 if args.n is None else args.n,
             folds=args.folds,
             prototype_images=args.prototype_images,
             seed=args.seed,
