@@ -119,15 +119,15 @@ def _save(fig: Any, out: Path, tight: bool = True) -> Path:
 def run_figures(runs: Sequence[str | Path], out: Path, n_images: int = 4) -> list[Path]:
     """All filter figures for saved runs: MI matrices side by side; for CSG runs, the gate
     matrix and the top filters of class 0 (by gate, then by MI) on ``n_images`` test images."""
-    from pellucid.data import collate, load_dataset
+    from pellucid.data import collate
     from pellucid.metrics import mi_matrix, pooled_activations
-    from pellucid.training.run import load_method
+    from pellucid.training.run import load_method, load_run_split
 
     out = Path(out)
-    written, matrices = [], {}
+    written, matrices, class_names = [], {}, []
     for run in runs:
         method, cfg = load_method(run)
-        data = load_dataset(cfg.data.name, "test", seed=cfg.data_seed, **cfg.data.options)
+        data = load_run_split(cfg, "test", f"run {str(run)!r}")
         layer = method.analysis_layer()
         model = method.inference_model()
         acts, labels = pooled_activations(model, layer, data)
@@ -135,6 +135,7 @@ def run_figures(runs: Sequence[str | Path], out: Path, n_images: int = 4) -> lis
         label = f"{Path(run).name} ({cfg.method.name})"
         matrices[label] = m
         names = data.info.class_names
+        class_names.append(tuple(names))
         if hasattr(method, "gates"):
             written.append(
                 plot_gate_matrix(method.gates, out / f"{Path(run).name}_gates.png", names)
@@ -155,5 +156,6 @@ def run_figures(runs: Sequence[str | Path], out: Path, n_images: int = 4) -> lis
                 title=f"{label}: top filters of class {names[0]!r} at {layer}",
             )
         )
-    written.append(plot_mi_matrices(matrices, out / "mi_matrices.png"))
+    shared = class_names[0] if len(set(class_names)) == 1 else None  # rows named if one dataset
+    written.append(plot_mi_matrices(matrices, out / "mi_matrices.png", shared))
     return written
