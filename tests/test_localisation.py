@@ -49,9 +49,10 @@ def test_scores_are_the_metrics_of_the_explainer_maps():
         torch.nn.Linear(4 * 256, 2),
     )
     res = localise(model, data, "saliency", q=0.25, threshold=0.1, n=4, batch_size=3)
-    images = data.images[:4]
-    maps = build_explainer("saliency", model).explain(images, data.labels[:4])
-    expected = top_q_iou(maps, data.extra["mask"][:4], q=0.25)
+    assert res.images == [0, 1, 3, 4]  # spread over the split, not its first 4
+    pick = torch.tensor(res.images)
+    maps = build_explainer("saliency", model).explain(data.images[pick], data.labels[pick])
+    expected = top_q_iou(maps, data.extra["mask"][pick], q=0.25)
     assert res.n == 4
     assert res.iou == pytest.approx(expected.tolist(), abs=1e-5)
     assert res.share_above == pytest.approx(float((expected > 0.1).float().mean()))

@@ -95,8 +95,13 @@ COLUMNS = (
 
 
 def _train_or_reuse(name: str, config: RunConfig, run: Path, fresh: bool, quiet: bool) -> dict:
+    """Train the demo's ``name`` run into ``run``, or reuse it when finished. A directory
+    that is not this demo run (other files, or a run of another config) is refused, never
+    removed or adopted; ``fresh`` removes only this demo's own run."""
     from pellucid.training import train_run
 
+    if run.exists():
+        _check_demo_dir(name, config, run)
     if fresh and run.exists():
         shutil.rmtree(run)
     if (run / "metrics.json").is_file():
@@ -104,10 +109,38 @@ def _train_or_reuse(name: str, config: RunConfig, run: Path, fresh: bool, quiet:
             print(f"[{name}] reusing finished run {run} (--fresh to retrain)")
         return read_json(run / "metrics.json")
     if run.exists():
-        shutil.rmtree(run)  # an unfinished run: start it again
+        shutil.rmtree(run)  # an unfinished run of this demo: start it again
     if not quiet:
         print(f"[{name}] training {config.model.name} on {config.data.name} ({config.method.name})")
     return train_run(config, run, progress=not quiet)
+
+
+def _check_demo_dir(name: str, config: RunConfig, run: Path) -> None:
+    """Refuse ``run`` unless it is empty or holds this demo's ``name`` run (its config.yaml
+    is ``config``): the demo removes unfinished runs and reuses finished ones, so anything
+    else there would be lost or passed off as the demo's."""
+    from pellucid.config import load_config
+    from pellucid.errors import PellucidError
+
+    if not run.is_dir():
+        raise PellucidError(f"demo: {run} is a file, not the {name} run directory")
+    if not any(run.iterdir()):
+        return
+    what = None
+    if not (run / "config.yaml").is_file():
+        what = "files that are not a pellucid run"
+    else:
+        try:
+            saved = load_config(run / "config.yaml")
+        except PellucidError:
+            saved = None
+        if saved is None or saved.replace(info={}) != config.replace(info={}):
+            what = "a run of another config"
+    if what is not None:
+        raise PellucidError(
+            f"demo: {run} holds {what}, not this demo's {name} run; the demo would remove or "
+            "reuse it: pass another --out, or move it away"
+        )
 
 
 def run_demo(
@@ -133,12 +166,23 @@ def run_demo(
     the detectors the adversarial step scores (default all; see
     :func:`pellucid.apps.adversarial.detect_adversarial`).
     """
+    from pellucid.errors import ConfigError
     from pellucid.explain.run import compare_run
 
+    if isinstance(n_explain, bool) or not isinstance(n_explain, int) or n_explain < 1:
+        raise ConfigError(f"demo: n_explain (--n-explain) must be an integer >= 1, got {n_explain}")
+    counts = {"n_sanity": n_sanity, "n_localise": n_localise, "n_adversarial": n_adversarial}
+    for key, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(f"demo: {key} ({flag}) must be an integer >= 0 (0 skips the step)")
     out = Path(out)
     start = time.perf_counter()
     results: dict[str, Any] = {}
     configs = demo_configs(epochs, limit, out)
+    for name, config in configs.items():  # every directory checked before any is touched
+        if (out / name).exists():
+            _check_demo_dir(name, config, out / name)
     for name, config in configs.items():
         results[name] = _train_or_reuse(name, config, out / name, fresh, quiet)
 

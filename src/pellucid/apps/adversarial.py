@@ -426,8 +426,16 @@ def detect_adversarial_run(
 
     method, config = load_method(run, resolve_device(device))
     kinds, default_layers, gates = default_features(method)
+    chosen = features is not None
     features = list(features) if features is not None else kinds
     layers = list(layers) if layers is not None else default_layers
+    if gates is not None and "gate-groups" in features and layers != default_layers:
+        where = "" if chosen else " (a default feature of a CSG run)"
+        raise ConfigError(
+            f"feature 'gate-groups'{where} groups the filters of the gated layer "
+            f"{default_layers[0]!r} by CSG's gate matrix; at {', '.join(layers)} the groups "
+            "would mean nothing: leave --layer out, or choose --features activations logits"
+        )
     data = load_run_split(config, split, f"run {str(run)!r}")
     train = load_run_split(config, "train", f"run {str(run)!r}")
     model = method.inference_model()

@@ -139,8 +139,8 @@ def detector_aucs(
     class ``labels`` and their attacked versions ``b`` (N, D), predicted ``apred``: the
     supervised ones cross-validated in ``folds`` folds, the unsupervised ones with
     ``fitted`` (and their two-sided AUCs where it has the training scores). None where fewer
-    than ``MIN_PAIRS`` (or ``folds``) attacks succeeded, or, unsupervised, without
-    ``fitted``; a detector not in ``detectors`` has no entry."""
+    than ``MIN_PAIRS`` attacks succeeded (supervised: also fewer than ``folds``), or,
+    unsupervised, without ``fitted``; a detector not in ``detectors`` has no entry."""
     unsupervised = [d for d in UNSUPERVISED if d in detectors]
     scores: dict[str, float | None] = dict.fromkeys(
         d for d in (*DETECTORS, *UNSUPERVISED) if d in detectors
@@ -148,10 +148,11 @@ def detector_aucs(
     two_sided = fitted.train_scores if fitted is not None and fitted.two_sided else None
     if two_sided is not None:
         scores |= dict.fromkeys(f"{d}{TWO_SIDED}" for d in unsupervised)
-    if pairs < max(MIN_PAIRS, folds):
+    if pairs < MIN_PAIRS:
         return scores
-    for det in (d for d in DETECTORS if d in detectors):
-        scores[det] = round(supervised_auc(a, b, det, folds, seed), 5)
+    if pairs >= folds:  # the supervised detectors need a pair in every fold
+        for det in (d for d in DETECTORS if d in detectors):
+            scores[det] = round(supervised_auc(a, b, det, folds, seed), 5)
     if fitted is None or not unsupervised:
         return scores
     protos, gauss, ref, k = fitted.prototypes, fitted.gaussians, fitted.reference, fitted.lid_k

@@ -42,7 +42,7 @@ above and are options.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -99,10 +99,11 @@ class FilterLocalisationResult:
     options: dict[str, Any]
     iou: list[float | None]
     pointing: list[bool] | None
+    images: list[int] = field(default_factory=list)  # the split's indices scored
 
     def summary(self) -> dict[str, Any]:
         """Everything but the per-image lists."""
-        return {k: v for k, v in asdict(self).items() if k not in ("iou", "pointing")}
+        return {k: v for k, v in asdict(self).items() if k not in ("iou", "pointing", "images")}
 
 
 # ------------------------------------------------------------------------------- protocols
@@ -173,7 +174,7 @@ def filter_localise(
         All scores: higher is better.
     """
     from pellucid.apps.localisation import predicted_class, scored_count
-    from pellucid.data import make_loader
+    from pellucid.data import make_loader, spread_indices
     from pellucid.state import model_device
 
     threshold = DEFAULT_THRESHOLD.get(protocol, 0.3) if threshold is None else float(threshold)
@@ -198,7 +199,9 @@ def filter_localise(
 
     device = model_device(model)
     scores = FilterScores()
-    subset = torch.utils.data.Subset(data, range(count))
+    # spread evenly over the split (a class-ordered split's first n would be its first classes)
+    indices = spread_indices(len(data), count)
+    subset = torch.utils.data.Subset(data, indices)
     for batch in make_loader(subset, batch_size=batch_size):
         images = finite(batch.image, "scored images").to(device)
         if target == "label":
@@ -239,6 +242,7 @@ def filter_localise(
         options=options,
         iou=scores.per_image,
         pointing=None if protocol != "gradient" else [bool(v) for v in torch.cat(scores.hits)],
+        images=indices,
     )
 
 

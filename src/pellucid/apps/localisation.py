@@ -13,7 +13,7 @@ for Grad-CAM (``explainer=``), and the pointing game (Zhang et al. 2016) is repo
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -39,10 +39,11 @@ class LocalisationResult:
     pointing_game: float  # hits averaged per class, then over the classes
     iou: list[float]
     pointing: list[bool]
+    images: list[int] = field(default_factory=list)  # the split's indices scored
 
     def summary(self) -> dict[str, Any]:
         """Everything but the per-image lists."""
-        return {k: v for k, v in asdict(self).items() if k not in ("iou", "pointing")}
+        return {k: v for k, v in asdict(self).items() if k not in ("iou", "pointing", "images")}
 
 
 def _check(q: float, threshold: float, target: str) -> None:
@@ -122,7 +123,7 @@ def localise(
         Mean IoU, ``share_above`` (the paper's score, higher is better), pointing game,
         and the per-image values.
     """
-    from pellucid.data import make_loader
+    from pellucid.data import make_loader, spread_indices
     from pellucid.explain import build_explainer
     from pellucid.metrics.localisation import class_mean, pointing_game, top_q_iou
     from pellucid.state import model_device
@@ -132,7 +133,9 @@ def localise(
     device = model_device(model)
     exp = build_explainer(explainer, model, **(options or {}))
     ious, hits, labels = [], [], []
-    subset = torch.utils.data.Subset(data, range(count))
+    # spread evenly over the split (a class-ordered split's first n would be its first classes)
+    indices = spread_indices(len(data), count)
+    subset = torch.utils.data.Subset(data, indices)
     for batch in make_loader(subset, batch_size=batch_size):
         images = batch.image.to(device)
         classes = batch.label.to(device) if target == "label" else predicted_class(model, images)
@@ -154,6 +157,7 @@ def localise(
         pointing_game=round(class_mean(hit, y), 5),  # averaged over the explained classes
         iou=[round(float(v), 5) for v in iou],
         pointing=[bool(v) for v in hit],
+        images=indices,
     )
 
 

@@ -96,7 +96,9 @@ def add_localise(sub: Subparsers, explainers: Registry[Any]) -> None:
         help="--protocol cam: default gradcam (the CAM, at the run's analysis layer)",
     )
     p.add_argument("--option", action="append", metavar="K=V", help="explainer option")
-    p.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
+    p.add_argument(
+        "--n", type=int, default=None, help="N test images, spread evenly (default: all)"
+    )
     p.add_argument(
         "--q",
         type=float,
@@ -371,8 +373,9 @@ def cmd_detect_adversarial(args: argparse.Namespace) -> dict[str, Any]:
         if blank:
             print(
                 f"- : no AUC: fewer than {MIN_PAIRS} pairs (attacks that succeeded on correctly "
-                "classified images), or no clean training images for that score; "
-                "raise --n or the attack's strength"
+                f"classified images; supervised detectors: fewer than --folds {args.folds}), or "
+                "no clean training images for that score; raise --n or the attack's strength, "
+                "or lower --folds"
             )
     return tables
 

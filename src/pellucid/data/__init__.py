@@ -75,15 +75,22 @@ def make_loader(
     )
 
 
-def spread_subset(dataset: Dataset, n: int | None) -> Dataset:
-    """``n`` images spread evenly over ``dataset`` (indices ``round(linspace(0, len - 1, n))``:
-    every class of a class-ordered split); the whole dataset when ``n`` is None or too large."""
+def spread_indices(size: int, n: int | None) -> list[int]:
+    """``n`` indices spread evenly over ``range(size)`` (``round(linspace(0, size - 1, n))``:
+    every class of a class-ordered split); all of them when ``n`` is None or >= ``size``."""
     import numpy as np
 
+    if n is None or n >= size:
+        return list(range(size))
+    return sorted(set(np.linspace(0, size - 1, n).round().astype(int).tolist()))
+
+
+def spread_subset(dataset: Dataset, n: int | None) -> Dataset:
+    """``n`` images spread evenly over ``dataset`` (:func:`spread_indices`); the whole dataset
+    when ``n`` is None or too large."""
     if n is None or n >= len(dataset):
         return dataset
-    idx = np.linspace(0, len(dataset) - 1, n).round().astype(int)
-    return torch.utils.data.Subset(dataset, sorted(set(idx.tolist())))
+    return torch.utils.data.Subset(dataset, spread_indices(len(dataset), n))
 
 
 _LABEL_SALT = 0x1AB3_15ED  # with_random_labels: not the generator state the data used

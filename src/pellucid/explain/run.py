@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from pellucid.errors import ConfigError, PellucidError
 from pellucid.explain.evaluate import (
     compare,
     image_indices,
@@ -95,6 +96,11 @@ def explain_run(
     from pellucid.report.figures_explain import overlay_png
     from pellucid.training.setup import resolve_device
 
+    if (Path(out) / "config.yaml").is_file() and (Path(out) / "model.safetensors").is_file():
+        raise PellucidError(
+            f"--out {out} is a run directory: explain writes metrics.json, which would replace "
+            f"the run's; write the explanations next to it, e.g. --out {Path(out) / 'explain'}"
+        )
     model, batch, ds = load_images(
         run, n, dataset, split, dataset_options, resolve_device(device), images
     )
@@ -189,12 +195,16 @@ def compare_run(
     (:func:`~pellucid.explain.scoring.paired_difference`): ``"differences"`` in the result
     and ``compare.json``, and a second table in ``compare.md``. ``road`` adds ROAD deletion
     (``deletion_auc_road``: deleted pixels imputed from their neighbours)."""
-    from pellucid.errors import ConfigError
     from pellucid.registry import EXPLAINERS
     from pellucid.report.figures_explain import save_gallery
     from pellucid.training.setup import resolve_device
 
     names = explainers or [e for e in EXPLAINERS.names() if e not in DEFAULT_EXCLUDED]
+    if against is not None and names == [against]:
+        raise ConfigError(
+            f"--against {against!r} needs other explainers to compare with it; it is the only "
+            "one run"
+        )
     if against is not None and against not in names:
         raise ConfigError(
             f"--against {against!r} is not among the explainers compared: {', '.join(names)}"
