@@ -259,7 +259,8 @@ def _localisation(run: Path, n: int, fresh: bool, quiet: bool) -> dict[str, Any]
         path = run / LOCALISATION_FILES[protocol]
         if path.is_file() and not fresh:
             saved = read_json(path)
-            found[protocol] = {k: v for k, v in saved.items() if k not in ("iou", "pointing")}
+            per_image = ("iou", "pointing", "images")
+            found[protocol] = {k: v for k, v in saved.items() if k not in per_image}
             continue
         if not quiet:
             print(f"[localise] {protocol} protocol on {n} cluttered-mnist test images")
