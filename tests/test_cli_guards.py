@@ -81,3 +81,59 @@ def test_against_the_only_explainer_is_refused(csg_run, capsys):
     argv = ["compare-explainers", str(csg_run), "--explainers", "saliency", "--n", "2"]
     assert main([*argv, "--against", "saliency"]) == 1
     assert "needs other explainers to compare with it" in capsys.readouterr().err
+
+
+def test_numbers_like_1e_3_are_numbers_in_options_and_config_files(tmp_path):
+    from pellucid.cli.arguments import parse_options
+    from pellucid.config import load_config, save_config
+
+    assert parse_options(["lambda_sparse=1e-3", "x=2E5", "name=e3"], "--method-option") == {
+        "lambda_sparse": 0.001,
+        "x": 200000.0,
+        "name": "e3",
+    }
+    path = tmp_path / "c.yaml"
+    (tmp_path / "c.yaml").write_text("train:\n  lr: 1e-3\n  epochs: 1\n")
+    assert load_config(path).train.lr == 0.001
+    save_config(load_config(path), tmp_path / "d.yaml")
+    assert load_config(tmp_path / "d.yaml").train.lr == 0.001
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("lambda_csg=-1", "lambda_csg must be a finite number >= 0"),
+        ("lambda_sparse=.inf", "lambda_sparse must be a finite number >= 0"),
+        ("gate_lr=-0.5", "gate_lr must be a finite number > 0"),
+        ("warmup_epochs=-3", "warmup_epochs must be an integer >= 0"),
+    ],
+)
+def test_csg_options_out_of_range_are_named(option, message, tmp_path, capsys):
+    from conftest import TINY_TRAIN_ARGS
+
+    argv = [*TINY_TRAIN_ARGS, "--method", "csg", "--method-option", option]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_finished_run_is_not_resumed_and_a_run_without_its_method_state_not_loaded(
+    csg_run, tmp_path, capsys
+):
+    import shutil
+
+    from conftest import TINY_TRAIN_ARGS
+
+    before = (csg_run / "metrics.json").read_text()
+    argv = [*TINY_TRAIN_ARGS, "--method", "csg", "--epochs", "1", "--quiet", "--resume"]
+    assert main([*argv, "--out", str(csg_run)]) == 1
+    assert "holds a finished run; nothing to continue" in capsys.readouterr().err
+    assert (csg_run / "metrics.json").read_text() == before
+    copy = tmp_path / "copy"
+    shutil.copytree(csg_run, copy)
+    (copy / "method.safetensors").unlink()
+    assert main(["evaluate", str(copy)]) == 1
+    assert "has no method.safetensors, which its csg method keeps" in capsys.readouterr().err
+    assert (copy / "metrics.json").read_text() == before
+    assert main([*TINY_TRAIN_ARGS, "--seed", "-1", "--out", str(tmp_path / "s")]) == 1
+    assert "seed must be an integer in [0, 2**63)" in capsys.readouterr().err

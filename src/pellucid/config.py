@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -13,6 +14,25 @@ from typing import Any
 import yaml
 
 from pellucid.errors import ConfigError
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no objects from tags) that also reads ``1e-3`` and ``2E5`` as
+    numbers: YAML 1.1, which PyYAML implements, wants ``1.0e-3``, so ``lr: 1e-3`` would be
+    the string "1e-3" (YAML 1.2 and every other tool read it as a float)."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """``text`` read as YAML with :class:`YamlLoader`."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506  (a SafeLoader)
+
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
@@ -129,6 +149,8 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be a number, got {value!r}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be an integer in [0, 2**63), got {self.seed}")
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
         if not 0 <= self.momentum < 1:
@@ -209,12 +231,12 @@ def save_config(config: RunConfig, path: str | Path) -> None:
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Read a YAML config (``yaml.safe_load``; no objects are constructed from tags)."""
+    """Read a YAML config (:func:`yaml_load`: safe, no objects are constructed from tags)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     except UnicodeDecodeError:

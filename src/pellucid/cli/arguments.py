@@ -8,8 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pellucid.config import yaml_load
 from pellucid.errors import ConfigError
 
 __all__ = [
@@ -46,7 +45,7 @@ def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
                 raise ConfigError(f"{flag} {key}= needs a path")
             out[key] = os.path.abspath(Path(value).expanduser())  # keeps symlinks
         else:
-            out[key] = yaml.safe_load(value)
+            out[key] = yaml_load(value)
     return out
 
 

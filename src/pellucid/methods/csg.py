@@ -14,6 +14,7 @@ Objective (csg.md, "Objective"):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -110,6 +111,18 @@ class CSG(Method):
             raise ConfigError(f"csg: density must lie in (0, 1], got {density}")
         if not pattern or set(pattern) - {"S", "G"}:
             raise ConfigError(f"csg: pattern must be made of 'S' and 'G', got {pattern!r}")
+        for key, value, low in (
+            ("lambda_csg", lambda_csg, 0.0),
+            ("lambda_sparse", lambda_sparse, 0.0),
+            ("gate_lr", gate_lr, 0.0),
+        ):
+            bad = isinstance(value, bool) or not isinstance(value, (int, float))
+            if bad or not low <= value < math.inf or (key == "gate_lr" and value == 0):
+                what = "> 0" if key == "gate_lr" else ">= 0"
+                raise ConfigError(f"csg: {key} must be a finite number {what}, got {value!r}")
+        warmup = warmup_epochs
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ConfigError(f"csg: warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
         self.layer = layer or default_layer(model)
         k = layer_channels(get_layer(model, self.layer), self.layer)
         self.gates = nn.Parameter(torch.full((num_classes, k), 0.5))  # (C, K)

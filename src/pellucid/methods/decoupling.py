@@ -25,6 +25,7 @@ run metrics in :mod:`pellucid.methods.decoupling_eval`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,8 +73,8 @@ __all__ = [
 
 
 def _check(name: str, value: float, low: float = 0.0) -> float:
-    if not value >= low:  # also rejects NaN
-        raise ConfigError(f"decoupling: {name} must be >= {low}, got {value}")
+    if not low <= value < math.inf:  # also rejects NaN
+        raise ConfigError(f"decoupling: {name} must be a finite number >= {low}, got {value}")
     return float(value)
 
 

@@ -86,6 +86,8 @@ categories, target templates, loss) in :mod:`pellucid.methods.icnn_step`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -184,8 +186,8 @@ class ICNN(ICNNStep, Method):
     ) -> None:
         super().__init__(model, num_classes)
         self.lambda_ = _loss_weight(lambda_, loss_weight)
-        _check(beta > 0, f"beta must be > 0, got {beta}")
-        _check(tau is None or tau > 0, f"tau must be > 0, got {tau}")
+        _check(0 < beta < math.inf, f"beta must be a finite number > 0, got {beta}")
+        _check(tau is None or 0 < tau < math.inf, f"tau must be a finite number > 0, got {tau}")
         for label, value in (("z_momentum", z_momentum), ("category_momentum", category_momentum)):
             _check(0 <= value < 1, f"{label} must lie in [0, 1), got {value}")
         if target_class is None and num_classes == 2:
@@ -238,6 +240,8 @@ def _loss_weight(lambda_: float | None, loss_weight: float | None) -> float:
         raise ConfigError(f"icnn: lambda_={lambda_} and loss_weight={loss_weight} disagree")
     value = lambda_ if lambda_ is not None else loss_weight
     value = DEFAULT_LAMBDA if value is None else value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"icnn: lambda_ (loss_weight) must be a number >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ConfigError(
+            f"icnn: lambda_ (loss_weight) must be a finite number >= 0, got {value!r}"
+        )
     return float(value)

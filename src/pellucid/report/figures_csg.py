@@ -127,14 +127,15 @@ def run_figures(runs: Sequence[str | Path], out: Path, n_images: int = 4) -> lis
     written, matrices, class_names = [], {}, []
     for run in runs:
         method, cfg = load_method(run)
-        data = load_run_split(cfg, "test", f"run {str(run)!r}")
+        # drawn from the data, labelled with the run's own class names (the count checked)
+        data = load_run_split(cfg, "test", f"run {str(run)!r}", names=False)
         layer = method.analysis_layer()
         model = method.inference_model()
         acts, labels = pooled_activations(model, layer, data)
         m = mi_matrix(acts, labels, data.info.num_classes)
         label = f"{Path(run).name} ({cfg.method.name})"
         matrices[label] = m
-        names = data.info.class_names
+        names = tuple((cfg.info or {}).get("class_names") or data.info.class_names)
         class_names.append(tuple(names))
         if hasattr(method, "gates"):
             written.append(

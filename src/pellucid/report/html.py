@@ -42,6 +42,7 @@ from pellucid.report.html_runs import (  # noqa: F401  (re-exported)
     read_run,
     sanity_sections,
     summary_table,
+    unique_names,
 )
 
 
@@ -70,6 +71,8 @@ def build_report(
     if not runs:
         raise DataError("pellucid report needs at least one run directory")
     records = [read_run(r) for r in runs]
+    for record, name in zip(records, unique_names([r.path for r in records]), strict=True):
+        record.name = name  # runs sharing a directory name told apart by their paths
     sections: dict[str, Any] = {"summary": summary_table(records)}
     curves = training_curves(records)
     if curves:
@@ -313,7 +316,8 @@ image: the maps of one of the two models are constant there (all zero, for insta
 <h2>Configs</h2>
 {% for r in runs %}
 <h3>{{ r.name }}</h3>
-<p>Reproduce: <code>pellucid train --config {{ r.path }}/config.yaml --out {{ r.path }}</code>
+<p>Reproduce (retrains into a new directory, <code>{{ r.again }}</code>):
+<code>{{ r.reproduce }}</code>
 {% if r.class_names %}<br>Classes: {{ r.class_names|join(', ') }}{% endif %}</p>
 <pre>{{ r.config_text }}</pre>
 {% endfor %}

@@ -9,7 +9,10 @@ inlined as ``data:`` URIs (:func:`png_uri`).
 from __future__ import annotations
 
 import base64
+import json
 import math
+import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,24 @@ class RunRecord:
         """The dataset's class names in the config's ``info`` (empty when not recorded)."""
         return [str(c) for c in (self.config.get("info") or {}).get("class_names") or []]
 
+    @property
+    def again(self) -> str:
+        """A new directory to retrain the run into: ``RUN-again`` (``RUN-again2``, ... when
+        that exists; ``pellucid train`` refuses a directory holding a finished run)."""
+        base = self.path if self.path.name else self.path.resolve()
+        for i in range(1, 1000):
+            candidate = Path(f"{base}-again{i if i > 1 else ''}")
+            if not candidate.exists():
+                break
+        return str(candidate)
+
+    @property
+    def reproduce(self) -> str:
+        """The shell command that retrains the run from its config into :attr:`again`
+        (every path shell-quoted)."""
+        config = shlex.quote(str(self.path / "config.yaml"))
+        return f"pellucid train --config {config} --out {shlex.quote(self.again)}"
+
 
 def read_run(path: str | Path) -> RunRecord:
     """Read a finished run directory (config.yaml and metrics.json are required)."""
@@ -75,16 +96,96 @@ def read_run(path: str | Path) -> RunRecord:
         raise DataError(
             f"run {str(path)!r}: metrics.json holds a {type(metrics).__name__}, not an object"
         )
-    history = read_json(path / "history.json") if (path / "history.json").is_file() else []
-    exp_file = path / EXPLANATIONS_DIR / "compare.json"
-    explanations = read_json(exp_file) if exp_file.is_file() else None
-    saved = {f: read_json(path / f) if (path / f).is_file() else None
-             for f in (ADVERSARIAL_FILE, *LOCALISATION_FILES.values(), SANITY_FILE)}  # fmt: skip
+    history = _read_saved(path / "history.json", _check_history)
+    explanations = _read_saved(path / EXPLANATIONS_DIR / "compare.json", _check_explanations)
+    adversarial = _read_saved(path / ADVERSARIAL_FILE, _check_adversarial)
+    saved = {f: _read_saved(path / f, _check_localisation) for f in LOCALISATION_FILES.values()}
+    sanity = _read_saved(path / SANITY_FILE, _check_object)
     localisation = [{"protocol": p, **saved[f]} for p, f in LOCALISATION_FILES.items()
                     if saved[f]]  # fmt: skip
-    return RunRecord(path.name, path, config, text, metrics, history,
-                     explanations, saved[ADVERSARIAL_FILE], localisation,
-                     saved[SANITY_FILE])  # fmt: skip
+    return RunRecord(path.name, path, config, text, metrics, history or [],
+                     explanations, adversarial, localisation, sanity)  # fmt: skip
+
+
+def unique_names(paths: list[Path]) -> list[str]:
+    """A label per run directory: its name, or where names collide the shortest path suffix
+    that tells the colliding runs apart (``runs/std`` and ``other/std``; the whole path
+    when no suffix does)."""
+    parts = [Path(p).parts or (str(p),) for p in paths]
+    names = []
+    for i, own in enumerate(parts):
+        others = [q for j, q in enumerate(parts) if j != i and q[-1:] == own[-1:]]
+        label = str(Path(*own))
+        for k in range(1, len(own) + 1):
+            if all(q[-k:] != own[-k:] for q in others):
+                label = str(Path(*own[-k:]))
+                break
+        names.append(label)
+    return names
+
+
+def _read_saved(file: Path, check: Callable[[Any], str | None]) -> Any:
+    """A saved result file's JSON, or None when there is none; a :class:`DataError` naming
+    the file when ``check`` finds something wrong with it (``check`` returns the problem)."""
+    if not file.is_file():
+        return None
+    data = read_json(file)
+    problem = check(data)
+    if problem:
+        raise DataError(f"{file} is not a pellucid result this report can read: {problem}")
+    return data
+
+
+def _kind(v: Any) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _check_object(data: Any) -> str | None:
+    return None if isinstance(data, dict) else f"holds a {_kind(data)}, not an object"
+
+
+def _check_history(data: Any) -> str | None:
+    if not isinstance(data, list):
+        return f"holds a {_kind(data)}, not a list of epochs"
+    if not all(isinstance(h, dict) and "epoch" in h for h in data):
+        return "every entry must be an object with an 'epoch'"
+    return None
+
+
+def _check_explanations(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return _check_object(data)
+    rows = data.get("rows")
+    if not isinstance(rows, dict):
+        return f"'rows' is a {_kind(rows)}, not an object of explainers"
+    for name, row in rows.items():
+        if not isinstance(row, dict):
+            return f"row {name!r} is a {_kind(row)}, not an object of scores"
+    return None
+
+
+def _check_adversarial(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return _check_object(data)
+    attacks = data.get("attacks", [])
+    if not isinstance(attacks, list):
+        return f"'attacks' is a {_kind(attacks)}, not a list"
+    for i, attack in enumerate(attacks):
+        if not isinstance(attack, dict):
+            return f"attack {i} is a {_kind(attack)}, not an object"
+        auc = attack.get("auc", {})
+        if not isinstance(auc, dict) or not all(isinstance(v, dict) for v in auc.values()):
+            return f"attack {i}: 'auc' must map each feature kind to an object of scores"
+    return None
+
+
+def _check_localisation(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return _check_object(data)
+    options = data.get("options", {})
+    if not isinstance(options, dict):
+        return f"'options' is a {_kind(options)}, not an object"
+    return None
 
 
 def png_uri(data: bytes) -> str:
@@ -158,15 +259,16 @@ def explanation_sections(runs: list[RunRecord]) -> list[dict[str, Any]]:
         arrows["sanity_rank_correlation"] = "↓"
         best: dict[str, float] = {}
         for k in keys:
-            vals = [v[k] for v in e["rows"].values() if isinstance(v.get(k), (int, float))]
-            if vals:
+            vals = [x for v in e["rows"].values() if (x := _num(v.get(k))) is not None]
+            if len(vals) > 1:  # one value is no comparison
                 best[k] = max(vals) if arrows[k] == "↑" else min(vals)
         rows = [
             {
                 "name": name,
                 "cells": [
-                    {"text": _fmt(_num(row.get(k))), "best": _num(row.get(k)) == best.get(k)}
+                    {"text": _fmt(v), "best": v is not None and v == best.get(k)}
                     for k in keys
+                    for v in [_num(row.get(k))]
                 ],
             }
             for name, row in e["rows"].items()
@@ -272,28 +374,34 @@ def _localisation_setting(s: dict[str, Any]) -> str:
 
 def localisation_table(runs: list[RunRecord]) -> dict[str, Any] | None:
     """One row per run and saved ``localise`` protocol (all scores: higher is better; the
-    best marked among rows of the same setting -- protocol, explainer, assignment, q and
-    threshold -- i.e. comparable rows)."""
+    best marked among rows of the same setting -- dataset (name and options), protocol,
+    explainer, assignment, q, threshold, target, n and m -- i.e. comparable rows, when at
+    least two of them have the score)."""
     saved = [(r, s) for r in runs for s in r.localisation]
     if not saved:
         return None
     keys = [k for k, _ in LOCALISATION_SCORES]
 
-    def setting(s: dict[str, Any]) -> tuple:
-        keys = ("protocol", "explainer", "assign", "q", "threshold")
-        return (*(s.get(k) for k in keys), s.get("options", {}).get("per_class"))
+    def setting(r: RunRecord, s: dict[str, Any]) -> str:
+        keys = ("protocol", "explainer", "assign", "q", "threshold", "target", "n")
+        options = s.get("options", {})
+        data = r.config.get("data") or {}
+        dataset = s.get("dataset", (data.get("name"), data.get("options")))
+        key = (dataset, *(s.get(k) for k in keys), options.get("per_class"), options.get("m"))
+        return json.dumps(key, sort_keys=True, default=str)
 
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for _, s in saved:
-        groups.setdefault(setting(s), []).append(s)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r, s in saved:
+        groups.setdefault(setting(r, s), []).append(s)
     rows = []
     for r, s in saved:
-        peers = groups[setting(s)]
+        peers = groups[setting(r, s)]
         cells = []
         for k in keys:
             v = _num(s.get(k))
-            best = max((x for p in peers if (x := _num(p.get(k))) is not None), default=None)
-            cells.append({"text": _fmt(v), "best": v is not None and len(peers) > 1 and v == best})
+            present = [x for p in peers if (x := _num(p.get(k))) is not None]
+            best = max(present) if len(present) > 1 else None  # one value is no comparison
+            cells.append({"text": _fmt(v), "best": v is not None and v == best})
         rows.append({"run": r.name, "setting": _localisation_setting(s), "cells": cells})
     return {"columns": [label for _, label in LOCALISATION_SCORES], "rows": rows}
 
@@ -312,8 +420,8 @@ def _sanity_tables(s: dict[str, Any]) -> list[dict[str, Any]]:
         values = {name: [_num(get(row)) for _, get in cols] for name, row in s["rows"].items()}
         if all(v is None for vals in values.values() for v in vals):
             continue  # a result written before this measure existed
-        best = [min((v[i] for v in values.values() if v[i] is not None), default=None)
-                for i in range(len(cols))]  # fmt: skip
+        present = [[v[i] for v in values.values() if v[i] is not None] for i in range(len(cols))]
+        best = [min(p) if len(p) > 1 else None for p in present]  # one value: no comparison
         rows = [
             {
                 "name": name,

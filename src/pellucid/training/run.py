@@ -144,7 +144,9 @@ def check_out(config: RunConfig, out: str | Path, resume: bool = False) -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PellucidError(f"--out {out} is a file, not a run directory")
-    if (out / "metrics.json").exists() and not resume:
+    if (out / "metrics.json").exists():
+        if resume:
+            raise PellucidError(f"--resume: {out} holds a finished run; nothing to continue")
         raise PellucidError(f"{out} already holds a finished run; choose another --out")
     checkpoint = (out / CKPT / "state.pt").is_file()
     if resume:
@@ -349,6 +351,11 @@ def load_method(run: str | Path, device: str | torch.device = "cpu") -> tuple[Me
     if (run / "method.safetensors").is_file():
         extra = load_tensors(run / "method.safetensors")
         method.load_method_state(check_finite(extra, f"run {run}: method.safetensors"))
+    elif method.method_state():  # e.g. CSG's gates: the defaults would pass for the trained ones
+        raise PellucidError(
+            f"run {run} has no method.safetensors, which its {config.method.name} method keeps "
+            f"its own state in ({', '.join(sorted(method.method_state()))})"
+        )
     state = check_finite(load_tensors(run / "model.safetensors"), f"run {run}: model.safetensors")
     try:
         method.inference_model().load_state_dict(state)
@@ -417,12 +424,16 @@ def check_run_classes(
     )
 
 
-def load_run_split(config: RunConfig, split: str, run: str, verb: str = "was trained on") -> Any:
+def load_run_split(
+    config: RunConfig, split: str, run: str, verb: str = "was trained on", names: bool = True
+) -> Any:
     """``split`` of a run's dataset, checked against ``config.info`` by
-    :func:`check_run_classes` (``run`` and ``verb`` in its message)."""
+    :func:`check_run_classes` (``run`` and ``verb`` in its message; ``names=False`` checks
+    the class count only)."""
     name = config.data.name
     data = load_dataset(name, split, seed=config.data_seed, **config.data.options)
-    check_run_classes(config.info, data.info, f"the {split} split of {name!r}", run, verb=verb)
+    where = f"the {split} split of {name!r}"
+    check_run_classes(config.info, data.info, where, run, names=names, verb=verb)
     return data
 
 
