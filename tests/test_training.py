@@ -304,3 +304,31 @@ def test_a_device_this_machine_lacks_is_named_with_its_index(monkeypatch):
     with pytest.raises(ConfigError, match=r"'cuda:3' requested but this machine has 2 CUDA "
                        r"devices \(cuda:0 to cuda:1\)"):  # fmt: skip
         resolve_device("cuda:3")
+
+
+def test_a_resumed_decoupling_run_equals_the_uninterrupted_one(tiny_config, tmp_path, monkeypatch):
+    """Decoupling's gate noise draws from the global generator: the checkpoint keeps its
+    state, so the resumed run continues the same stream (was: another stream, other weights)."""
+    import pellucid.training.loop as loop
+    from pellucid.config import MethodConfig
+
+    cfg = tiny_config.replace(method=MethodConfig(name="decoupling"))
+    cfg = cfg.replace(train=dataclasses.replace(cfg.train, epochs=2))
+    train_run(cfg, tmp_path / "full", progress=False)
+    real, calls = loop._train_epoch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # Ctrl-C in the second epoch, after the first checkpoint
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, tmp_path / "part", progress=False)
+    monkeypatch.setattr(loop, "_train_epoch", real)
+    torch.manual_seed(1234)  # another process would start from another state
+    train_run(cfg, tmp_path / "part", resume=True, progress=False)
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from pellucid.errors import PellucidError
 from pellucid.io import load_state, load_tensors, save_state, save_tensors
 from pellucid.methods.base import Method
@@ -34,6 +36,10 @@ def save_checkpoint(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "history": history,
+            # the global generators: a method's own randomness (decoupling's gate noise)
+            # draws from them, so a resumed run continues their streams where they were
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
         },
     )
 
@@ -54,4 +60,9 @@ def load_checkpoint(
         scheduler.load_state_dict(state["scheduler"])
     except (RuntimeError, KeyError, ValueError) as err:
         raise PellucidError(f"checkpoint in {d} does not match this run's config: {err}") from None
+    if "rng" in state:  # checkpoints written before 2026-12-08 have none
+        torch.set_rng_state(state["rng"])
+        cuda = state.get("cuda_rng") or []
+        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
     return int(state["epoch"]), list(state["history"])
