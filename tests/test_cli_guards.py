@@ -137,3 +137,17 @@ def test_a_finished_run_is_not_resumed_and_a_run_without_its_method_state_not_lo
     assert (copy / "metrics.json").read_text() == before
     assert main([*TINY_TRAIN_ARGS, "--seed", "-1", "--out", str(tmp_path / "s")]) == 1
     assert "seed must be an integer in [0, 2**63)" in capsys.readouterr().err
+
+
+def test_nproc_checks_the_method_and_init_once_before_starting_processes(tmp_path, capsys):
+    from conftest import TINY_TRAIN_ARGS
+
+    argv = [*TINY_TRAIN_ARGS, "--nproc", "2", "--batch-size", "32"]
+    for extra, message in (
+        (["--method", "csg", "--method-option", "layer=nope"], "has no layer 'nope'"),
+        (["--init", str(tmp_path / "nowhere")], "does not exist"),
+    ):
+        assert main([*argv, *extra, "--out", str(tmp_path / "r")]) == 1
+        err = capsys.readouterr().err
+        assert err.count(message) == 1 and "torchrun" not in err, err
+        assert not (tmp_path / "r").exists()

@@ -156,7 +156,7 @@ def _launch_torchrun(args: argparse.Namespace, config: Any) -> None:
 
     from pellucid.errors import ConfigError, PellucidError
     from pellucid.training.distributed import requested_world_size
-    from pellucid.training.run import check_out
+    from pellucid.training.run import check_out, check_run_config
 
     k = args.nproc
     if k < 1:
@@ -169,6 +169,7 @@ def _launch_torchrun(args: argparse.Namespace, config: Any) -> None:
             f"and must be divisible by {k}"
         )
     check_out(config, args.out, args.resume)  # once here, not in K processes
+    check_run_config(config)  # method options, layer, --init, device: once, not K times
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // k)))
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]

@@ -129,6 +129,28 @@ def _remove_unstarted(out: Path, created: bool) -> None:
         out.rmdir()
 
 
+def check_run_config(config: RunConfig) -> None:
+    """Everything :func:`train_run` checks before it trains, without training or writing:
+    the names, the training split, the method with its options and layer, ``init`` (its
+    weights must fit) and the device. ``pellucid train --nproc K`` calls it once before it
+    starts K processes, so that a bad flag fails once rather than in every process.
+
+    Raises
+    ------
+    PellucidError
+        What :func:`train_run` would raise for the same config.
+    """
+    _check_names(config)
+    opts = config.data.options
+    train_set = load_dataset(config.data.name, "train", seed=config.data_seed, **opts)
+    config = config.replace(info=_info_dict(train_set))
+    method = build_from_config(config)
+    if config.init:
+        init_model, _ = load_run(config.init)
+        load_init_weights(method, init_model.state_dict(), config.init)
+    resolve_device(config.train.device)
+
+
 def check_out(config: RunConfig, out: str | Path, resume: bool = False) -> None:
     """Refuse an ``out`` that training would damage, before anything is written: a finished
     run; an unfinished one (its checkpoint and config.yaml) unless ``resume``; and with
